@@ -146,7 +146,7 @@ def _cut_points(text: str) -> list[tuple[int, str]]:
 def _close_truncated(text: str) -> tuple[dict[str, Any] | None, str]:
     cuts = _cut_points(text)
     if not cuts:
-        return None, "no complete value before the output stops"
+        return None, "output is truncated before any complete value"
     for position, closing in reversed(cuts[-_MAX_TRUNCATION_ATTEMPTS:]):
         candidate = _remove_trailing_commas(text[:position].rstrip().rstrip(",") + closing)
         try:
