@@ -22,7 +22,6 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -223,8 +222,12 @@ def flow_tree(flow: Any, *, with_inputs: bool = True) -> Node:
 
 def tree_size(tree: Node) -> int:
     """|T|: node lines of the printed tree whose first field is not a free label."""
+    return _count_node_lines(tree.render())
+
+
+def _count_node_lines(rendered: str) -> int:
     count = 0
-    for line in tree.render().split("\n"):
+    for line in rendered.split("\n"):
         if line and _NODE_LINE_RE.match(line) and line.split(":")[1] not in FREE_LABELS:
             count += 1
     return count
@@ -311,8 +314,14 @@ def prepare_tree(tree: Node) -> PreparedTree:
         ids=np.asarray([_label_id(label) for label in labels], dtype=np.int64),
         heavy=np.asarray([_is_heavy(label) for label in labels], dtype=np.bool_),
         cost=np.asarray([node_cost(label) for label in labels], dtype=np.float64),
-        size=tree_size(tree),
+        size=_size_from_labels(labels) if not any("\n" in label for label in labels) else tree_size(tree),
     )
+
+
+def _size_from_labels(labels: list[str]) -> int:
+    # Without newlines each node is one printed line "<n>:<label>", counted unless the label's
+    # first ':'-separated field is a free label.
+    return sum(1 for label in labels if label.split(":", 1)[0] not in FREE_LABELS)
 
 
 @njit(cache=True, nogil=True)
@@ -377,15 +386,18 @@ def _cache_key(flow_or_text: Any) -> str | None:
     if isinstance(flow_or_text, str):
         return "t" + flow_or_text
     try:
-        return "j" + json.dumps(flow_or_text, sort_keys=False, ensure_ascii=False, allow_nan=True)
+        return "j" + json.dumps(flow_or_text, ensure_ascii=False)
     except (TypeError, ValueError):
         return None
 
 
-@lru_cache(maxsize=200_000)
-def _prepared_from_key(key: str, with_inputs: bool) -> PreparedTree | TreeError:
-    flow = load_flow_text(key[1:]) if key[0] == "t" else json.loads(key[1:])
-    return _prepare_or_error(flow, with_inputs)
+_TREE_CACHE: dict[tuple[str, bool], PreparedTree | TreeError] = {}
+_TREE_CACHE_LIMIT = 200_000
+
+
+def clear_tree_cache() -> None:
+    """Forget every cached tree (benchmarks use it to measure tree construction too)."""
+    _TREE_CACHE.clear()
 
 
 def _prepare_or_error(flow: Any, with_inputs: bool) -> PreparedTree | TreeError:
@@ -398,9 +410,16 @@ def _prepare_or_error(flow: Any, with_inputs: bool) -> PreparedTree | TreeError:
 def prepared(flow_or_text: Any, *, with_inputs: bool = True) -> PreparedTree | TreeError:
     """The cached prepared tree of a flow (dict or raw text), or the error that prevents one."""
     key = _cache_key(flow_or_text)
-    if key is None:
-        return _prepare_or_error(_as_flow(flow_or_text), with_inputs)
-    return _prepared_from_key(key, with_inputs)
+    if key is not None:
+        found = _TREE_CACHE.get((key, with_inputs))
+        if found is not None:
+            return found
+    result = _prepare_or_error(_as_flow(flow_or_text), with_inputs)
+    if key is not None:
+        if len(_TREE_CACHE) >= _TREE_CACHE_LIMIT:
+            _TREE_CACHE.clear()
+        _TREE_CACHE[(key, with_inputs)] = result
+    return result
 
 
 def _similarity(t1: PreparedTree, t2: PreparedTree) -> float:
