@@ -1,0 +1,39 @@
+# wfbook: one entry point. `make study` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= default
+RUN ?= $(PROFILE)
+
+.PHONY: env study smoke test test-all book bench clean
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+env: $(STAMP)  ## create or update the virtual environment
+
+study: env  ## run the whole study (PROFILE=default) and build the book
+	$(PY) -m wfutils.pipeline --profile $(PROFILE) --run $(RUN)
+	$(PY) -m wfutils.book --run results/$(RUN)
+
+smoke: env  ## the smoke profile end to end (minutes)
+	$(MAKE) study PROFILE=smoke
+
+test: env  ## the test suite (fast; slow end-to-end checks are `make test-all`)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: env
+	$(PY) -m pytest -q
+
+bench: env  ## speed benchmarks, printing ratios against baselines measured in the same run
+	$(PY) benchmarks/flowsim_bench.py
+
+clean:
+	rm -rf _build
