@@ -217,3 +217,62 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
         save_dataset(dd, run_dir, name, skipped=getattr(dd, "skipped", []), seconds=time.perf_counter() - t0,
                      params={"root": str(getattr(dd, "root", ""))})
     return built
+
+
+# ----------------------------------------------------------------------------- exploration helpers
+
+
+def flow_depth(flow: dict[str, Any]) -> int:
+    """Deepest nesting level of a flow's components (0 = no component, 1 = all top level)."""
+    by_order = {c.get("order"): c for c in flow.get("components") or []}
+    depth = 0
+    for c in by_order.values():
+        d, seen, cur = 1, set(), c
+        while "block" in cur and cur["block"] in by_order and cur["block"] not in seen:
+            seen.add(cur["block"])
+            cur = by_order[cur["block"]]
+            d += 1
+        depth = max(depth, d)
+    return depth
+
+
+def flow_stats(data: dict[str, DatasetDict]) -> "pandas.DataFrame":  # noqa: F821
+    """One row per example: dataset, split, id, component count, depth, trigger, request length, definitions, features."""
+    import pandas as pd
+
+    from wfutils.schema import trigger_kind
+
+    rows = []
+    for name, dd in data.items():
+        for split, ds in dd.items():
+            for row in ds:
+                flow = json.loads(row["flow"])
+                comps = flow.get("components") or []
+                ttype = (flow.get("trigger") or {}).get("type")
+                rows.append({"dataset": name, "split": split, "id": row["id"], "n_components": len(comps),
+                             "depth": flow_depth(flow), "trigger_type": ttype, "trigger_kind": trigger_kind(ttype or ""),
+                             "request_words": len(row["request"].split()), "flow_chars": len(row["flow"]),
+                             "definitions": [c.get("definition") for c in comps], "features": list(row["features"])})
+    return pd.DataFrame(rows)
+
+
+def render_flow(flow: dict[str, Any] | str) -> str:
+    """An indented, human-readable outline of a flow (trigger, then components by nesting)."""
+    if isinstance(flow, str):
+        flow = json.loads(flow)
+    trig = flow.get("trigger") or {}
+    fmt = lambda items: ", ".join(f"{i['name']}={i['value']}" for i in items or [])  # noqa: E731
+    lines = [f"TRIGGER {trig.get('type')}({fmt(trig.get('inputs'))})"]
+    comps = flow.get("components") or []
+    children: dict[Any, list[dict[str, Any]]] = {}
+    for c in comps:
+        children.setdefault(c.get("block"), []).append(c)
+
+    def walk(parent: Any, indent: int) -> None:
+        for c in children.get(parent, []):
+            scope = f" [{c['scope']}]" if c.get("scope") not in (None, "global") else ""
+            lines.append(f"{'    ' * indent}{c['order']}. {c['definition']}{scope}({fmt(c.get('inputs'))})")
+            walk(c["order"], indent + 1)
+
+    walk(None, 1)
+    return "\n".join(lines)

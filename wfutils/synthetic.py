@@ -879,7 +879,7 @@ def render_request(ctx: Ctx, trig: str, clauses: list[str]) -> str:
     body = clauses[0]
     for c in clauses[1:]:
         conn = ctx.choice(CONNECTORS)
-        body += conn + (c[:1].upper() + c[1:] if conn.startswith(".") else c)
+        body += conn + c
     if ctx.chance(0.3) and not trig.startswith(("For ", "If ", "Once")) and len(clauses) == 1:
         text = f"{body[:1].upper()}{body[1:]} {trig[:1].lower()}{trig[1:]}."
     else:
