@@ -1,0 +1,502 @@
+"""A cached, retrying, concurrent chat client for any OpenAI-compatible endpoint.
+
+>>> client = LLMClient(model="gpt-4o", cache_dir="results/dev/llm/cache")   # doctest: +SKIP
+>>> result = client.chat([{"role": "user", "content": "..."}], max_tokens=512)
+>>> result.text, result.prompt_tokens, result.latency_s, result.cost_usd
+
+* Endpoint: ``base_url`` argument, else ``$OPENAI_BASE_URL``, else OpenAI's API. The key
+  comes from ``$OPENAI_API_KEY`` (or ``api_key=``); it is never logged, never part of a cache
+  key or record, and masked in every error message and repr. A remote endpoint without a
+  key fails at construction with a clear message; a local one (127.0.0.1 / localhost)
+  needs none.
+* Cache: one JSON file per response under ``cache_dir`` (default
+  ``results/<run>/llm/cache``), named by the SHA-256 of (endpoint id, model, messages,
+  parameters) and written atomically, so a rerun, or a run resumed after a kill, repeats no
+  finished call. Failed calls are not cached.
+* Retries: rate limits (429), timeouts, connection errors and 5xx are retried with
+  exponential backoff and jitter (``Retry-After`` honoured); other errors are classified
+  (authentication, unknown model, context overflow, bad request) and returned, not raised,
+  so one failing system never stops the others. Fatal errors (no key, wrong key, unknown
+  model, unreachable server) stop the client's later calls at once instead of retrying
+  each one.
+* JSON mode: ``json_mode="schema"`` sends ``response_format`` with a JSON Schema,
+  ``"object"`` sends ``{"type": "json_object"}``; an endpoint that rejects it is retried
+  with the next weaker mode (schema -> object -> none) and remembered.
+* Cost: from the editable price table ``wfutils/pricing.json`` (USD per 1M tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+from urllib.parse import urlparse
+
+__all__ = [
+    "ChatResult",
+    "LLMClient",
+    "LLMConfigError",
+    "ResponseCache",
+    "cost_usd",
+    "is_local_url",
+    "load_prices",
+    "redact",
+]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+JSON_MODES = ("none", "object", "schema")
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+_CACHE_VERSION = 1
+
+Message = dict[str, Any]
+
+
+class LLMConfigError(ValueError):
+    """The endpoint cannot be used as configured (missing key, bad URL, bad parameter)."""
+
+
+def is_local_url(base_url: str) -> bool:
+    """True when ``base_url`` points at this machine (no API key needed, zero cost)."""
+    host = urlparse(base_url).hostname or ""
+    return host in _LOCAL_HOSTS
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Replace every occurrence of ``secret`` (and common key shapes) in ``text`` with ``***``."""
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return re.sub(r"\b(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,})", "***", text)
+
+
+# --------------------------------------------------------------------------- prices
+@lru_cache(maxsize=8)
+def load_prices(path: str | None = None) -> dict[str, dict[str, float]]:
+    """Read the price table (USD per 1M input / output tokens) from ``path`` or the packaged file."""
+    if path is None:
+        text = resources.files("wfutils").joinpath("pricing.json").read_text(encoding="utf-8")
+        where = "wfutils/pricing.json"
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+        where = str(path)
+    try:
+        models = json.loads(text)["models"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"price table {where} must be JSON with a 'models' object: {exc}") from None
+    table: dict[str, dict[str, float]] = {}
+    for name, entry in models.items():
+        try:
+            table[name] = {"input": float(entry["input"]), "output": float(entry["output"])}
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"price table {where}: model {name!r} needs numeric 'input' and 'output'") from None
+    return table
+
+
+def cost_usd(model: str, prompt_tokens: int, completion_tokens: int, *, local: bool = False,
+             prices: str | None = None) -> float | None:
+    """Cost of one call; 0 for local endpoints, None when the model is not in the price table.
+
+    A model matches its exact entry, else the longest entry it starts with (dated model
+    names such as ``gpt-4o-2024-08-06`` price as ``gpt-4o``; ``gpt-4o-mini`` as itself).
+    """
+    if local:
+        return 0.0
+    table = load_prices(prices)
+    name = model.lower().split("/")[-1]
+    entry = table.get(name)
+    if entry is None:
+        matches = [k for k in table if name.startswith(k)]
+        entry = table[max(matches, key=len)] if matches else None
+    if entry is None:
+        return None
+    return (prompt_tokens * entry["input"] + completion_tokens * entry["output"]) / 1e6
+
+
+# --------------------------------------------------------------------------- cache
+class ResponseCache:
+    """One JSON file per response, named by its key's SHA-256; atomic writes; safe across threads."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(endpoint_id: str, model: str, messages: Sequence[Message], params: dict[str, Any]) -> str:
+        payload = {"v": _CACHE_VERSION, "endpoint": endpoint_id, "model": model,
+                   "messages": list(messages), "params": params}
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.path(key)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError):  # a damaged entry is a miss; it gets rewritten
+            return None
+        return data if isinstance(data, dict) and data.get("key") == key else None
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({**record, "key": key}, handle, ensure_ascii=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def count(self) -> int:
+        """Number of cached responses."""
+        return sum(1 for _ in self.root.glob("*/*.json"))
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class ChatResult:
+    """One chat completion (or the error that prevented it)."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0  # of the network call that produced the text (kept on cache hits)
+    cost_usd: float | None = 0.0
+    cached: bool = False
+    json_mode: str = "none"  # the mode that produced the text after any fallback
+    attempts: int = 0  # network attempts made by this call (0 on a cache hit)
+    error: str | None = None  # clear message; the key is never in it
+    error_kind: str | None = None  # auth / unknown_model / context_overflow / unreachable / bad_request / ...
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Stats:
+    calls: int = 0  # chat() calls
+    network_calls: int = 0  # HTTP attempts made (including retries)
+    cache_hits: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+_RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}
+_CONTEXT_PATTERNS = ("context length", "context_length", "maximum context", "too many tokens", "too long",
+                     "reduce the length", "prompt is too long", "exceeds the model", "context window")
+_MODEL_PATTERNS = ("model_not_found", "does not exist", "unknown model", "no such model", "pinned to",
+                   "model not found", "invalid model")
+_FORMAT_PATTERNS = ("response_format", "json_schema", "json_object", "json mode", "structured output")
+
+
+class LLMClient:
+    """Chat completions against one OpenAI-compatible endpoint and model, with cache and retries.
+
+    Parameters:
+        model: the model id the endpoint answers to.
+        base_url: endpoint (default ``$OPENAI_BASE_URL`` or OpenAI's API).
+        api_key: default ``$OPENAI_API_KEY``; required for remote endpoints.
+        cache_dir: response cache directory (None disables caching).
+        cache_id: endpoint identity used in cache keys (default: ``base_url``); a local
+            server passes a port-independent id (``LocalServer.cache_id``) so reruns hit.
+        max_retries: retries after the first attempt for retryable failures.
+        backoff_s / max_backoff_s: exponential backoff base and cap (seconds).
+        timeout_s: per-request timeout.
+        price_name: name to look up in the price table (default ``model``).
+        context_window / count_tokens: when both are given, a prompt whose token count plus
+            ``max_tokens`` exceeds the window is refused before any call (``context_overflow``);
+            endpoints that do not check it themselves (``transformers serve``) need this.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_id: str | None = None,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        timeout_s: float = 600.0,
+        price_name: str | None = None,
+        prices: str | None = None,
+        context_window: int | None = None,
+        count_tokens: Callable[[Sequence[Message]], int] | None = None,
+    ) -> None:
+        import openai
+
+        base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        parsed = urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise LLMConfigError(f"endpoint URL {base_url!r} is not an http(s) URL (set OPENAI_BASE_URL or base_url=)")
+        if not model:
+            raise LLMConfigError("no model given")
+        self.base_url = base_url
+        self.model = model
+        self.local = is_local_url(base_url)
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if not self.local:
+                raise LLMConfigError(
+                    f"OPENAI_API_KEY is not set: the remote endpoint {base_url} needs an API key "
+                    f"(export OPENAI_API_KEY=..., or point OPENAI_BASE_URL at a local server)"
+                )
+            key = "no-key-needed-for-local-server"
+        self._key = key
+        self.cache_id = cache_id or base_url
+        self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
+        self.max_retries = int(max_retries)
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self.price_name = price_name or model
+        self.prices = prices
+        self.context_window = context_window
+        self.count_tokens = count_tokens
+        self.stats = _Stats()
+        self._unsupported_modes: set[str] = set()
+        self._fatal: tuple[str, str] | None = None
+        self._client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout_s)
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"LLMClient(model={self.model!r}, base_url={self.base_url!r}, api_key='***', cache={str(self.cache.root) if self.cache is not None else None!r})"
+
+    # ------------------------------------------------------------------ helpers
+    def _redact(self, text: str) -> str:
+        return redact(text, self._key)
+
+    @staticmethod
+    def _response_format(mode: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if mode == "object":
+            return {"type": "json_object"}
+        if mode == "schema":
+            if schema is None:
+                raise LLMConfigError("json_mode='schema' needs json_schema=")
+            return {"type": "json_schema", "json_schema": {"name": "flow", "schema": schema, "strict": False}}
+        return None
+
+    def _classify(self, exc: Exception) -> tuple[str, str, bool]:
+        """Return (kind, message, retryable) for an exception raised by the openai client."""
+        import openai
+
+        status = getattr(exc, "status_code", None)
+        body = str(getattr(exc, "message", "") or exc)
+        detail = getattr(exc, "body", None)
+        if detail:  # servers put the reason in the JSON body ({"error": ...} or {"detail": ...})
+            detail_text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
+            if detail_text not in body:
+                body = f"{body} {detail_text}"
+        body = self._redact(body[:2000])
+        low = body.lower()
+        where = f"{self.base_url} (model {self.model!r})"
+        if isinstance(exc, openai.APITimeoutError):
+            return "timeout", f"request to {where} timed out", True
+        if isinstance(exc, openai.APIConnectionError):
+            return "unreachable", f"cannot reach the server at {self.base_url}: is it running? ({type(exc).__name__})", True
+        if status in (401, 403):
+            return "auth", f"the endpoint {self.base_url} rejected the API key (HTTP {status}); check OPENAI_API_KEY", False
+        if status == 429:
+            return "rate_limit", f"rate limited by {where}: {body}", True
+        if status is not None and status in _RETRYABLE_STATUS:
+            return "server_error", f"HTTP {status} from {where}: {body}", True
+        if any(p in low for p in _CONTEXT_PATTERNS):
+            return "context_overflow", f"prompt too long for {where} (context overflow): {body}", False
+        if status == 404 or (status in (400, 422) and any(p in low for p in _MODEL_PATTERNS)):
+            return "unknown_model", f"unknown model {self.model!r} at {self.base_url} (HTTP {status}): {body}", False
+        if status in (400, 422):
+            return "bad_request", f"HTTP {status} from {where}: {body}", False
+        if status is not None and status >= 500:
+            return "server_error", f"HTTP {status} from {where}: {body}", True
+        return "error", f"{type(exc).__name__} from {where}: {body}", False
+
+    def _sleep_for(self, attempt: int, exc: Exception) -> float:
+        retry_after = None
+        response = getattr(exc, "response", None)
+        if response is not None:
+            try:
+                retry_after = float(response.headers.get("retry-after"))
+            except (TypeError, ValueError):
+                retry_after = None
+        delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
+        delay *= 0.5 + random.random() / 2  # jitter: 50-100 % of the exponential step
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_backoff_s))
+        return delay
+
+    def _record(self, result: ChatResult) -> ChatResult:
+        with self.stats.lock:
+            self.stats.calls += 1
+            self.stats.network_calls += result.attempts
+            self.stats.cache_hits += int(result.cached)
+            self.stats.errors += int(not result.ok)
+            if result.ok:
+                self.stats.prompt_tokens += result.prompt_tokens
+                self.stats.completion_tokens += result.completion_tokens
+                self.stats.cost_usd += result.cost_usd or 0.0
+        return result
+
+    # ------------------------------------------------------------------ API
+    def check(self, *, max_tokens: int = 1) -> ChatResult:
+        """Make one tiny uncached call; a failure (key, model, server) comes back as ``error``."""
+        return self.chat([{"role": "user", "content": "Reply with OK."}], max_tokens=max_tokens,
+                         temperature=0.0, use_cache=False)
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        json_mode: str = "none",
+        json_schema: dict[str, Any] | None = None,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+    ) -> ChatResult:
+        """One chat completion. Never raises for endpoint errors: see ``result.error``."""
+        if json_mode not in JSON_MODES:
+            raise LLMConfigError(f"json_mode must be one of {JSON_MODES}, got {json_mode!r}")
+        messages = [dict(m) for m in messages]
+        params: dict[str, Any] = {"temperature": temperature, "max_tokens": int(max_tokens), "json_mode": json_mode}
+        if json_mode == "schema":
+            params["json_schema"] = json_schema
+        for name, value in (("seed", seed), ("stop", list(stop) if stop else None), ("top_p", top_p)):
+            if value is not None:
+                params[name] = value
+        key = ResponseCache.key(self.cache_id, self.model, messages, params)
+        if use_cache and self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                result = ChatResult(**{k: v for k, v in hit["result"].items() if k in ChatResult.__dataclass_fields__})
+                result.cached, result.attempts = True, 0
+                return self._record(result)
+        if self._fatal is not None:
+            kind, message = self._fatal
+            return self._record(ChatResult(error=f"skipped: {message}", error_kind=kind))
+        if self.context_window is not None and self.count_tokens is not None:
+            n_prompt = int(self.count_tokens(messages))
+            if n_prompt + int(max_tokens) > self.context_window:
+                return self._record(ChatResult(
+                    error=(f"prompt too long for model {self.model!r} (context overflow): {n_prompt} prompt tokens "
+                           f"+ max_tokens {int(max_tokens)} > context window {self.context_window}"),
+                    error_kind="context_overflow", prompt_tokens=n_prompt,
+                ))
+
+        modes = [m for m in JSON_MODES[JSON_MODES.index(json_mode)::-1] if m == "none" or m not in self._unsupported_modes]
+        attempts = 0
+        mode_index = 0
+        retry = 0
+        while True:
+            mode = modes[mode_index]
+            extra: dict[str, Any] = {}
+            response_format = self._response_format(mode, json_schema)
+            if response_format is not None:
+                extra["response_format"] = response_format
+            for name in ("seed", "stop", "top_p"):
+                if name in params:
+                    extra[name] = params[name]
+            attempts += 1
+            t0 = time.perf_counter()
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.model, messages=messages, temperature=temperature, max_tokens=int(max_tokens), **extra
+                )
+            except Exception as exc:  # noqa: BLE001 - classified below; nothing escapes but our own bugs
+                kind, message, retryable = self._classify(exc)
+                if response_format is not None and kind in ("bad_request", "error"):
+                    # the endpoint may not support this JSON mode: try the next weaker one, and
+                    # remember the mode as unsupported when the error says so
+                    if any(p in message.lower() for p in _FORMAT_PATTERNS):
+                        self._unsupported_modes.add(mode)
+                    mode_index += 1
+                    continue
+                limit = min(self.max_retries, 2) if kind == "unreachable" else self.max_retries
+                if retryable and retry < limit:
+                    time.sleep(self._sleep_for(retry, exc))
+                    retry += 1
+                    continue
+                if kind in ("auth", "unknown_model", "unreachable"):
+                    self._fatal = (kind, message)
+                return self._record(ChatResult(error=message, error_kind=kind, attempts=attempts, json_mode=mode))
+            latency = time.perf_counter() - t0
+            choice = response.choices[0] if response.choices else None
+            text = (choice.message.content or "") if choice is not None else ""
+            usage = response.usage
+            prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+            completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+            result = ChatResult(
+                text=text, finish_reason=getattr(choice, "finish_reason", None),
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_s=round(latency, 4),
+                cost_usd=cost_usd(self.price_name, prompt_tokens, completion_tokens, local=self.local, prices=self.prices),
+                json_mode=mode, attempts=attempts,
+            )
+            if self.cache is not None:
+                self.cache.put(key, {
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "endpoint": self.cache_id,
+                    "model": self.model, "params": params, "messages": messages, "result": result.to_dict(),
+                })
+            return self._record(result)
+
+    def chat_many(
+        self,
+        conversations: Iterable[Sequence[Message]],
+        *,
+        concurrency: int = 4,
+        progress: bool | str = False,
+        **kwargs: Any,
+    ) -> list[ChatResult]:
+        """Run :meth:`chat` over many conversations with at most ``concurrency`` in flight; keeps order."""
+        items = list(conversations)
+        if concurrency < 1:
+            raise LLMConfigError(f"concurrency must be >= 1, got {concurrency}")
+        results: list[ChatResult | None] = [None] * len(items)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(items), desc=progress if isinstance(progress, str) else self.model)
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            futures = {pool.submit(self.chat, conv, **kwargs): i for i, conv in enumerate(items)}
+            from concurrent.futures import as_completed
+
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "LLMClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
