@@ -1,0 +1,342 @@
+"""Vectorised statistics for the evaluation: bootstrap CIs, paired tests, relative improvement.
+
+Resampling is done with count matrices: a bootstrap replicate of n examples is a row of
+multinomial counts, so the means of every replicate and every system are one matrix product
+``counts @ values / n``. Using the same counts for all systems keeps comparisons paired.
+
+Definitions used throughout (stated once here, referenced by the notebooks and the claims):
+
+* CI: percentile bootstrap, ``n_boot`` replicates, two-sided ``1 - alpha`` (default 95%).
+* Paired difference: per example ``a_i - b_i`` on the ids both systems predicted; p-values from
+  a paired bootstrap (null-centred) and from a sign-flip permutation test.
+* Relative improvement of the fine-tuned model over prompting, as the paper states its "10% on
+  average": for each prompted system L, ``100 * (mean_slm - mean_L) / mean_L`` on the examples
+  both predicted; the headline is the plain mean of these percentages over the prompted
+  systems (:func:`average_relative_improvement`), its CI from the same bootstrap replicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_BOOT = 2000
+_CHUNK_CELLS = 4_000_000  # float64 cells per count-matrix chunk (32 MB)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its bootstrap confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def resample_counts(n: int, n_boot: int, seed: int | np.random.Generator | None = 0,
+                    chunk: int | None = None) -> Iterator[np.ndarray]:
+    """Yield (rows, n) float matrices of bootstrap counts (each row sums to n), ``n_boot`` rows in all."""
+    if n < 1:
+        raise ValueError("cannot resample an empty sample")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    rng = _rng(seed)
+    chunk = chunk or max(1, min(n_boot, _CHUNK_CELLS // n))
+    done = 0
+    while done < n_boot:
+        rows = min(chunk, n_boot - done)
+        idx = rng.integers(0, n, size=(rows, n))
+        idx += (np.arange(rows) * n)[:, None]
+        yield np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+        done += rows
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int = DEFAULT_BOOT, seed: int | np.random.Generator | None = 0
+                    ) -> np.ndarray:
+    """Bootstrap replicate means: ``values`` (n,) -> (n_boot,); (n, k) -> (n_boot, k), paired across columns."""
+    values = np.asarray(values, dtype=np.float64)
+    one = values.ndim == 1
+    matrix = values[:, None] if one else values
+    n = matrix.shape[0]
+    out = np.concatenate([counts @ matrix for counts in resample_counts(n, n_boot, seed)]) / n
+    return out[:, 0] if one else out
+
+
+def percentile_interval(samples: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided percentile interval along axis 0."""
+    low, high = np.quantile(samples, [alpha / 2, 1 - alpha / 2], axis=0)
+    return low, high
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = DEFAULT_BOOT, seed: int = 0,
+            alpha: float = 0.05) -> Interval:
+    """Mean with its percentile-bootstrap CI (NaN values are an error)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    if np.isnan(values).any():
+        raise ValueError("values contain NaN")
+    low, high = percentile_interval(bootstrap_means(values, n_boot, seed), alpha)
+    return Interval(float(values.mean()), float(low), float(high), int(values.size))
+
+
+def bootstrap_p_value(differences_boot: np.ndarray, observed: float) -> float:
+    """Two-sided p-value of a zero mean from bootstrap replicates of the mean difference (null-centred)."""
+    centred = differences_boot - differences_boot.mean()
+    extreme = np.count_nonzero(np.abs(centred) >= abs(observed) - 1e-12)
+    return float((extreme + 1) / (differences_boot.size + 1))
+
+
+def sign_flip_p_value(differences: np.ndarray, n_perm: int = DEFAULT_BOOT, seed: int = 0) -> float:
+    """Two-sided paired permutation (sign-flip) test of a zero mean difference."""
+    d = np.asarray(differences, dtype=np.float64)
+    if d.size == 0:
+        return float("nan")
+    observed = abs(d.mean())
+    rng = _rng(seed)
+    chunk = max(1, min(n_perm, _CHUNK_CELLS // d.size))
+    extreme = done = 0
+    while done < n_perm:
+        rows = min(chunk, n_perm - done)
+        signs = rng.integers(0, 2, size=(rows, d.size)).astype(np.float64) * 2 - 1
+        extreme += int(np.count_nonzero(np.abs(signs @ d) / d.size >= observed - 1e-12))
+        done += rows
+    return float((extreme + 1) / (n_perm + 1))
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Mean of a - b on paired examples, its CI and two p-values."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    diff_low: float
+    diff_high: float
+    p_bootstrap: float
+    p_permutation: float
+    rel_improvement_pct: float
+    rel_low: float
+    rel_high: float
+
+
+def relative_improvement(mean_new: np.ndarray | float, mean_base: np.ndarray | float) -> np.ndarray | float:
+    """``100 * (new - base) / base`` (NaN where base is 0)."""
+    new = np.asarray(mean_new, dtype=np.float64)
+    base = np.asarray(mean_base, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(base != 0, 100.0 * (new - base) / np.where(base != 0, base, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+def paired_comparison(a: np.ndarray, b: np.ndarray, n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                      alpha: float = 0.05) -> PairedResult:
+    """Compare two systems scored on the same examples (aligned arrays)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired samples must be aligned 1-d arrays, got shapes {a.shape} and {b.shape}")
+    if a.size == 0:
+        nan = float("nan")
+        return PairedResult(0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan)
+    boot = bootstrap_means(np.stack([a, b], axis=1), n_boot, seed)
+    diff_boot = boot[:, 0] - boot[:, 1]
+    rel_boot = relative_improvement(boot[:, 0], boot[:, 1])
+    low, high = percentile_interval(diff_boot, alpha)
+    rel_low, rel_high = (np.nanquantile(rel_boot, [alpha / 2, 1 - alpha / 2]) if np.isfinite(rel_boot).any()
+                         else (np.nan, np.nan))
+    diff = float(a.mean() - b.mean())
+    return PairedResult(
+        n=int(a.size), mean_a=float(a.mean()), mean_b=float(b.mean()), diff=diff,
+        diff_low=float(low), diff_high=float(high), p_bootstrap=bootstrap_p_value(diff_boot, diff),
+        p_permutation=sign_flip_p_value(a - b, n_boot, seed + 1),
+        rel_improvement_pct=float(relative_improvement(a.mean(), b.mean())),
+        rel_low=float(rel_low), rel_high=float(rel_high),
+    )
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok])]
+    m = order.size
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+# --------------------------------------------------------------------------- tidy-table helpers
+
+def is_slm(system: str) -> bool:
+    """Fine-tuned systems are named ``slm*``."""
+    return str(system).startswith("slm")
+
+
+def is_oracle(system: str) -> bool:
+    from wfutils.evaluation import system_info
+
+    return system_info(str(system)).oracle
+
+
+def _metric_matrix(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
+    part = scores[scores["metric"] == metric]
+    if part.empty:
+        raise KeyError(f"metric {metric!r} is not in the scores")
+    return part.pivot_table(index=["subset", "id"], columns="system", values="value", aggfunc="first",
+                            observed=True)
+
+
+def system_summary(scores: pd.DataFrame, metric: str = "flowsim", *, n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                   alpha: float = 0.05, pooled: bool = True) -> pd.DataFrame:
+    """Mean and bootstrap CI per system and subset (plus subset ``all`` when ``pooled``).
+
+    ``all`` pools only the subsets every listed system ran, so pooled means compare like with like;
+    its ``subsets`` column says which.
+    """
+    matrix = _metric_matrix(scores, metric)
+    rows = []
+    groups = [(subset, frame.droplevel(0)) for subset, frame in matrix.groupby(level=0, observed=True)]
+    if pooled and len(groups) > 1:
+        full = [s for s, f in groups if f.notna().all().all()]
+        if full:
+            rows_all = matrix.loc[matrix.index.get_level_values(0).isin(full)]
+            groups.append(("all", rows_all.droplevel(0)))
+    for subset, frame in groups:
+        for system in frame.columns:
+            values = frame[system].dropna().to_numpy()
+            if values.size == 0:
+                continue
+            ci = mean_ci(values, n_boot, seed, alpha)
+            rows.append({"system": system, "subset": subset, "metric": metric, "n": ci.n, "mean": ci.estimate,
+                         "ci_low": ci.low, "ci_high": ci.high,
+                         "arm": "slm" if is_slm(system) else "llm"})
+    return pd.DataFrame(rows, columns=["system", "subset", "metric", "n", "mean", "ci_low", "ci_high", "arm"])
+
+
+def summary_all_metrics(scores: pd.DataFrame, metrics: Sequence[str], *, n_boot: int = DEFAULT_BOOT, seed: int = 0
+                        ) -> pd.DataFrame:
+    """:func:`system_summary` for several metrics, stacked."""
+    return pd.concat([system_summary(scores, m, n_boot=n_boot, seed=seed) for m in metrics], ignore_index=True)
+
+
+def paired_comparisons(scores: pd.DataFrame, metric: str = "flowsim", *, n_boot: int = DEFAULT_BOOT, seed: int = 0,
+                       alpha: float = 0.05, slm_systems: Sequence[str] | None = None,
+                       llm_systems: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every fine-tuned system minus every prompted system, per subset, on the ids both predicted.
+
+    Columns: slm, llm, subset, n (paired examples), mean_slm, mean_llm, diff with CI, p-values
+    (bootstrap, permutation, Holm-adjusted permutation over the table), relative improvement (%) with CI.
+    """
+    matrix = _metric_matrix(scores, metric)
+    systems = list(matrix.columns)
+    slms = [s for s in systems if is_slm(s)] if slm_systems is None else list(slm_systems)
+    llms = [s for s in systems if not is_slm(s)] if llm_systems is None else list(llm_systems)
+    rows = []
+    for subset, frame in matrix.groupby(level=0, observed=True):
+        for slm in slms:
+            for llm in llms:
+                if slm not in frame or llm not in frame:
+                    continue
+                pair = frame[[slm, llm]].dropna()
+                if pair.empty:
+                    continue
+                r = paired_comparison(pair[slm].to_numpy(), pair[llm].to_numpy(), n_boot, seed, alpha)
+                rows.append({"slm": slm, "llm": llm, "subset": subset, "metric": metric, "n": r.n,
+                             "mean_slm": r.mean_a, "mean_llm": r.mean_b, "diff": r.diff, "diff_low": r.diff_low,
+                             "diff_high": r.diff_high, "p_bootstrap": r.p_bootstrap, "p_permutation": r.p_permutation,
+                             "rel_improvement_pct": r.rel_improvement_pct, "rel_low": r.rel_low,
+                             "rel_high": r.rel_high})
+    out = pd.DataFrame(rows, columns=["slm", "llm", "subset", "metric", "n", "mean_slm", "mean_llm", "diff", "diff_low",
+                                      "diff_high", "p_bootstrap", "p_permutation", "rel_improvement_pct",
+                                      "rel_low", "rel_high"])
+    out["p_holm"] = holm(out["p_permutation"].to_numpy()) if len(out) else []
+    return out
+
+
+def average_relative_improvement(values: pd.DataFrame, slm: str, llms: Sequence[str], *,
+                                 n_boot: int = DEFAULT_BOOT, seed: int = 0, alpha: float = 0.05) -> dict[str, object]:
+    """The paper's "X% on average": mean over ``llms`` of ``100 (mean_slm - mean_L) / mean_L``.
+
+    ``values``: rows = examples, columns = systems (one metric, one subset or pooled). Only the
+    examples every listed system predicted are used (``n`` says how many); the CI comes from
+    bootstrap replicates shared by all systems.
+    """
+    columns = [slm, *llms]
+    frame = values[columns].dropna()
+    n = len(frame)
+    if n == 0 or not llms:
+        return {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "n": n, "slm": slm,
+                "llms": list(llms), "per_llm": {}}
+    matrix = frame.to_numpy(dtype=np.float64)
+    means = matrix.mean(axis=0)
+    per_llm = relative_improvement(np.full(len(llms), means[0]), means[1:])
+    boot = bootstrap_means(matrix, n_boot, seed)
+    with np.errstate(invalid="ignore"):
+        rel_boot = np.nanmean(relative_improvement(boot[:, :1], boot[:, 1:]), axis=1)
+    finite = rel_boot[np.isfinite(rel_boot)]
+    low, high = (np.quantile(finite, [alpha / 2, 1 - alpha / 2]) if finite.size else (np.nan, np.nan))
+    return {"estimate": float(np.nanmean(per_llm)) if np.isfinite(per_llm).any() else float("nan"),
+            "low": float(low), "high": float(high), "n": n, "slm": slm, "llms": list(llms),
+            "per_llm": {name: float(v) for name, v in zip(llms, per_llm)}}
+
+
+def feature_summary(scores: pd.DataFrame, features: pd.DataFrame, metric: str = "flowsim", *,
+                    n_boot: int = DEFAULT_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Mean and CI per system and feature tag (``features``: id, feature rows; all subsets pooled)."""
+    matrix = _metric_matrix(scores, metric).droplevel(0)
+    rows = []
+    for feature, ids in features.groupby("feature")["id"]:
+        frame = matrix.loc[matrix.index.intersection(pd.Index(ids.unique()))]
+        for system in frame.columns:
+            values = frame[system].dropna().to_numpy()
+            if values.size:
+                ci = mean_ci(values, n_boot, seed)
+                rows.append({"system": system, "feature": feature, "metric": metric, "n": ci.n, "mean": ci.estimate,
+                             "ci_low": ci.low, "ci_high": ci.high})
+    return pd.DataFrame(rows, columns=["system", "feature", "metric", "n", "mean", "ci_low", "ci_high"])
+
+
+def subgroup_gain(values: pd.DataFrame, slm: str, llms: Sequence[str], in_group: np.ndarray, *,
+                  n_boot: int = DEFAULT_BOOT, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
+    """Does the fine-tuned model gain more inside a subgroup than outside it?
+
+    gain = mean over ``llms`` of (mean_slm - mean_L), in FlowSim points, on the examples every
+    system predicted; returns gain inside, gain outside, their difference (inside - outside)
+    with a bootstrap CI (stratified: examples resampled within each group), and the counts.
+    """
+    columns = [slm, *llms]
+    mask = pd.Series(np.asarray(in_group, dtype=bool), index=values.index)
+    frame = values[columns].dropna()
+    mask = mask.loc[frame.index].to_numpy()
+    inside, outside = frame.to_numpy()[mask], frame.to_numpy()[~mask]
+    result = {"n_in": int(inside.shape[0]), "n_out": int(outside.shape[0]), "gain_in": float("nan"),
+              "gain_out": float("nan"), "diff": float("nan"), "low": float("nan"), "high": float("nan")}
+    if inside.shape[0] == 0 or outside.shape[0] == 0 or not llms:
+        return result
+
+    def gain(m: np.ndarray) -> np.ndarray:
+        return (m[..., :1] - m[..., 1:]).mean(axis=-1)
+
+    g_in, g_out = float(gain(inside.mean(axis=0))), float(gain(outside.mean(axis=0)))
+    rng = np.random.default_rng(seed)
+    boot_in = gain(bootstrap_means(inside, n_boot, rng))
+    boot_out = gain(bootstrap_means(outside, n_boot, rng))
+    low, high = percentile_interval(boot_in - boot_out, alpha)
+    result.update(gain_in=g_in, gain_out=g_out, diff=g_in - g_out, low=float(low), high=float(high))
+    return result
