@@ -22,7 +22,8 @@ flow). The tags, in :data:`ERROR_TAGS` order:
     a flow-logic component (IF, FOREACH, ...) was inserted, deleted or relabelled.
 ``wrong_nesting``
     a component matched by the edit script sits under different flow-logic parents
-    (``block``) in the prediction and in the reference.
+    (``block``) in the prediction and in the reference, or a step was deleted in one place
+    and inserted with the same label in another (a moved step).
 ``wrong_table``
     the set of tables the flow touches (trigger and component ``table`` inputs) differs.
 ``hallucinated_step`` / ``hallucinated_table``
@@ -43,6 +44,7 @@ from collections import Counter
 from typing import Any, Iterable, Sequence
 
 from wfutils.flowsim import COMPONENT_PREFIXES, TRIGGER_TYPES, EditOperation, edit_operations
+from wfutils.schema import FLOW_LOGIC_DEFINITIONS as FLOW_LOGIC
 
 ERROR_TAGS: tuple[str, ...] = (
     "invalid_json", "truncated", "wrong_trigger_type", "wrong_trigger_condition", "missing_step",
@@ -150,30 +152,55 @@ def _ancestor_components(path: Sequence[str]) -> tuple[str, ...]:
     return tuple(label for label in path[:-1] if _is_component(label))
 
 
-def _input_label(op: EditOperation) -> str:
-    return (op.candidate if op.kind == "delete" else op.reference) or op.candidate or ""
+def _owners(operations: Sequence[EditOperation], side: str) -> dict[int, EditOperation]:
+    """For each operation on one side (``candidate`` / ``reference``), the operation of its nearest component ancestor.
+
+    The edit script lists each side's nodes in post-order, so a node's descendants are the
+    deeper nodes just before it; paths alone are ambiguous (two equal steps have equal paths).
+    """
+    skip = "insert" if side == "candidate" else "delete"
+    owners: dict[int, EditOperation] = {}
+    stack: list[tuple[int, EditOperation, list[EditOperation]]] = []
+    for op in operations:
+        if op.kind == skip:
+            continue
+        depth = len(op.candidate_path if side == "candidate" else op.reference_path)
+        descendants: list[EditOperation] = []
+        while stack and stack[-1][0] > depth:
+            _, child, below = stack.pop()
+            descendants.extend(below)
+            descendants.append(child)
+        if _is_component(op.candidate if side == "candidate" else op.reference):
+            for node in descendants:
+                owners.setdefault(id(node), op)
+        stack.append((depth, op, descendants))
+    return owners
 
 
 def script_tags(operations: Sequence[EditOperation]) -> set[str]:
-    """Tags that follow from the edit script alone (see the module docstring)."""
+    """Tags that follow from the edit script alone (see the module docstring).
+
+    A component deleted on one side and inserted with the same label on the other is a moved
+    step (``wrong_nesting``), not a missing plus an extra one.
+    """
     tags: set[str] = set()
-    matched_cand = {op.candidate_path for op in operations if op.kind == "match" and _is_component(op.candidate)}
-    matched_ref = {op.reference_path for op in operations if op.kind == "match" and _is_component(op.reference)}
+    owners = {"candidate": _owners(operations, "candidate"), "reference": _owners(operations, "reference")}
     trigger_ok = any(op.kind == "match" and op.candidate in TRIGGER_TYPES and op.candidate_path[:2] == ("flow", "trigger")
                      for op in operations)
+    deleted: Counter[str] = Counter()
+    inserted: Counter[str] = Counter()
     for op in operations:
         label_c, label_r = op.candidate, op.reference
         if _is_component(label_c) or _is_component(label_r):
-            logic = any(isinstance(x, str) and x.startswith("flowlogic") for x in (label_c, label_r))
             if op.kind == "match":
                 if _ancestor_components(op.candidate_path) != _ancestor_components(op.reference_path):
                     tags.add("wrong_nesting")
-            elif logic:
-                tags.add("wrong_flow_logic")
             elif op.kind == "insert":
-                tags.add("missing_step")
+                inserted[label_r] += 1
             elif op.kind == "delete":
-                tags.add("extra_step")
+                deleted[label_c] += 1
+            elif label_c.startswith("flowlogic") or label_r.startswith("flowlogic"):
+                tags.add("wrong_flow_logic")
             else:
                 tags.add("wrong_action")
             continue
@@ -181,7 +208,7 @@ def script_tags(operations: Sequence[EditOperation]) -> set[str]:
             continue
         path = op.reference_path if op.kind == "insert" else op.candidate_path
         if len(path) >= 3 and path[1] == "trigger":
-            if len(path) == 3 or (op.kind == "update" and (label_c in TRIGGER_TYPES or label_r in TRIGGER_TYPES)):
+            if len(path) == 3:
                 tags.add("wrong_trigger_type")
             elif trigger_ok and "inputs" in path and not any(p.split(": ", 1)[0] in TABLE_INPUTS for p in path[3:]):
                 tags.add("wrong_trigger_condition")
@@ -189,13 +216,31 @@ def script_tags(operations: Sequence[EditOperation]) -> set[str]:
         prefix = _component_prefix(path)
         if prefix is None or "inputs" not in path[len(prefix):]:
             continue
-        owner_matched = prefix in (matched_ref if op.kind == "insert" else matched_cand)
-        if not owner_matched:
-            continue
-        below = path[len(prefix):]
-        if any(p.split(": ", 1)[0] in TABLE_INPUTS for p in below[1:2]):
+        owner = owners["reference" if op.kind == "insert" else "candidate"].get(id(op))
+        if owner is None or owner.kind != "match":
+            continue  # inputs of a missing, extra or replaced step are not counted again
+        if any(p.split(": ", 1)[0] in TABLE_INPUTS for p in path[len(prefix) + 1:len(prefix) + 2]):
             continue  # a table input: reported as wrong_table from the flows
         tags.add("wrong_input_value")
+    moved = deleted & inserted
+    if moved:
+        tags.add("wrong_nesting")
+    for label in (inserted - moved):
+        tags.add("wrong_flow_logic" if label.startswith("flowlogic") else "missing_step")
+    for label in (deleted - moved):
+        tags.add("wrong_flow_logic" if label.startswith("flowlogic") else "extra_step")
+    return tags
+
+
+def _bag_tags(flow: Any, reference: Any) -> set[str]:
+    """Fallback when no edit script exists (a flow FlowSim cannot turn into a tree): compare step bags."""
+    logic = set(FLOW_LOGIC)
+    pred, ref = Counter(flow_definitions(flow)), Counter(flow_definitions(reference))
+    tags: set[str] = set()
+    for name in ref - pred:
+        tags.add("wrong_flow_logic" if name in logic else "missing_step")
+    for name in pred - ref:
+        tags.add("wrong_flow_logic" if name in logic else "extra_step")
     return tags
 
 
@@ -215,7 +260,8 @@ def error_tags(flow: Any, reference: Any, parse_status: str = "ok", *,
     if parse_status == "truncated":
         tags.add("truncated")
     if flow != reference:
-        tags |= script_tags(edit_operations(flow, reference, with_inputs=True))
+        operations = edit_operations(flow, reference, with_inputs=True)
+        tags |= script_tags(operations) if operations else _bag_tags(flow, reference)
         if _trigger_type(flow) != _trigger_type(reference):
             tags.add("wrong_trigger_type")
             tags.discard("wrong_trigger_condition")

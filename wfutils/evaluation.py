@@ -20,9 +20,10 @@ Metrics (:data:`METRICS`), one row per example, system and metric:
   (:mod:`wfutils.catalog`) for the ServiceNow-style data, plus the vocabulary of a real
   corpus's own reference flows for n8n / Logic Apps examples.
 * ``length_error``: absolute difference in number of components (repaired flow, 0 if none).
-* ``latency_s``, ``prompt_tokens``, ``completion_tokens``, ``cost_usd`` (list price of the
-  system's model from ``wfutils/pricing.json``; 0 for fine-tuned ``slm*`` systems, NaN when
-  the model is not in the price table).
+* ``latency_s``, ``prompt_tokens``, ``completion_tokens``, ``cost_usd``: the cost the prompting
+  arm recorded in ``llm/traces/<system>.jsonl`` when there is one (0 for a local endpoint),
+  else the list price of the model named in the system name (``wfutils/pricing.json``); 0 for
+  fine-tuned ``slm*`` systems; NaN when neither is known.
 
 Examples come from the run's data sets (``results/<run>/data``, joined by ``id``; that gives
 ``dataset``, ``split``, ``domain`` and the feature tags). ``subset`` names the evaluation set:
@@ -106,15 +107,20 @@ def _strip_oracle(name: str) -> str:
 
 
 def system_info(name: str) -> SystemInfo:
-    """Parse ``slm-*`` or ``<model>-<strategy>[-oracle]`` system names (see the module docstring)."""
+    """Parse ``slm-*`` or ``<model>-<strategy>[-oracle]`` system names.
+
+    Strategies may be spelled ``rag_few_shot`` or, as :func:`wfutils.prompts.system_name` writes
+    them, ``rag-few-shot``.
+    """
     oracle = re.search(r"(^|[-_])oracle($|[-_])", name) is not None
     if name.startswith("slm"):
         return SystemInfo(name, "slm", name, None, oracle)
     base = _strip_oracle(name) if oracle else name
     for strategy in STRATEGIES:
-        for sep in ("-", "_", "/"):
-            if base.endswith(sep + strategy):
-                return SystemInfo(name, "llm", base[: -len(strategy) - 1], strategy, oracle)
+        for spelled in (strategy, strategy.replace("_", "-")):  # wfutils.prompts.system_name slugifies '_' to '-'
+            for sep in ("-", "_", "/"):
+                if base.endswith(sep + spelled):
+                    return SystemInfo(name, "llm", base[: -len(spelled) - 1], strategy, oracle)
     return SystemInfo(name, "llm", base, None, oracle)
 
 
@@ -255,6 +261,23 @@ def _price(system: SystemInfo) -> tuple[float, float] | None:
         matches = [k for k in table if name.startswith(k)]
         entry = table[max(matches, key=len)] if matches else None
     return None if entry is None else (entry["input"], entry["output"])
+
+
+def _trace_costs(run_dir: Path, system: str) -> dict[str, float]:
+    """Per-example ``cost_usd`` from the prompting arm's traces (``llm/traces/<system>.jsonl``), if any."""
+    path = run_dir / "llm" / "traces" / f"{system}.jsonl"
+    costs: dict[str, float] = {}
+    if not path.is_file():
+        return costs
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill; the prediction file is the source of truth
+        cost = record.get("cost_usd") if isinstance(record, dict) else None
+        if isinstance(cost, (int, float)) and record.get("written", True):
+            costs[str(record.get("id"))] = float(cost)
+    return costs
 
 
 def score_prediction(record: Prediction, reference_flow: Any, *, known_definitions: Iterable[str],
@@ -479,6 +502,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None 
             jobs.append((system, record, example))
     prices = {system: _price(system_info(system)) for system in predictions}
     values = _score_jobs(jobs, vocab, prices, workers=workers, progress=progress)
+    cost_column = list(METRICS).index("cost_usd")
+    traces = {system: _trace_costs(run_dir, system) for system in predictions}
+    for row, (system, record, _) in enumerate(jobs):
+        traced = traces[system].get(record.id)
+        if traced is not None:
+            values[row, cost_column] = traced
     metrics = list(METRICS)
     n_metrics = len(metrics)
     columns: dict[str, Any] = {}

@@ -206,14 +206,14 @@ def system_summary(scores: pd.DataFrame, metric: str = "flowsim", *, n_boot: int
                    alpha: float = 0.05, pooled: bool = True) -> pd.DataFrame:
     """Mean and bootstrap CI per system and subset (plus subset ``all`` when ``pooled``).
 
-    ``all`` pools only the subsets every listed system ran, so pooled means compare like with like;
+    ``all`` pools only the subsets every system ran (at least partly), so pooled means compare like with like;
     its ``subsets`` column says which.
     """
     matrix = _metric_matrix(scores, metric)
     rows = []
     groups = [(subset, frame.droplevel(0)) for subset, frame in matrix.groupby(level=0, observed=True)]
     if pooled and len(groups) > 1:
-        full = [s for s, f in groups if f.notna().all().all()]
+        full = [s for s, f in groups if f.notna().any().all()]
         if full:
             rows_all = matrix.loc[matrix.index.get_level_values(0).isin(full)]
             groups.append(("all", rows_all.droplevel(0)))

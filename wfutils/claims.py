@@ -1,0 +1,237 @@
+"""The paper's claims next to what a run measured, with verdicts computed from the numbers.
+
+:func:`evaluate_claims` returns one row per claim: the claim, the paper's value, the measured
+value with its 95% bootstrap CI, the number of examples, the criterion (thresholds written
+out, see :data:`CLAIMS`), the verdict (``reproduced`` / ``not reproduced`` / ``not testable
+here``) and the reason. :func:`save_claims` writes ``results/<run>/eval/paper_claims.csv``.
+
+Conventions (see also :mod:`wfutils.stats`):
+
+* metric: FlowSim with inputs (the without-inputs value is given in ``details``);
+* evaluation set: the synthetic in-distribution ``test`` subset when the run has it, else all
+  subsets that every compared system ran, pooled;
+* fine-tuned system: the ``slm*`` system with the highest mean FlowSim on that set (if several);
+  prompted systems: every other system except oracle-retrieval variants;
+* only examples that every compared system predicted are used (``n``);
+* gains in subgroups are absolute (FlowSim points, averaged over prompted systems) and compare
+  the examples that carry a feature tag with those that do not.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from wfutils import stats
+from wfutils.evaluation import eval_dir, system_info
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+NOT_TESTABLE = "not testable here"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE)
+MIN_GROUP = 10  # fewer paired examples than this in a group: not testable
+MAGNITUDE_RANGE = (5.0, 20.0)  # "about 10%": a relative improvement within this range (percent)
+RETRIEVER_MAX = 5.0  # "at most about 4%": oracle over BM25 relative gain at most this (percent)
+MODEL_ERROR_SHARE = 0.5  # "most errors": share of the error that remains with a perfect retriever
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    claim: str
+    paper: str
+    criterion: str
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("C1a", "Fine-tuning an SLM improves FlowSim over prompting LLMs, on average",
+          "yes (about +10%)",
+          "average relative improvement over the prompted systems has a 95% CI lower bound > 0"),
+    Claim("C1b", "... by about 10% on average",
+          "about +10%",
+          f"average relative improvement (point estimate) within {MAGNITUDE_RANGE[0]:g}% .. {MAGNITUDE_RANGE[1]:g}%"),
+    Claim("C2", "The gains are largest on flow logic (IF / ELSE / FOR EACH)",
+          "largest gains on flow logic",
+          "gain (SLM - LLM, FlowSim points) on examples tagged flow_logic exceeds the gain on untagged examples; "
+          f"95% CI of the difference > 0; at least {MIN_GROUP} examples per group"),
+    Claim("C3", "The gains are largest on enterprise-specific features (ServiceNow encoded queries)",
+          "largest gains on enterprise-specific features",
+          "same test with the tag encoded_query (ServiceNow encoded-query conditions)"),
+    Claim("C4", "The gains are largest on implicit steps (implied, not stated, in the request)",
+          "largest gains on implicit steps",
+          "same test with the tag implicit_step"),
+    Claim("C5", "Most errors are model errors, not retrieval errors",
+          "most errors remain with a perfect retriever",
+          f"share of the BM25 rag_few_shot error (1 - FlowSim) that remains with oracle retrieval > "
+          f"{MODEL_ERROR_SHARE:.0%}, 95% CI lower bound included"),
+    Claim("C6", "A perfect retriever adds at most about 4%",
+          "at most about +4%",
+          f"relative FlowSim gain of oracle over BM25 rag_few_shot (point estimate) <= {RETRIEVER_MAX:g}%"),
+)
+
+
+def _row(claim: Claim, verdict: str, measured: float = float("nan"), low: float = float("nan"),
+         high: float = float("nan"), n: int = 0, unit: str = "", details: str = "") -> dict[str, Any]:
+    if verdict not in VERDICTS:
+        raise ValueError(f"unknown verdict {verdict!r}")
+    return {"claim_id": claim.id, "claim": claim.claim, "paper": claim.paper, "measured": measured,
+            "ci_low": low, "ci_high": high, "unit": unit, "n": n, "criterion": claim.criterion,
+            "verdict": verdict, "details": details}
+
+
+def _evaluation_values(scores: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
+    matrix = stats._metric_matrix(scores, metric)
+    subsets = list(matrix.index.get_level_values(0).unique())
+    if "test" in subsets:
+        return matrix.loc["test"], "test"
+    full = [s for s in subsets if matrix.loc[s].notna().all().all()]
+    chosen = full or subsets
+    return matrix.loc[matrix.index.get_level_values(0).isin(chosen)], "+".join(map(str, chosen))
+
+
+def _systems(values: pd.DataFrame) -> tuple[str | None, list[str], list[tuple[str, str]]]:
+    names = [str(c) for c in values.columns]
+    slms = [s for s in names if stats.is_slm(s)]
+    llms = [s for s in names if not stats.is_slm(s) and not system_info(s).oracle]
+    oracle_pairs = []
+    for s in names:
+        info = system_info(s)
+        if info.oracle and not stats.is_slm(s) and info.baseline_name in names:
+            oracle_pairs.append((s, info.baseline_name))
+    best = max(slms, key=lambda s: values[s].mean()) if slms else None
+    return best, llms, oracle_pairs
+
+
+def _tagged(values: pd.DataFrame, examples: pd.DataFrame, tag: str) -> np.ndarray:
+    ids = values.index.get_level_values(-1)
+    tagged = {i for i, f in zip(examples["id"], examples["features"]) if tag in list(f)}
+    return np.asarray([i in tagged for i in ids])
+
+
+def evaluate_claims(scores: pd.DataFrame, examples: pd.DataFrame, *, metric: str = "flowsim",
+                    n_boot: int = stats.DEFAULT_BOOT, seed: int = 0) -> pd.DataFrame:
+    """The paper-claims table of a run (see the module docstring for the conventions)."""
+    values, where = _evaluation_values(scores, metric)
+    slm, llms, oracle_pairs = _systems(values)
+    rows: list[dict[str, Any]] = []
+    claims = {c.id: c for c in CLAIMS}
+    alt = None
+    if "flowsim_no_inputs" in set(scores["metric"]) and metric == "flowsim":
+        alt, _ = _evaluation_values(scores, "flowsim_no_inputs")
+
+    # C1: headline relative improvement.
+    if slm is None or not llms:
+        why = "no fine-tuned (slm*) system" if slm is None else "no prompted (non-oracle) system"
+        rows += [_row(claims["C1a"], NOT_TESTABLE, details=f"{why} in this run"),
+                 _row(claims["C1b"], NOT_TESTABLE, details=f"{why} in this run")]
+    else:
+        rel = stats.average_relative_improvement(values, slm, llms, n_boot=n_boot, seed=seed)
+        per = ", ".join(f"{k}: {v:+.1f}%" for k, v in rel["per_llm"].items())
+        details = f"{slm} vs {len(llms)} prompted system(s) on {where} ({per})"
+        if alt is not None:
+            rel_alt = stats.average_relative_improvement(alt, slm, llms, n_boot=200, seed=seed)
+            details += f"; without inputs: {rel_alt['estimate']:+.1f}%"
+        if rel["n"] < MIN_GROUP or not np.isfinite(rel["estimate"]):
+            reason = (f"only {rel['n']} examples predicted by every system" if rel["n"] < MIN_GROUP
+                      else "a prompted system has mean FlowSim 0, the relative improvement is undefined")
+            rows += [_row(claims["C1a"], NOT_TESTABLE, n=rel["n"], details=f"{reason}; {details}"),
+                     _row(claims["C1b"], NOT_TESTABLE, n=rel["n"], details=f"{reason}; {details}")]
+        else:
+            est, low, high = rel["estimate"], rel["low"], rel["high"]
+            rows.append(_row(claims["C1a"], REPRODUCED if low > 0 else NOT_REPRODUCED, est, low, high, rel["n"], "%",
+                             details))
+            inside = MAGNITUDE_RANGE[0] <= est <= MAGNITUDE_RANGE[1]
+            rows.append(_row(claims["C1b"], REPRODUCED if inside else NOT_REPRODUCED, est, low, high, rel["n"], "%",
+                             details + ("" if inside else f"; measured {est:+.1f}% is outside "
+                                        f"{MAGNITUDE_RANGE[0]:g}..{MAGNITUDE_RANGE[1]:g}%")))
+
+    # C2-C4: subgroup gains.
+    for cid, tag in (("C2", "flow_logic"), ("C3", "encoded_query"), ("C4", "implicit_step")):
+        claim = claims[cid]
+        if slm is None or not llms:
+            rows.append(_row(claim, NOT_TESTABLE, details="needs a fine-tuned and a prompted system"))
+            continue
+        mask = _tagged(values, examples, tag)
+        g = stats.subgroup_gain(values, slm, llms, mask, n_boot=n_boot, seed=seed)
+        details = (f"gain with {tag}: {g['gain_in']:+.3f} (n={g['n_in']}), without: {g['gain_out']:+.3f} "
+                   f"(n={g['n_out']}) FlowSim points, {slm} vs {len(llms)} prompted system(s) on {where}")
+        if g["n_in"] < MIN_GROUP or g["n_out"] < MIN_GROUP:
+            rows.append(_row(claim, NOT_TESTABLE, n=g["n_in"] + g["n_out"],
+                             details=f"fewer than {MIN_GROUP} examples with or without {tag}; {details}"))
+            continue
+        verdict = REPRODUCED if g["low"] > 0 else NOT_REPRODUCED
+        rows.append(_row(claim, verdict, g["diff"], g["low"], g["high"], g["n_in"] + g["n_out"],
+                         "FlowSim points (gain with tag - gain without)", details))
+
+    # C5, C6: oracle retrieval.
+    if not oracle_pairs:
+        reason = ("no oracle-retrieval system next to its BM25 counterpart in this run "
+                  "(e.g. <model>-rag_few_shot-oracle and <model>-rag_few_shot)")
+        rows += [_row(claims["C5"], NOT_TESTABLE, details=reason), _row(claims["C6"], NOT_TESTABLE, details=reason)]
+    else:
+        cols = sorted({c for pair in oracle_pairs for c in pair})
+        frame = values[cols].dropna()
+        n = len(frame)
+        names = ", ".join(f"{o} vs {b}" for o, b in oracle_pairs)
+        if n < MIN_GROUP:
+            reason = f"only {n} examples predicted by every oracle / BM25 system ({names})"
+            rows += [_row(claims["C5"], NOT_TESTABLE, n=n, details=reason),
+                     _row(claims["C6"], NOT_TESTABLE, n=n, details=reason)]
+        else:
+            matrix = frame.to_numpy(dtype=np.float64)
+            index = {c: i for i, c in enumerate(cols)}
+            o_idx = [index[o] for o, _ in oracle_pairs]
+            b_idx = [index[b] for _, b in oracle_pairs]
+            boot = stats.bootstrap_means(matrix, n_boot, seed)
+            means = matrix.mean(axis=0)
+
+            def share(m: np.ndarray) -> np.ndarray:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    return np.nanmean((1 - m[..., o_idx]) / (1 - m[..., b_idx]), axis=-1)
+
+            def gain(m: np.ndarray) -> np.ndarray:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    return np.nanmean(100 * (m[..., o_idx] - m[..., b_idx]) / m[..., b_idx], axis=-1)
+
+            s_est, g_est = float(share(means)), float(gain(means))
+            s_low, s_high = np.nanquantile(share(boot), [0.025, 0.975])
+            g_low, g_high = np.nanquantile(gain(boot), [0.025, 0.975])
+            base = f"{names} on {where}"
+            if np.isfinite(s_est):
+                verdict = REPRODUCED if s_est > MODEL_ERROR_SHARE and s_low > MODEL_ERROR_SHARE else NOT_REPRODUCED
+                rows.append(_row(claims["C5"], verdict, s_est, float(s_low), float(s_high), n, "share of error",
+                                 f"remaining error with oracle retrieval / error with BM25; {base}"))
+            else:
+                rows.append(_row(claims["C5"], NOT_TESTABLE, n=n, details=f"BM25 system makes no error; {base}"))
+            if np.isfinite(g_est):
+                verdict = REPRODUCED if g_est <= RETRIEVER_MAX else NOT_REPRODUCED
+                rows.append(_row(claims["C6"], verdict, g_est, float(g_low), float(g_high), n, "%", base))
+            else:
+                rows.append(_row(claims["C6"], NOT_TESTABLE, n=n, details=f"BM25 system has mean FlowSim 0; {base}"))
+    order = {c.id: i for i, c in enumerate(CLAIMS)}
+    return pd.DataFrame(rows).sort_values("claim_id", key=lambda s: s.map(order), ignore_index=True)
+
+
+def save_claims(table: pd.DataFrame, run_dir: str | os.PathLike[str]) -> Path:
+    """Write ``eval/paper_claims.csv`` atomically; returns its path."""
+    missing = {"claim_id", "claim", "verdict"} - set(table.columns)
+    if missing:
+        raise ValueError(f"claims table lacks column(s) {sorted(missing)}")
+    out = eval_dir(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "paper_claims.csv"
+    tmp = path.with_name(path.name + ".tmp")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def claims_markdown(table: pd.DataFrame, columns: Sequence[str] = ("claim_id", "claim", "paper", "measured",
+                                                                    "ci_low", "ci_high", "unit", "verdict")) -> str:
+    """The claims table as Markdown (numbers rounded) for the book."""
+    return table[list(columns)].round(3).to_markdown(index=False)
