@@ -79,9 +79,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = None,
-         notebooks_dir: Path = NOTEBOOKS_DIR, only: list[str] | None = None) -> list[NotebookStep]:
+         notebooks_dir: Path = NOTEBOOKS_DIR, only: list[str] | None = None,
+         profiles: dict[str, Any] | None = None) -> list[NotebookStep]:
     """Resolve the notebooks and parameters of a run; unknown profiles or parameters fail here, before any work."""
-    profiles = load_profiles()
+    profiles = load_profiles() if profiles is None else profiles
     if profile_name not in profiles:
         raise PipelineError(f"unknown profile {profile_name!r}; known profiles: {', '.join(profiles)}")
     profile = profiles[profile_name]
@@ -176,13 +177,13 @@ def _failure_message(step: NotebookStep, exc: BaseException) -> str:
 
 def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any] | None = None,
         *, results_dir: Path = RESULTS_DIR, notebooks_dir: Path = NOTEBOOKS_DIR, only: list[str] | None = None,
-        force: bool = False, progress: bool = True) -> dict[str, Any]:
+        force: bool = False, progress: bool = True, profiles: dict[str, Any] | None = None) -> dict[str, Any]:
     """Execute the profile's notebooks in order; return the manifest (also written to the run directory)."""
     import papermill
     from tqdm.auto import tqdm
 
     run_dir = (results_dir / (run_name or profile_name)).resolve()
-    steps = plan(profile_name, run_dir, overrides, notebooks_dir, only)
+    steps = plan(profile_name, run_dir, overrides, notebooks_dir, only, profiles)
     manifest_path = run_dir / "manifest.json"
     previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     done_before = {entry["name"]: entry for entry in previous.get("notebooks", []) if entry.get("status") == "ok"}
