@@ -274,3 +274,27 @@ def error_tags(flow: Any, reference: Any, parse_status: str = "ok", *,
         if tables and known_tables is not None:
             tags.add("hallucinated_table")
     return [tag for tag in ERROR_TAGS if tag in tags]
+
+
+def describe_edit_script(operations: Sequence[EditOperation], limit: int | None = 20) -> list[str]:
+    """The non-matching steps of an edit script as short lines (``insert``: missing, ``delete``: extra).
+
+    Free structural nodes (``inputs``, ``condition``...) that cost nothing are left out.
+    """
+    lines = []
+    for op in operations:
+        if op.kind == "match" or op.cost == 0:
+            continue
+        if op.kind == "update":
+            text = f"relabel {op.candidate!r} -> {op.reference!r}"
+            where = op.reference_path[:-1]
+        elif op.kind == "insert":
+            text = f"missing {op.reference!r}"
+            where = op.reference_path[:-1]
+        else:
+            text = f"extra {op.candidate!r}"
+            where = op.candidate_path[:-1]
+        lines.append(f"{text} (under {'/'.join(where[1:]) or 'flow'}; cost {op.cost:g})")
+    if limit is not None and len(lines) > limit:
+        lines = lines[:limit] + [f"... {len(lines) - limit} more"]
+    return lines

@@ -605,3 +605,47 @@ def error_table(evaluation: Evaluation, *, progress: bool = True) -> pd.DataFram
         for tag in tags or ["none"]:
             rows.append({"system": r.system, "subset": r.subset, "id": r.id, "tag": tag})
     return pd.DataFrame(rows, columns=["system", "subset", "id", "tag"])
+
+
+def cost_table(scores: pd.DataFrame, subset: str | None = None) -> pd.DataFrame:
+    """Per system: examples, mean FlowSim, seconds per flow, tokens per flow, USD per 1,000 flows.
+
+    ``subset`` restricts to one evaluation set (default: every scored example). A system whose
+    cost is unknown for some example gets NaN dollars (never a silently partial sum).
+    """
+    part = scores if subset is None else scores[scores["subset"] == subset]
+    wanted = ["flowsim", "latency_s", "prompt_tokens", "completion_tokens", "cost_usd"]
+    table = (part[part["metric"].isin(wanted)]
+             .pivot_table(index="system", columns="metric", values="value", aggfunc=lambda v: v.mean(skipna=False),
+                          observed=True)
+             .reindex(columns=wanted))
+    counts = part[part["metric"] == "flowsim"].groupby("system", observed=True)["id"].count()
+    out = pd.DataFrame({
+        "n": counts.reindex(table.index).astype(int),
+        "flowsim": table["flowsim"],
+        "seconds_per_flow": table["latency_s"],
+        "tokens_per_flow": table["prompt_tokens"] + table["completion_tokens"],
+        "usd_per_1000_flows": table["cost_usd"] * 1000,
+    })
+    out["arm"] = ["slm" if str(s).startswith("slm") else "llm" for s in out.index]
+    return out.reset_index()
+
+
+def pareto_front(table: pd.DataFrame, quality: str = "flowsim", costs: Sequence[str] = ("seconds_per_flow",)
+                 ) -> pd.Series:
+    """True for rows no other row beats (higher or equal quality and lower or equal costs, one strictly)."""
+    values = table[[quality, *costs]].to_numpy(dtype=float)
+    front = []
+    for i, row in enumerate(values):
+        if np.isnan(row).any():
+            front.append(False)
+            continue
+        dominated = False
+        for j, other in enumerate(values):
+            if i == j or np.isnan(other).any():
+                continue
+            if other[0] >= row[0] and (other[1:] <= row[1:]).all() and (other[0] > row[0] or (other[1:] < row[1:]).any()):
+                dominated = True
+                break
+        front.append(not dominated)
+    return pd.Series(front, index=table.index, name="pareto")

@@ -287,8 +287,9 @@ def average_relative_improvement(values: pd.DataFrame, slm: str, llms: Sequence[
     means = matrix.mean(axis=0)
     per_llm = relative_improvement(np.full(len(llms), means[0]), means[1:])
     boot = bootstrap_means(matrix, n_boot, seed)
-    with np.errstate(invalid="ignore"):
-        rel_boot = np.nanmean(relative_improvement(boot[:, :1], boot[:, 1:]), axis=1)
+    rel = relative_improvement(boot[:, :1], boot[:, 1:])
+    counted = np.isfinite(rel).sum(axis=1)
+    rel_boot = np.where(counted > 0, np.nansum(rel, axis=1) / np.maximum(counted, 1), np.nan)
     finite = rel_boot[np.isfinite(rel_boot)]
     low, high = (np.quantile(finite, [alpha / 2, 1 - alpha / 2]) if finite.size else (np.nan, np.nan))
     return {"estimate": float(np.nanmean(per_llm)) if np.isfinite(per_llm).any() else float("nan"),
