@@ -185,3 +185,23 @@ def test_system_names() -> None:
         "llm", "gpt-4o", "rag_few_shot", True, "gpt-4o-rag-few-shot")
     assert system_info("slm-smollm2-lora").arm == "slm"
     assert system_info("gemini-2.0-flash_zero_shot").strategy == "zero_shot"
+
+
+@pytest.mark.slow
+def test_notebooks_run_on_a_run_with_only_small_prediction_files(tmp_path: Path) -> None:
+    import papermill
+
+    repo = Path(__file__).resolve().parent.parent
+    for with_data in (True, False):
+        run = make_run(tmp_path / f"run-{with_data}", with_data=with_data)
+        for name in ("04_evaluation", "05_error_analysis"):
+            papermill.execute_notebook(str(repo / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}-{with_data}.ipynb"),
+                                       parameters={"run_dir": str(run), "n_bootstrap": 200} if name.startswith("04")
+                                       else {"run_dir": str(run)}, progress_bar=False)
+        out = run / "eval"
+        table = pd.read_csv(out / "paper_claims.csv")
+        assert set(table["verdict"]) == {"not testable here"}  # 3 paired examples, no oracle system
+        for figure in ("flowsim_per_system", "paired_differences", "quality_cost_latency", "error_rates"):
+            assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+        tags = pd.read_parquet(out / "errors.parquet")
+        assert set(tags[tags.system == LLM]["tag"]) == {"wrong_trigger_type", "invalid_json", "none"}
