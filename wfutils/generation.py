@@ -21,7 +21,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from wfutils.predictions import Prediction, PredictionWriter
 from wfutils.slm import SYSTEM_PROMPT, _flow_text, end_of_turn_id, prompt_token_ids
 
-__all__ = ["Generated", "generate_batch", "default_max_new_tokens", "generate_predictions"]
+__all__ = ["Generated", "generate_batch", "default_max_new_tokens", "generate_predictions", "parse_eval_splits",
+           "generate_for_run"]
 
 
 @dataclass
@@ -164,3 +165,58 @@ def generate_predictions(
     if was_training:
         model.train()
     return out_path
+
+
+def parse_eval_splits(eval_splits: Sequence[str]) -> list[tuple[str, str]]:
+    """``["synthetic/test", "n8n"]`` -> ``[("synthetic", "test"), ("n8n", "test")]`` (split defaults to test)."""
+    out = []
+    for item in eval_splits:
+        name, _, split = str(item).partition("/")
+        if not name:
+            raise ValueError(f"bad eval split {item!r}; use '<dataset>/<split>' such as 'synthetic/test'")
+        out.append((name, split or "test"))
+    return out
+
+
+def generate_for_run(
+    model,
+    tokenizer,
+    run_dir: str | os.PathLike,
+    *,
+    system: str,
+    eval_splits: Sequence[str] = ("synthetic/test", "synthetic/ood", "n8n/test", "logic_apps/test"),
+    limit: int | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    max_new_tokens_cap: int = 1024,
+    examples: Sequence[tuple[str, str]] = (),
+    logits_processor_factory: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate predictions for the evaluation splits of a run into ``predictions/<system>.jsonl``.
+
+    Splits are read with :func:`wfutils.data.load_run_data`; a split the run lacks raises before
+    any generation. ``limit`` keeps the first N rows of each split. Returns timings per split.
+    """
+    from wfutils.data import load_run_data
+    from wfutils.predictions import predictions_path
+
+    data = load_run_data(run_dir)
+    wanted = parse_eval_splits(eval_splits)
+    missing = [f"{n}/{s}" for n, s in wanted if n not in data or s not in data[n]]
+    if missing:
+        have = [f"{n}/{s}" for n, dd in data.items() for s in dd]
+        raise ValueError(f"evaluation split(s) {missing} not found under {Path(run_dir) / 'data'}; available: {have}")
+    path = predictions_path(run_dir, system)
+    summary: dict[str, Any] = {"system": system, "path": str(path), "splits": {}}
+    for name, split in wanted:
+        ds = data[name][split]
+        rows = ds.to_list()[:limit] if limit is not None else ds.to_list()
+        budget = max_new_tokens or min(max_new_tokens_cap, default_max_new_tokens(tokenizer, [r["flow"] for r in rows]))
+        t0 = time.perf_counter()
+        generate_predictions(model, tokenizer, rows, path, system=system, split=split, batch_size=batch_size,
+                             max_new_tokens=budget, examples=examples,
+                             logits_processor_factory=logits_processor_factory, progress=progress)
+        summary["splits"][f"{name}/{split}"] = {"n": len(rows), "max_new_tokens": budget,
+                                                "seconds": round(time.perf_counter() - t0, 2)}
+    return summary

@@ -366,6 +366,35 @@ def _schedule(n_examples: int, lengths: Sequence[int], config: TrainConfig) -> l
     return micro[:n_micro]
 
 
+# --------------------------------------------------------------------------- loss
+
+_PLAIN_DECODERS = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                   "Phi3ForCausalLM", "OlmoForCausalLM", "Olmo2ForCausalLM", "GraniteForCausalLM")
+
+
+def supports_target_only_loss(causal_lm) -> bool:
+    """True for decoders whose logits are exactly ``lm_head(last hidden state)`` (no soft-capping/scaling)."""
+    config = causal_lm.config
+    return (type(causal_lm).__name__ in _PLAIN_DECODERS and not getattr(config, "final_logit_softcapping", None)
+            and getattr(config, "logits_scaling", 1.0) in (1.0, None)
+            and hasattr(causal_lm, "model") and causal_lm.get_output_embeddings() is not None)
+
+
+def target_only_loss(causal_lm, input_ids, attention_mask, labels, num_items: int):
+    """Summed next-token cross-entropy over the target tokens, divided by ``num_items``.
+
+    Equal to the model's own loss with ``num_items_in_batch=num_items``, but the vocabulary
+    projection is computed only where a label follows (not on prompt or padding positions).
+    """
+    import torch.nn.functional as F
+
+    hidden = causal_lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    shifted = labels[:, 1:]
+    keep = shifted != IGNORE_INDEX
+    logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
+    return F.cross_entropy(logits.float(), shifted[keep], reduction="sum") / max(1, num_items)
+
+
 # --------------------------------------------------------------------------- atomic files
 
 
@@ -512,6 +541,11 @@ def train_lora(
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no")
+    ds_plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if ds_plugin is not None:  # no DataLoader is prepared, so DeepSpeed needs the batch size spelled out
+        ds_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size
+        ds_plugin.deepspeed_config["gradient_accumulation_steps"] = config.grad_accum
+    sharded = accelerator.distributed_type.name in ("DEEPSPEED", "FSDP")
     if model is None:
         model, _ = load_model_and_tokenizer(model_path, dtype="float32", device=str(accelerator.device))
     model.config.use_cache = False
@@ -527,7 +561,11 @@ def train_lora(
 
     lengths = [len(e) for e in examples]
     micro_batches = _schedule(len(examples), lengths, config)
-    # Each process takes every num_processes-th micro-batch (data parallel without a DataLoader).
+    # Each process takes every num_processes-th micro-batch (data parallel without a DataLoader);
+    # all processes must run the same number of steps, so the schedule is cut to a multiple.
+    unit = accelerator.num_processes * config.grad_accum
+    if accelerator.num_processes > 1:
+        micro_batches = micro_batches[:max(unit, len(micro_batches) // unit * unit)]
     micro_batches = micro_batches[accelerator.process_index::accelerator.num_processes]
     total_steps = len(micro_batches) // config.grad_accum
     warmup = min(config.warmup_steps, max(0, total_steps - 1))
@@ -550,6 +588,10 @@ def train_lora(
         state["resumed_from_step"] = loaded["step"]
 
     pad_id = int(tokenizer.pad_token_id)
+    causal_lm = accelerator.unwrap_model(peft_model).get_base_model()
+    # One process, plain decoder: project only the target positions onto the vocabulary (the
+    # full logits tensor of a batch is the largest allocation of a small model's step).
+    fast_loss = accelerator.num_processes == 1 and supports_target_only_loss(causal_lm)
     peft_model.train()
     wall0 = time.perf_counter()
     bar = tqdm(total=total_steps, initial=state["step"], desc="fine-tuning", unit="step",
@@ -571,29 +613,36 @@ def train_lora(
         for ids, mask, labels in batches:
             ids, mask, labels = (t.to(accelerator.device) for t in (ids, mask, labels))
             with accelerator.autocast():
-                out = peft_model(input_ids=ids, attention_mask=mask, labels=labels, num_items_in_batch=n_target)
-            accelerator.backward(out.loss)
-            step_loss += float(out.loss.detach())
+                if fast_loss:
+                    loss = target_only_loss(causal_lm, ids, mask, labels, n_target)
+                else:
+                    loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels,
+                                      num_items_in_batch=n_target).loss
+            accelerator.backward(loss)
+            step_loss += float(loss.detach())
             n_tokens += int(mask.sum())
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t0
         state["step"] = step + 1
         state["tokens"] += n_tokens
         state["target_tokens"] += n_target
-        state["train_seconds"] += dt
-        state["loss_curve"].append({"step": step + 1, "loss": round(step_loss, 5),
-                                    "lr": scheduler.get_last_lr()[0], "tokens": n_tokens,
-                                    "seconds": round(dt, 4)})
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{n_tokens / dt:.0f}")
+        entry = {"step": step + 1, "loss": round(step_loss, 5), "lr": scheduler.get_last_lr()[0],
+                 "tokens": n_tokens, "seconds": 0.0}
+        state["loss_curve"].append(entry)
         if accelerator.is_main_process and (state["step"] % config.checkpoint_every == 0) and state["step"] < total_steps:
             _save_checkpoint(ckpt_dir, accelerator.unwrap_model(peft_model), optimizer, scheduler, state)
+        dt = time.perf_counter() - t0  # the step's whole cost: collation, forward/backward, update, checkpoint
+        entry["seconds"] = round(dt, 4)
+        state["train_seconds"] += dt
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{n_tokens / dt:.0f}")
     bar.close()
     wall = time.perf_counter() - wall0
 
     unwrapped = accelerator.unwrap_model(peft_model)
+    # Under DeepSpeed / FSDP the weights are sharded: gather a full state dict (every process).
+    full_state = accelerator.get_state_dict(peft_model) if sharded else None
     if stopped_early:
         if accelerator.is_main_process:
             _save_checkpoint(ckpt_dir, unwrapped, optimizer, scheduler, state)
@@ -605,7 +654,10 @@ def train_lora(
         tmp = out_dir / f".{ADAPTER_DIR}.tmp-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
-        unwrapped.save_pretrained(tmp)
+        if full_state is not None:
+            unwrapped.save_pretrained(tmp, state_dict=full_state)
+        else:
+            unwrapped.save_pretrained(tmp)
         _replace_dir(tmp, out_dir / ADAPTER_DIR)
         secs = max(state["train_seconds"], 1e-9)
         per_epoch = math.ceil(len(examples) / config.batch_size)
@@ -675,3 +727,51 @@ def load_finetuned(
         model = model.merge_and_unload()
     model.eval()
     return model, tokenizer
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Fine-tune on a run's synthetic train split; works under ``accelerate launch -m wfutils.slm``.
+
+    Example (4 GPUs, ZeRO-2)::
+
+        accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml -m wfutils.slm \\
+            --run-dir results/paper --base-model mistralai/Mistral-Nemo-Base-2407 --bf16 \\
+            --gradient-checkpointing --batch-size 4 --grad-accum 4 --epochs 2 --learning-rate 2e-4
+    """
+    import argparse
+
+    from wfutils.data import load_run_data
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m wfutils.slm", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", required=True, help="run folder with data/ (written by notebook 01)")
+    parser.add_argument("--out-dir", default=None, help="default: <run-dir>/slm")
+    parser.add_argument("--n-train", type=int, default=None)
+    parser.add_argument("--time-budget-s", type=float, default=None)
+    for name, value in defaults.to_dict().items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parser.add_argument(flag, action="store_true", default=value)
+        elif isinstance(value, list):
+            parser.add_argument(flag, nargs="+", default=value)
+        elif name == "max_steps" or name == "context_column" or name == "num_threads":
+            parser.add_argument(flag, type=int if name != "context_column" else str, default=value)
+        else:
+            parser.add_argument(flag, type=type(value), default=value)
+    args = vars(parser.parse_args(argv))
+    run_dir = Path(args.pop("run_dir"))
+    out_dir = Path(args.pop("out_dir") or run_dir / "slm")
+    n_train = args.pop("n_train")
+    budget = args.pop("time_budget_s")
+    train = load_run_data(run_dir, include_train=True)["synthetic"]["train"]
+    if n_train is not None:
+        train = train.select(range(min(n_train, len(train))))
+    result = train_lora(train, out_dir, TrainConfig(**args), time_budget_s=budget)
+    print(json.dumps({k: result.record.get(k) for k in ("status", "steps", "final_loss", "tokens_per_s")}))
+
+
+if __name__ == "__main__":
+    main()
