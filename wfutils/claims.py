@@ -84,7 +84,8 @@ def _row(claim: Claim, verdict: str, measured: float = float("nan"), low: float 
             "verdict": verdict, "details": details}
 
 
-def _evaluation_values(scores: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
+def evaluation_values(scores: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
+    """Examples x systems for ``metric`` on the claims' evaluation set, and that set's name."""
     matrix = stats._metric_matrix(scores, metric)
     subsets = list(matrix.index.get_level_values(0).unique())
     if "test" in subsets:
@@ -94,7 +95,8 @@ def _evaluation_values(scores: pd.DataFrame, metric: str) -> tuple[pd.DataFrame,
     return matrix.loc[matrix.index.get_level_values(0).isin(chosen)], "+".join(map(str, chosen))
 
 
-def _systems(values: pd.DataFrame) -> tuple[str | None, list[str], list[tuple[str, str]]]:
+def compared_systems(values: pd.DataFrame) -> tuple[str | None, list[str], list[tuple[str, str]]]:
+    """(best fine-tuned system or None, prompted non-oracle systems, (oracle, BM25) system pairs)."""
     names = [str(c) for c in values.columns]
     slms = [s for s in names if stats.is_slm(s)]
     llms = [s for s in names if not stats.is_slm(s) and not system_info(s).oracle]
@@ -116,13 +118,13 @@ def _tagged(values: pd.DataFrame, examples: pd.DataFrame, tag: str) -> np.ndarra
 def evaluate_claims(scores: pd.DataFrame, examples: pd.DataFrame, *, metric: str = "flowsim",
                     n_boot: int = stats.DEFAULT_BOOT, seed: int = 0) -> pd.DataFrame:
     """The paper-claims table of a run (see the module docstring for the conventions)."""
-    values, where = _evaluation_values(scores, metric)
-    slm, llms, oracle_pairs = _systems(values)
+    values, where = evaluation_values(scores, metric)
+    slm, llms, oracle_pairs = compared_systems(values)
     rows: list[dict[str, Any]] = []
     claims = {c.id: c for c in CLAIMS}
     alt = None
     if "flowsim_no_inputs" in set(scores["metric"]) and metric == "flowsim":
-        alt, _ = _evaluation_values(scores, "flowsim_no_inputs")
+        alt, _ = evaluation_values(scores, "flowsim_no_inputs")
 
     # C1: headline relative improvement.
     if slm is None or not llms:

@@ -62,14 +62,36 @@ def resample_counts(n: int, n_boot: int, seed: int | np.random.Generator | None 
         done += rows
 
 
+_COUNTS_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
+_CACHE_LIMIT = 6  # count matrices kept (each at most _CHUNK_CELLS cells)
+
+
+def _cached_counts(n: int, n_boot: int, seed: int | np.random.Generator | None) -> list[np.ndarray]:
+    """Count matrices for (n, n_boot, seed); small ones are cached, so every system of a subset
+    resampled with the same integer seed gets the same replicates (paired) without regenerating them."""
+    if not isinstance(seed, (int, np.integer)) or n * n_boot > _CHUNK_CELLS:
+        return list(resample_counts(n, n_boot, seed))
+    key = (n, n_boot, int(seed))
+    found = _COUNTS_CACHE.get(key)
+    if found is None:
+        if len(_COUNTS_CACHE) >= _CACHE_LIMIT:
+            _COUNTS_CACHE.pop(next(iter(_COUNTS_CACHE)))
+        found = _COUNTS_CACHE[key] = next(resample_counts(n, n_boot, seed, chunk=n_boot))
+    return [found]
+
+
 def bootstrap_means(values: np.ndarray, n_boot: int = DEFAULT_BOOT, seed: int | np.random.Generator | None = 0
                     ) -> np.ndarray:
-    """Bootstrap replicate means: ``values`` (n,) -> (n_boot,); (n, k) -> (n_boot, k), paired across columns."""
+    """Bootstrap replicate means: ``values`` (n,) -> (n_boot,); (n, k) -> (n_boot, k), paired across columns.
+
+    With an integer ``seed`` the replicates depend only on (n, n_boot, seed): two calls on
+    aligned samples of the same size resample the same examples.
+    """
     values = np.asarray(values, dtype=np.float64)
     one = values.ndim == 1
     matrix = values[:, None] if one else values
     n = matrix.shape[0]
-    out = np.concatenate([counts @ matrix for counts in resample_counts(n, n_boot, seed)]) / n
+    out = np.concatenate([counts @ matrix for counts in _cached_counts(n, n_boot, seed)]) / n
     return out[:, 0] if one else out
 
 
@@ -109,8 +131,10 @@ def sign_flip_p_value(differences: np.ndarray, n_perm: int = DEFAULT_BOOT, seed:
     extreme = done = 0
     while done < n_perm:
         rows = min(chunk, n_perm - done)
-        signs = rng.integers(0, 2, size=(rows, d.size)).astype(np.float64) * 2 - 1
-        extreme += int(np.count_nonzero(np.abs(signs @ d) / d.size >= observed - 1e-12))
+        bits = np.unpackbits(np.frombuffer(rng.bytes(rows * d.size // 8 + 1), dtype=np.uint8))[: rows * d.size]
+        # sum(sign * d) with sign = 2 * bit - 1
+        flipped = 2.0 * (bits.reshape(rows, d.size).astype(np.float64) @ d) - d.sum()
+        extreme += int(np.count_nonzero(np.abs(flipped) / d.size >= observed - 1e-12))
         done += rows
     return float((extreme + 1) / (n_perm + 1))
 
