@@ -403,7 +403,7 @@ def wide(scores: pd.DataFrame, metric: str = "flowsim") -> pd.DataFrame:
     if metric not in set(scores["metric"]):
         raise KeyError(f"metric {metric!r} is not in the scores (have: {', '.join(sorted(set(scores['metric'])))})")
     part = scores[scores["metric"] == metric]
-    return part.pivot_table(index=["subset", "id"], columns="system", values="value", aggfunc="first")
+    return part.pivot_table(index=["subset", "id"], columns="system", values="value", aggfunc="first", observed=True)
 
 
 def _coverage(predictions: dict[str, list[Prediction]], examples: pd.DataFrame) -> pd.DataFrame:
