@@ -178,14 +178,20 @@ def build_messages(strategy: str | Strategy, request: str, *, examples: Sequence
 
 
 def _step_messages(version: str, request: str, outline: dict[str, Any], part: str, known_inputs: Sequence[str],
-                   example_inputs: list[dict[str, Any]] | None) -> list[dict[str, str]]:
+                   shot: tuple[str, str, str, list[dict[str, Any]]] | None = None) -> list[dict[str, str]]:
+    """Messages asking for the inputs of one part; ``shot`` = (request, outline JSON, part, inputs)
+    of the same part in a retrieved example, shown as a worked user/assistant turn."""
     known = f" Its inputs: {', '.join(known_inputs)}." if known_inputs else ""
-    example = f"\nInputs of the same part in a similar flow: {json.dumps(example_inputs, ensure_ascii=False)}" if example_inputs else ""
-    return [
-        {"role": "system", "content": _fill("step_inputs", version)},
-        {"role": "user", "content": _fill("step_request", version, request=request, outline=dumps_flow(outline),
-                                          part=part, known_inputs=known, example=example)},
-    ]
+    messages = [{"role": "system", "content": _fill("step_inputs", version)}]
+    if shot is not None:
+        q, o, p, inputs = shot
+        messages.append({"role": "user", "content": _fill("step_request", version, request=q, outline=o, part=p,
+                                                          known_inputs=known, example="")})
+        messages.append({"role": "assistant", "content": json.dumps({"inputs": inputs}, ensure_ascii=False)})
+    messages.append({"role": "user", "content": _fill("step_request", version, request=request,
+                                                      outline=dumps_flow(outline), part=part, known_inputs=known,
+                                                      example="")})
+    return messages
 
 
 # --------------------------------------------------------------------------- assembly
@@ -292,7 +298,8 @@ def _part_inputs(catalog: Catalog, kind: str, definition: str) -> list[str]:
     return [p.name + ("" if p.required else " (optional)") for p in a.inputs] if a else []
 
 
-def _example_inputs(examples: Sequence[Example], kind: str, definition: str) -> list[dict[str, Any]] | None:
+def _example_shot(examples: Sequence[Example], kind: str, definition: str) -> tuple[str, str, str, list[dict[str, Any]]] | None:
+    """The first retrieved example with the same trigger type / step definition, as a worked turn."""
     for e in examples:
         try:
             flow = json.loads(e.flow)
@@ -301,11 +308,11 @@ def _example_inputs(examples: Sequence[Example], kind: str, definition: str) -> 
         if kind == "trigger":
             trig = flow.get("trigger") or {}
             if trig.get("type") == definition and trig.get("inputs"):
-                return trig["inputs"]
+                return e.request, _outline_of(e.flow), f"the trigger ({definition})", trig["inputs"]
         else:
             for c in flow.get("components") or []:
                 if c.get("definition") == definition and c.get("inputs"):
-                    return c["inputs"]
+                    return e.request, _outline_of(e.flow), f"step {c.get('order')} ({definition})", c["inputs"]
     return None
 
 
@@ -396,7 +403,7 @@ def generate(
     step_inputs: dict[int, Any] = {}
     for kind, definition, key, label in parts:
         messages = _step_messages(s.version, request, shown, label, _part_inputs(catalog, kind, definition),
-                                  _example_inputs(examples, kind, definition))
+                                  _example_shot(examples, kind, definition))
         r = client.chat(messages, temperature=temperature, max_tokens=step_max_tokens,
                         json_mode="none" if json_mode == "none" else "object")
         gen.add(r)

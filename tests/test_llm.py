@@ -1,0 +1,152 @@
+"""wfutils.llm against a real local OpenAI-compatible server (transformers serve, SmolLM2-135M)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.llm_server import Proxy, shared_server
+from wfutils.llm import LLMClient, LLMConfigError, ResponseCache, cost_usd, is_local_url, redact
+from wfutils.server import find_free_port
+
+SECRET = "sk-test-do-not-leak-0123456789abcdef"
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+@pytest.fixture(scope="module")
+def server():
+    return shared_server()
+
+
+def test_round_trip_usage_latency_and_order(server, tmp_path):
+    client = server.client(cache_dir=tmp_path / "cache")
+    convs = [HELLO, [{"role": "user", "content": "Name a colour."}]]
+    results = client.chat_many(convs, concurrency=2, max_tokens=4)
+    assert [r.ok for r in results] == [True, True], [r.error for r in results]
+    for r in results:
+        assert r.text.strip()
+        assert r.prompt_tokens > 0 and 0 < r.completion_tokens <= 4
+        assert r.latency_s > 0 and r.cost_usd == 0.0 and not r.cached and r.attempts == 1
+    # results come back in the order of the conversations: the first one is the hello prompt
+    again = client.chat(HELLO, max_tokens=4)
+    assert again.cached and again.text == results[0].text
+    assert client.stats.network_calls == 2 and client.stats.cache_hits == 1
+
+
+def test_cache_hit_on_rerun_makes_zero_calls_and_never_stores_the_key(server, tmp_path):
+    cache = tmp_path / "cache"
+    first = server.client(cache_dir=cache, api_key=SECRET)
+    r1 = first.chat(HELLO, max_tokens=3, temperature=0.0)
+    assert r1.ok and not r1.cached
+    assert SECRET not in repr(first)
+    # a "rerun": a fresh client (new process in real life) on the same cache directory
+    second = server.client(cache_dir=cache)
+    r2 = second.chat(HELLO, max_tokens=3, temperature=0.0)
+    assert r2.cached and r2.text == r1.text and r2.completion_tokens == r1.completion_tokens
+    assert second.stats.network_calls == 0
+    # a different parameter is a different cache entry
+    r3 = second.chat(HELLO, max_tokens=2, temperature=0.0)
+    assert not r3.cached and second.stats.network_calls == 1
+    files = list(cache.rglob("*.json"))
+    assert len(files) == 2
+    for f in files:
+        assert SECRET not in f.read_text()
+        assert json.loads(f.read_text())["result"]["text"]
+
+
+def test_retry_on_a_server_that_fails_the_first_request(server, tmp_path):
+    for status in (500, 429):
+        with Proxy(server.base_url, fail_first=1, fail_status=status) as proxy:
+            client = LLMClient(server.model, base_url=proxy.base_url, backoff_s=0.01, cache_dir=tmp_path / str(status))
+            result = client.chat(HELLO, max_tokens=2)
+        assert result.ok, result.error
+        assert result.attempts == 2 and proxy.posts == 2
+        assert result.text.strip()
+
+
+def test_json_mode_falls_back_when_the_endpoint_rejects_response_format(server, tmp_path):
+    schema = {"type": "object", "properties": {"greeting": {"type": "string"}}}
+    with Proxy(server.base_url, reject_response_format=True) as proxy:
+        client = LLMClient(server.model, base_url=proxy.base_url, cache_dir=tmp_path)
+        result = client.chat(HELLO, max_tokens=3, json_mode="schema", json_schema=schema)
+        assert result.ok, result.error
+        assert result.text.strip() and result.json_mode == "none"
+        assert result.attempts == 3  # json_schema, json_object, then plain
+        assert [("response_format" in b) for b in proxy.bodies] == [True, True, False]
+        # remembered: the next call goes straight to plain mode
+        second = client.chat([{"role": "user", "content": "Say hi."}], max_tokens=3, json_mode="schema",
+                             json_schema=schema)
+        assert second.ok and second.attempts == 1 and proxy.posts == 4
+
+
+def test_unknown_model_is_a_clear_fatal_error(server):
+    client = LLMClient("no-such-model", base_url=server.base_url)
+    first = client.check()
+    assert first.error_kind == "unknown_model" and "no-such-model" in first.error
+    second = client.chat(HELLO, max_tokens=2)
+    assert second.error.startswith("skipped:") and second.attempts == 0
+
+
+def test_context_overflow_is_refused_before_calling(server):
+    client = server.client()
+    result = client.chat([{"role": "user", "content": "word " * (server.context_window + 10)}], max_tokens=4)
+    assert result.error_kind == "context_overflow" and "context window" in result.error
+    assert result.attempts == 0 and client.stats.network_calls == 0
+
+
+def test_unreachable_server_fails_fast_with_a_clear_message():
+    url = f"http://127.0.0.1:{find_free_port()}/v1"
+    client = LLMClient("m", base_url=url, backoff_s=0.01)
+    result = client.chat(HELLO, max_tokens=2)
+    assert result.error_kind == "unreachable" and url in result.error and "running" in result.error
+    assert client.chat(HELLO, max_tokens=2).attempts == 0  # later calls are skipped
+
+
+def test_missing_key_for_a_remote_endpoint(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(LLMConfigError, match="OPENAI_API_KEY"):
+        LLMClient("gpt-4o", base_url="https://api.openai.com/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    client = LLMClient("gpt-4o", base_url="https://api.openai.com/v1")  # constructing makes no call
+    assert SECRET not in repr(client) and not client.local
+    assert is_local_url("http://localhost:8000/v1") and not is_local_url("https://example.org/v1")
+    with pytest.raises(LLMConfigError, match="http"):
+        LLMClient("gpt-4o", base_url="api.openai.com")
+
+
+def test_redact():
+    assert SECRET not in redact(f"bad key {SECRET} given", SECRET)
+    assert "sk-abcdefghijkl" not in redact("Incorrect API key provided: sk-abcdefghijklmnop", None)
+
+
+def test_price_table(tmp_path):
+    assert cost_usd("gpt-4o", 1_000_000, 1_000_000) == pytest.approx(12.5)
+    assert cost_usd("gpt-4o-2024-08-06", 1_000_000, 0) == pytest.approx(2.5)
+    assert cost_usd("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
+    assert cost_usd("gemini-2.0-flash", 2_000_000, 1_000_000) == pytest.approx(0.6)
+    assert cost_usd("claude-3-5-sonnet-20241022", 1_000, 1_000) == pytest.approx(0.018)
+    assert cost_usd("mystery-model", 10, 10) is None
+    assert cost_usd("gpt-4o", 10**6, 10**6, local=True) == 0.0
+    edited = tmp_path / "prices.json"
+    edited.write_text(json.dumps({"models": {"my-model": {"input": 1.0, "output": 2.0}}}))
+    assert cost_usd("my-model", 500_000, 500_000, prices=str(edited)) == pytest.approx(1.5)
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"models": {"bad": {"input": "x"}}}))
+    with pytest.raises(ValueError, match="bad"):
+        cost_usd("bad", 1, 1, prices=str(broken))
+
+
+def test_response_cache_is_atomic_and_tolerates_damaged_entries(tmp_path):
+    cache = ResponseCache(tmp_path)
+    key = ResponseCache.key("e", "m", HELLO, {"temperature": 0})
+    assert key != ResponseCache.key("e", "m", HELLO, {"temperature": 0.5})
+    assert key != ResponseCache.key("other", "m", HELLO, {"temperature": 0})
+    assert cache.get(key) is None
+    cache.put(key, {"result": {"text": "hi"}})
+    assert cache.get(key)["result"]["text"] == "hi"
+    assert not list(tmp_path.rglob("*.tmp"))
+    cache.path(key).write_text('{"result": {"text": "h')  # a torn write from some other tool
+    assert cache.get(key) is None
+    cache.put(key, {"result": {"text": "again"}})
+    assert cache.get(key)["result"]["text"] == "again" and cache.count() == 1
