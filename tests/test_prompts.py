@@ -133,13 +133,13 @@ def test_decomposed_strategy_gives_a_schema_valid_flow(server, retriever, data, 
 def test_run_system_writes_predictions_and_a_rerun_makes_no_call(server, retriever, data, tmp_path):
     client = server.client(cache_dir=tmp_path / "llm" / "cache")
     rows = data["test"].select(range(2))
-    kwargs = dict(run_dir=tmp_path, split="synthetic/test", system="smollm2-135m-zero-shot", retriever=retriever,
+    kwargs = dict(run_dir=tmp_path, split="test", system="smollm2-135m-zero-shot", retriever=retriever,
                   concurrency=2, max_tokens=6, progress=False)
     first = run_system(client, "zero_shot", rows, **kwargs)
     assert first["written"] == 2 and first["calls"] == 2 and first["cache_hits"] == 0 and not first["errors"]
     preds = read_predictions(tmp_path / "predictions" / "smollm2-135m-zero-shot.jsonl")
     assert sorted(p.id for p in preds) == sorted(rows["id"])
-    assert all(p.system == "smollm2-135m-zero-shot" and p.split == "synthetic/test" and p.output for p in preds)
+    assert all(p.system == "smollm2-135m-zero-shot" and p.split == "test" and p.output for p in preds)
     assert all(p.prompt_tokens > 0 and 0 < p.completion_tokens <= 6 and p.latency_s > 0 for p in preds)
     assert {p.reference for p in preds} == set(rows["flow"])
     again = run_system(client, "zero_shot", rows, **kwargs)

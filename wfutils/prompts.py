@@ -56,6 +56,7 @@ __all__ = [
     "build_messages",
     "fixed_examples",
     "generate",
+    "run_arm",
     "run_system",
     "system_name",
     "template_text",
@@ -555,3 +556,141 @@ def run_system(
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
     summary["predictions"] = str(out_path)
     return summary
+
+
+# --------------------------------------------------------------------------- the whole arm
+def _parse_splits(eval_splits: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in eval_splits:
+        name, _, split = str(item).partition("/")
+        if not name:
+            raise ValueError(f"bad eval split {item!r}; use '<dataset>/<split>' such as 'synthetic/test'")
+        out.append((name, split or "test"))
+    return out
+
+
+def run_arm(
+    run_dir: str | Path,
+    *,
+    base_url: str | None = None,
+    models: Sequence[str] | None = None,
+    local_model: str = "smollm2-135m",
+    strategies: Sequence[str] = ("zero_shot", "few_shot", "rag_few_shot", "decomposed"),
+    retrieval: Sequence[str] = ("bm25",),
+    k: int = 3,
+    eval_splits: Sequence[str] = ("synthetic/test", "synthetic/ood", "n8n/test", "logic_apps/test"),
+    max_examples: int | None = None,
+    concurrency: int = 4,
+    temperature: float = 0.0,
+    max_tokens: int = 512,
+    step_max_tokens: int = 128,
+    json_mode: str = "none",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every model x strategy (x retrieval mode) on the evaluation splits of a run.
+
+    ``base_url=None`` (and no ``$OPENAI_BASE_URL``) starts a local ``transformers serve`` for
+    ``local_model`` and stops it at the end; otherwise ``models`` are requested from the
+    endpoint (key from ``$OPENAI_API_KEY``). The response cache lives in
+    ``<run_dir>/llm/cache``, so a rerun of a finished arm makes no call. A model whose
+    endpoint check fails (no key, wrong key, unknown model, server down) is reported in the
+    summary and skipped; the others still run. The summary (parameters, versions, per
+    system and split counts, tokens, cost, errors) is written atomically to
+    ``<run_dir>/llm/summary.json`` and returned.
+    """
+    import os
+    import platform
+    from contextlib import ExitStack
+
+    from wfutils.data import load_run_data
+    from wfutils.llm import LLMConfigError
+
+    for name in strategies:
+        _strategy(name)
+    for mode in retrieval:
+        if mode not in ("bm25", "oracle"):
+            raise ValueError(f"retrieval modes are 'bm25' and 'oracle', got {mode!r}")
+    run_dir = Path(run_dir)
+    data = load_run_data(run_dir, include_train=True)
+    wanted = _parse_splits(eval_splits)
+    missing = [f"{n}/{s}" for n, s in wanted if n not in data or s not in data[n]]
+    if missing:
+        have = [f"{n}/{s}" for n, dd in data.items() for s in dd if s != "train"]
+        raise ValueError(f"evaluation split(s) {missing} not found under {run_dir / 'data'}; available: {have}")
+    if "synthetic" not in data or "train" not in data["synthetic"]:
+        raise ValueError(f"{run_dir / 'data'} has no synthetic train split (needed for examples and retrieval)")
+    retriever = Retriever(data["synthetic"]["train"])
+    shots = fixed_examples(data["synthetic"]["train"], k)
+    cache_dir = run_dir / "llm" / "cache"
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+    t0 = time.perf_counter()
+    summary: dict[str, Any] = {
+        "parameters": {"base_url": base_url or "local", "models": list(models or []), "local_model": local_model,
+                       "strategies": list(strategies), "retrieval": list(retrieval), "k": k,
+                       "eval_splits": list(eval_splits), "max_examples": max_examples, "concurrency": concurrency,
+                       "temperature": temperature, "max_tokens": max_tokens, "step_max_tokens": step_max_tokens,
+                       "json_mode": json_mode},
+        "strategies": {s: asdict(STRATEGIES[s]) for s in strategies},
+        "fixed_examples": [e.id for e in shots],
+        "versions": _versions(), "python": platform.python_version(),
+        "models": {}, "systems": {},
+    }
+    with ExitStack() as stack:
+        clients: list[tuple[str, LLMClient | None, str | None]] = []
+        if base_url is None:
+            from wfutils.server import local_server
+
+            server = stack.enter_context(local_server(local_model, log_path=run_dir / "llm" / "server.log"))
+            summary["models"][server.name] = {"endpoint": "local", "server_startup_s": server.startup_s}
+            clients.append((server.name, server.client(cache_dir=cache_dir), None))
+        else:
+            if not models:
+                raise ValueError("models=[...] is required with a remote endpoint (base_url / $OPENAI_BASE_URL)")
+            for model in models:
+                try:
+                    clients.append((model, LLMClient(model, base_url=base_url, cache_dir=cache_dir), None))
+                except LLMConfigError as exc:
+                    clients.append((model, None, str(exc)))
+        for display, client, problem in clients:
+            info = summary["models"].setdefault(display, {})
+            if client is None:
+                info["error"] = problem
+                continue
+            info["model"] = client.model
+            systems = [(s, mode) for s in strategies for mode in (retrieval if STRATEGIES[s].uses_examples == "retrieved" else ("bm25",))]
+            for strategy, mode in systems:
+                system = system_name(display, strategy, mode)
+                per_split = {}
+                for name, split in wanted:
+                    rows = data[name][split].to_list()
+                    rows = rows[:max_examples] if max_examples is not None else rows
+                    per_split[f"{name}/{split}"] = run_system(
+                        client, strategy, rows, run_dir=run_dir, split=split, system=system, retriever=retriever,
+                        retrieval=mode, k=k, few_shot=shots, concurrency=concurrency, temperature=temperature,
+                        max_tokens=max_tokens, step_max_tokens=step_max_tokens, json_mode=json_mode,
+                        progress=progress)
+                summary["systems"][system] = {"model": display, "strategy": strategy, "retrieval": mode,
+                                              "splits": per_split}
+            info["client_stats"] = {k2: v for k2, v in vars(client.stats).items() if k2 != "lock"}
+            if client._fatal is not None:
+                info["error"] = client._fatal[1]
+            client.close()
+    summary["wall_s"] = round(time.perf_counter() - t0, 2)
+    out = run_dir / "llm" / "summary.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+    return summary
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("wfutils", "openai", "transformers", "torch", "bm25s"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
