@@ -115,6 +115,15 @@ def test_missing_key_for_a_remote_endpoint(monkeypatch):
         LLMClient("gpt-4o", base_url="api.openai.com")
 
 
+def test_public_url_drops_credentials():
+    from wfutils.llm import public_url
+
+    assert public_url("https://user:pw@example.org:8443/v1?key=abc") == "https://example.org:8443/v1"
+    client = LLMClient("m", base_url="http://u:secretpw@127.0.0.1:9/v1")
+    assert "secretpw" not in repr(client) and "secretpw" not in client.cache_id
+    assert "secretpw" not in (client.chat(HELLO, max_tokens=1).error or "x")
+
+
 def test_redact():
     assert SECRET not in redact(f"bad key {SECRET} given", SECRET)
     assert "sk-abcdefghijkl" not in redact("Incorrect API key provided: sk-abcdefghijklmnop", None)

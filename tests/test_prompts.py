@@ -162,3 +162,30 @@ def test_run_system_checks_its_inputs(retriever, tmp_path):
     with pytest.raises(ValueError, match="needs a retriever"):
         run_system(client, "rag_few_shot", [{"id": "a", "request": "r", "flow": "{}"}], run_dir=tmp_path,
                    split="s", system="x")
+
+
+@pytest.mark.slow
+def test_notebook_03_runs_and_a_rerun_makes_zero_calls(tmp_path):
+    import papermill as pm
+
+    from wfutils.data import build_all
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    run_dir = tmp_path / "run"
+    build_all(run_dir, n_train=60, n_test=2, n_ood=1, corpora=())
+    params = dict(run_dir=str(run_dir), strategies=["zero_shot", "decomposed"], eval_splits=["synthetic/test"],
+                  max_examples=2, max_tokens=32, step_max_tokens=8, concurrency=2, k=1)
+    for attempt in range(2):
+        pm.execute_notebook(str(repo / "notebooks" / "03_llm_prompting.ipynb"), str(tmp_path / f"out{attempt}.ipynb"),
+                            parameters=params, cwd=str(repo), progress_bar=False, kernel_name="python3")
+        summary = json.loads((run_dir / "llm" / "summary.json").read_text())
+        stats = summary["models"]["smollm2-135m"]["client_stats"]
+        if attempt == 0:
+            assert stats["network_calls"] >= 4
+        else:
+            assert stats["network_calls"] == 0  # the rerun answers from predictions files and the cache
+    table = __import__("pandas").read_csv(run_dir / "llm" / "systems_table.csv")
+    assert set(table["system"]) == {"smollm2-135m-zero-shot", "smollm2-135m-decomposed"}
+    assert {"parse_rate", "flowsim", "flowsim_inputs", "cost_usd", "latency_s"} <= set(table.columns)
+    assert (run_dir / "llm" / "flowsim_by_system.png").exists()
+    assert "OPENAI_API_KEY" not in (run_dir / "llm" / "summary.json").read_text()

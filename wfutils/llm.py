@@ -51,6 +51,7 @@ __all__ = [
     "cost_usd",
     "is_local_url",
     "load_prices",
+    "public_url",
     "redact",
 ]
 
@@ -70,6 +71,14 @@ def is_local_url(base_url: str) -> bool:
     """True when ``base_url`` points at this machine (no API key needed, zero cost)."""
     host = urlparse(base_url).hostname or ""
     return host in _LOCAL_HOSTS
+
+
+def public_url(url: str) -> str:
+    """``url`` without user:password and query string (safe to store in caches and results)."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    netloc = f"{host}:{parsed.port}" if parsed.port else host
+    return parsed._replace(netloc=netloc, query="", fragment="").geturl()
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -263,12 +272,12 @@ class LLMClient:
         if not key:
             if not self.local:
                 raise LLMConfigError(
-                    f"OPENAI_API_KEY is not set: the remote endpoint {base_url} needs an API key "
+                    f"OPENAI_API_KEY is not set: the remote endpoint {public_url(base_url)} needs an API key "
                     f"(export OPENAI_API_KEY=..., or point OPENAI_BASE_URL at a local server)"
                 )
             key = "no-key-needed-for-local-server"
         self._key = key
-        self.cache_id = cache_id or base_url
+        self.cache_id = cache_id or public_url(base_url)
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.max_retries = int(max_retries)
         self.backoff_s = float(backoff_s)
@@ -283,7 +292,7 @@ class LLMClient:
         self._client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout_s)
 
     def __repr__(self) -> str:  # never shows the key
-        return f"LLMClient(model={self.model!r}, base_url={self.base_url!r}, api_key='***', cache={str(self.cache.root) if self.cache is not None else None!r})"
+        return f"LLMClient(model={self.model!r}, base_url={public_url(self.base_url)!r}, api_key='***', cache={str(self.cache.root) if self.cache is not None else None!r})"
 
     # ------------------------------------------------------------------ helpers
     def _redact(self, text: str) -> str:
@@ -312,13 +321,13 @@ class LLMClient:
                 body = f"{body} {detail_text}"
         body = self._redact(body[:2000])
         low = body.lower()
-        where = f"{self.base_url} (model {self.model!r})"
+        where = f"{public_url(self.base_url)} (model {self.model!r})"
         if isinstance(exc, openai.APITimeoutError):
             return "timeout", f"request to {where} timed out", True
         if isinstance(exc, openai.APIConnectionError):
-            return "unreachable", f"cannot reach the server at {self.base_url}: is it running? ({type(exc).__name__})", True
+            return "unreachable", f"cannot reach the server at {public_url(self.base_url)}: is it running? ({type(exc).__name__})", True
         if status in (401, 403):
-            return "auth", f"the endpoint {self.base_url} rejected the API key (HTTP {status}); check OPENAI_API_KEY", False
+            return "auth", f"the endpoint {public_url(self.base_url)} rejected the API key (HTTP {status}); check OPENAI_API_KEY", False
         if status == 429:
             return "rate_limit", f"rate limited by {where}: {body}", True
         if status is not None and status in _RETRYABLE_STATUS:
@@ -326,7 +335,7 @@ class LLMClient:
         if any(p in low for p in _CONTEXT_PATTERNS):
             return "context_overflow", f"prompt too long for {where} (context overflow): {body}", False
         if status == 404 or (status in (400, 422) and any(p in low for p in _MODEL_PATTERNS)):
-            return "unknown_model", f"unknown model {self.model!r} at {self.base_url} (HTTP {status}): {body}", False
+            return "unknown_model", f"unknown model {self.model!r} at {public_url(self.base_url)} (HTTP {status}): {body}", False
         if status in (400, 422):
             return "bad_request", f"HTTP {status} from {where}: {body}", False
         if status is not None and status >= 500:

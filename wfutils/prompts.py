@@ -603,7 +603,7 @@ def run_arm(
     from contextlib import ExitStack
 
     from wfutils.data import load_run_data
-    from wfutils.llm import LLMConfigError
+    from wfutils.llm import LLMConfigError, public_url
 
     for name in strategies:
         _strategy(name)
@@ -625,7 +625,7 @@ def run_arm(
     base_url = base_url or os.environ.get("OPENAI_BASE_URL")
     t0 = time.perf_counter()
     summary: dict[str, Any] = {
-        "parameters": {"base_url": base_url or "local", "models": list(models or []), "local_model": local_model,
+        "parameters": {"base_url": public_url(base_url) if base_url else "local", "models": list(models or []), "local_model": local_model,
                        "strategies": list(strategies), "retrieval": list(retrieval), "k": k,
                        "eval_splits": list(eval_splits), "max_examples": max_examples, "concurrency": concurrency,
                        "temperature": temperature, "max_tokens": max_tokens, "step_max_tokens": step_max_tokens,
