@@ -230,3 +230,45 @@ def test_max_new_tokens_follows_reference_lengths(base):
     with pytest.raises(ValueError, match="field 'request'"):
         generate_predictions(None, tok, [{"id": "a", "flow": "{}"}], "unused.jsonl", system="s", split="test")
 
+
+
+@pytest.mark.slow
+def test_notebook_02_runs_end_to_end(tmp_path):
+    """papermill run of notebook 02 on a tiny run: trains, plots, generates for both systems."""
+    from pathlib import Path
+
+    import papermill
+
+    from wfutils.data import build_all
+
+    run = tmp_path / "run"
+    build_all(run, n_train=16, n_test=2, n_ood=1, corpora=())
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "02_slm_finetuning.ipynb"
+    papermill.execute_notebook(
+        str(notebook), str(tmp_path / "02.ipynb"), kernel_name="python3", progress_bar=False,
+        parameters={"run_dir": str(run), "max_steps": 2, "batch_size": 4, "eval_splits": ["synthetic/test"],
+                    "eval_limit": 2, "max_new_tokens_cap": 24, "few_shot_baseline": 1, "lora_r": 4})
+    record = read_training_record(run / "slm")
+    assert record["steps"] == 2 and (run / "slm" / "loss_curve.png").is_file()
+    for system in ("slm-smollm2-135m-lora", "slm-smollm2-135m-1shot"):
+        records = read_predictions(run / "predictions" / f"{system}.jsonl")
+        assert len(records) == 2 and {r.split for r in records} == {"test"}
+    summary = json.loads((run / "slm" / "generation_summary.json").read_text())
+    assert set(summary) == {"slm-smollm2-135m-lora", "slm-smollm2-135m-1shot"}
+
+
+@pytest.mark.slow
+def test_schema_constrained_decoding_keeps_output_inside_the_flow_schema(trained, tmp_path):
+    from wfutils.generation import schema_constraint
+    from wfutils.schema import validate_flow
+
+    model, tok = load_finetuned(trained.out_dir, device="cpu")
+    path = tmp_path / "constrained.jsonl"
+    generate_predictions(model, tok, PAIRS[:2], path, system="slm-c", split="test", batch_size=2,
+                         max_new_tokens=110, logits_processor_factory=schema_constraint(tok), progress=False)
+    for r in read_predictions(path):
+        assert r.parse_status in ("ok", "truncated"), r.output
+        if r.parse_status == "ok":
+            assert validate_flow(r.flow) == [], r.output
+        else:  # cut by max_new_tokens: still a prefix of schema-valid JSON, never prose
+            assert r.completion_tokens == 110 and r.output.lstrip().startswith("{")

@@ -220,3 +220,76 @@ def generate_for_run(
         summary["splits"][f"{name}/{split}"] = {"n": len(rows), "max_new_tokens": budget,
                                                 "seconds": round(time.perf_counter() - t0, 2)}
     return summary
+
+
+# --------------------------------------------------------------------------- constrained decoding
+
+_TOKENIZER_DATA: dict[int, Any] = {}
+
+
+def _enforcer_tokenizer_data(tokenizer) -> Any:
+    """lm-format-enforcer's view of the vocabulary (built once per tokenizer; a few seconds)."""
+    import functools
+
+    from lmformatenforcer import TokenEnforcerTokenizerData
+
+    key = id(tokenizer)
+    if key not in _TOKENIZER_DATA:
+        special = set(tokenizer.all_special_ids)
+        zero = tokenizer.encode("0", add_special_tokens=False)[-1]
+        vocab = len(tokenizer)
+        regular = []
+        for tid in range(vocab):
+            if tid in special:
+                continue
+            after_zero = tokenizer.decode([zero, tid])[1:]
+            alone = tokenizer.decode([tid])
+            regular.append((tid, after_zero, len(after_zero) > len(alone)))
+
+        def decode(tokens: list[int]) -> str:
+            return tokenizer.decode(tokens).rstrip("\ufffd")
+
+        _TOKENIZER_DATA[key] = TokenEnforcerTokenizerData(regular, functools.partial(decode), _stop_ids(tokenizer),
+                                                          False, vocab)
+    return _TOKENIZER_DATA[key]
+
+
+class SchemaLogitsProcessor:
+    """Masks every token that would break the flow JSON Schema (lm-format-enforcer), row by row.
+
+    Works with left-padded batches: each row's full token sequence is handed to its own
+    :class:`lmformatenforcer.TokenEnforcer`, which treats the first sequence it sees as the prompt.
+    """
+
+    def __init__(self, tokenizer, schema: dict[str, Any] | None = None, batch_size: int = 1) -> None:
+        from lmformatenforcer import JsonSchemaParser, TokenEnforcer
+
+        from wfutils.schema import FLOW_SCHEMA
+
+        data = _enforcer_tokenizer_data(tokenizer)
+        self._enforcers = [TokenEnforcer(data, JsonSchemaParser(schema or FLOW_SCHEMA)) for _ in range(batch_size)]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        mask = torch.full_like(scores, float("-inf"))
+        for row, seq in enumerate(input_ids.tolist()):
+            allowed = self._enforcers[row].get_allowed_tokens(seq).allowed_tokens
+            mask[row, allowed] = 0.0
+        return scores + mask
+
+
+def schema_constraint(tokenizer, schema: dict[str, Any] | None = None):
+    """A ``logits_processor_factory`` for :func:`generate_predictions`: JSON-Schema-guided decoding.
+
+    Needs ``pip install lm-format-enforcer`` (0.11.3 was used here; its own transformers
+    integration does not import with transformers 5, so the vocabulary is prepared here).
+    """
+    from transformers import LogitsProcessorList
+
+    _enforcer_tokenizer_data(tokenizer)  # fail early, build once
+
+    def factory(prompt_lengths: Sequence[int]):
+        return LogitsProcessorList([SchemaLogitsProcessor(tokenizer, schema, batch_size=len(prompt_lengths))])
+
+    return factory

@@ -23,6 +23,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -553,7 +554,9 @@ def train_lora(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.lora_targets), task_type="CAUSAL_LM", bias="none")
-    peft_model = get_peft_model(model, lora)
+    with warnings.catch_warnings():  # peft 0.21 reads a property that transformers 5 deprecates
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, lora)
     n_trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in peft_model.parameters())
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -722,7 +725,9 @@ def load_finetuned(
         else:
             raise ValueError(f"{out_dir} has no {RECORD_FILE}; pass base_model=")
     model, tokenizer = load_model_and_tokenizer(base_model, dtype=dtype, device=device)
-    model = PeftModel.from_pretrained(model, adapter)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = PeftModel.from_pretrained(model, adapter)
     if merge:
         model = model.merge_and_unload()
     model.eval()
