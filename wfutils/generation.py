@@ -22,7 +22,7 @@ from wfutils.predictions import Prediction, PredictionWriter
 from wfutils.slm import SYSTEM_PROMPT, _flow_text, end_of_turn_id, prompt_token_ids
 
 __all__ = ["Generated", "generate_batch", "default_max_new_tokens", "generate_predictions", "parse_eval_splits",
-           "generate_for_run"]
+           "generate_for_run", "SchemaLogitsProcessor", "schema_constraint"]
 
 
 @dataclass
