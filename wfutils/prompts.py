@@ -585,6 +585,7 @@ def run_arm(
     max_tokens: int = 512,
     step_max_tokens: int = 128,
     json_mode: str = "none",
+    retriever: Retriever | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run every model x strategy (x retrieval mode) on the evaluation splits of a run.
@@ -619,7 +620,7 @@ def run_arm(
         raise ValueError(f"evaluation split(s) {missing} not found under {run_dir / 'data'}; available: {have}")
     if "synthetic" not in data or "train" not in data["synthetic"]:
         raise ValueError(f"{run_dir / 'data'} has no synthetic train split (needed for examples and retrieval)")
-    retriever = Retriever(data["synthetic"]["train"])
+    retriever = retriever if retriever is not None else Retriever(data["synthetic"]["train"])
     shots = fixed_examples(data["synthetic"]["train"], k)
     cache_dir = run_dir / "llm" / "cache"
     base_url = base_url or os.environ.get("OPENAI_BASE_URL")
