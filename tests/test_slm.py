@@ -272,3 +272,11 @@ def test_schema_constrained_decoding_keeps_output_inside_the_flow_schema(trained
             assert validate_flow(r.flow) == [], r.output
         else:  # cut by max_new_tokens: still a prefix of schema-valid JSON, never prose
             assert r.completion_tokens == 110 and r.output.lstrip().startswith("{")
+
+
+def test_gradient_checkpointing_gives_the_same_first_step(trained, base, tmp_path):
+    model, tok = base
+    config = TrainConfig(**{**TINY, "max_steps": 1, "gradient_checkpointing": True})
+    result = train_lora(PAIRS, tmp_path / "gc", config, model=copy.deepcopy(model), tokenizer=tok, progress=False)
+    assert result.record["config"]["gradient_checkpointing"] is True
+    assert result.record["loss_curve"][0]["loss"] == pytest.approx(trained.record["loss_curve"][0]["loss"], rel=1e-4)
