@@ -280,3 +280,15 @@ def test_gradient_checkpointing_gives_the_same_first_step(trained, base, tmp_pat
     result = train_lora(PAIRS, tmp_path / "gc", config, model=copy.deepcopy(model), tokenizer=tok, progress=False)
     assert result.record["config"]["gradient_checkpointing"] is True
     assert result.record["loss_curve"][0]["loss"] == pytest.approx(trained.record["loss_curve"][0]["loss"], rel=1e-4)
+
+
+def test_time_budget_keeps_the_adapter_trained_so_far(base, tmp_path):
+    model, tok = base
+    config = TrainConfig(**{**TINY, "max_steps": 50})
+    result = train_lora(PAIRS, tmp_path / "tb", config, model=copy.deepcopy(model), tokenizer=tok, progress=False,
+                        time_budget_s=0.01)
+    record = result.record
+    assert result.complete and record["stopped_by"] == "time_budget" and record["steps"] == 1
+    assert record["total_steps"] == 50 and (result.adapter_dir / "adapter_config.json").is_file()
+    again = train_lora(PAIRS, tmp_path / "tb", config, model=object(), tokenizer=tok, progress=False, time_budget_s=0.01)
+    assert again.reused

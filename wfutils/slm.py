@@ -507,9 +507,10 @@ def train_lora(
     ``model``/``tokenizer`` may be passed to reuse an already loaded base model; LoRA layers are
     injected into it in place (pass a copy if the base model is needed afterwards).
 
-    ``time_budget_s`` / ``stop_after_steps`` end this session early (after the step that crosses
-    the budget): a checkpoint is written and the result has ``complete=False``; calling again
-    with the same arguments continues from there.
+    ``time_budget_s`` caps the training time (checked between steps; a resumed run counts its
+    earlier sessions): when it is reached the adapter is saved as it is and the record says
+    ``"stopped_by": "time_budget"``. ``stop_after_steps`` ends this session early instead
+    (a checkpoint is written, ``complete=False``; calling again continues from there).
     """
     import torch
     from accelerate import Accelerator
@@ -535,7 +536,8 @@ def train_lora(
     record_path = out_dir / RECORD_FILE
     if record_path.is_file() and not overwrite:
         record = json.loads(record_path.read_text())
-        if record.get("fingerprint") == fingerprint and (out_dir / ADAPTER_DIR).is_dir():
+        if (record.get("fingerprint") == fingerprint and record.get("time_budget_s") == time_budget_s
+                and (out_dir / ADAPTER_DIR).is_dir()):
             return TrainResult(out_dir, out_dir / ADAPTER_DIR, record, reused=True)
 
     threads = set_threads(config.num_threads)
@@ -604,10 +606,13 @@ def train_lora(
                disable=not progress or not accelerator.is_main_process)
     session_steps = 0
     stopped_early = False
+    stopped_by = None
     for step in range(state["step"], total_steps):
-        if session_steps and ((stop_after_steps is not None and session_steps >= stop_after_steps) or
-                              (time_budget_s is not None and time.perf_counter() - wall0 >= time_budget_s)):
+        if session_steps and stop_after_steps is not None and session_steps >= stop_after_steps:
             stopped_early = True
+            break
+        if time_budget_s is not None and state["train_seconds"] >= time_budget_s:
+            stopped_by = "time_budget"
             break
         session_steps += 1
         t0 = time.perf_counter()
@@ -680,6 +685,8 @@ def train_lora(
             "n_params": n_total,
             "steps": state["step"],
             "total_steps": total_steps,
+            "stopped_by": stopped_by,
+            "time_budget_s": time_budget_s,
             "epochs": round(state["step"] * config.grad_accum * accelerator.num_processes / per_epoch, 3),
             "tokens": state["tokens"],
             "target_tokens": state["target_tokens"],
