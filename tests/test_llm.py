@@ -119,7 +119,7 @@ def test_public_url_drops_credentials():
     from wfutils.llm import public_url
 
     assert public_url("https://user:pw@example.org:8443/v1?key=abc") == "https://example.org:8443/v1"
-    client = LLMClient("m", base_url="http://u:secretpw@127.0.0.1:9/v1")
+    client = LLMClient("m", base_url="http://u:secretpw@127.0.0.1:9/v1", backoff_s=0.01)
     assert "secretpw" not in repr(client) and "secretpw" not in client.cache_id
     assert "secretpw" not in (client.chat(HELLO, max_tokens=1).error or "x")
 
