@@ -29,10 +29,10 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars", "--virtual-time-budget=5000")
 #: Pages and what each must show: at least this many loaded figures, and glued values.
 EXPECTED_PAGES = {
-    "book/intro.html": {"figures": 0, "glue": True},
-    "book/claims.html": {"figures": 0, "glue": True},
-    "book/run/01_data_exploration.html": {"figures": 1, "glue": False},
-    "book/run/04_evaluation.html": {"figures": 1, "glue": False},
+    "book/intro.html": {"figures": 0, "glue": "text"},
+    "book/claims.html": {"figures": 0, "glue": "table"},
+    "book/run/01_data_exploration.html": {"figures": 1, "glue": None},
+    "book/run/04_evaluation.html": {"figures": 1, "glue": None},
 }
 SCREENSHOT_PAGE = "book/run/04_evaluation.html"
 
@@ -110,7 +110,7 @@ def check_page(base_url: str, html_dir: Path, page: str, expect: dict[str, objec
         dom = _chromium(["--dump-dom", f"{base_url}/{probe.relative_to(html_dir).as_posix()}"])
     finally:
         probe.unlink(missing_ok=True)
-    match = re.search(r'<pre id="wfbook-image-report">(.*?)</pre>', dom, re.DOTALL)
+    match = re.search(r'<pre id="wfbook-image-report"[^>]*>(.*?)</pre>', dom, re.DOTALL)
     lines = [line for line in (match.group(1).splitlines() if match else []) if line.strip()]
     report.figures = sum(line.startswith("OK ") for line in lines)
     report.broken_images = [line[7:] for line in lines if line.startswith("BROKEN ")]
@@ -120,13 +120,18 @@ def check_page(base_url: str, html_dir: Path, page: str, expect: dict[str, objec
         report.problems.append(f"expected at least {expect['figures']} figure(s), found {report.figures}")
     if "{glue" in dom or "glue:text" in dom:
         report.problems.append("a glue role was not replaced by its value")
-    if expect["glue"]:
-        report.glued_values = re.findall(r'<span class="pasted-text">(.*?)</span>', dom)
-        if not report.glued_values and "pasted-inline" not in dom and 'class="pasted' not in dom:
-            report.problems.append("no glued value found on the page")
-        empty = [v for v in report.glued_values if not v.strip() or v.strip() in ("nan", "None")]
-        if empty:
-            report.problems.append(f"glued values that are empty or not numbers: {empty}")
+    if expect["glue"] == "text":
+        report.glued_values = [v.strip() for v in re.findall(r'<span class="pasted-text">(.*?)</span>', dom)]
+        if not report.glued_values:
+            report.problems.append("no glued number found in the prose")
+        bad = [v for v in report.glued_values if not re.fullmatch(r"[-+]?\d[\d,]*(\.\d+)?", v)]
+        if bad:
+            report.problems.append(f"glued values that are not numbers: {bad}")
+    elif expect["glue"] == "table":
+        tables = re.findall(r"<table.*?</table>", dom, re.DOTALL)
+        if not any("verdict" in table for table in tables):
+            report.problems.append("the glued claims table (with its verdict column) is missing")
+        report.glued_values = [f"{len(re.findall(r'<tr', t))} table rows" for t in tables if "verdict" in t]
     return report
 
 

@@ -123,9 +123,17 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
             if (not target or target == path.stem) and name in names:
                 parameters[name] = value
         if "run_dir" in names:
-            parameters["run_dir"] = str(run_dir)
+            parameters["run_dir"] = _display_path(run_dir)
         steps.append(NotebookStep(path.stem, path, parameters))
     return steps
+
+
+def _display_path(path: Path) -> str:
+    """A run directory as the notebooks see it: relative to the repository (their working directory) when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _fingerprint(step: NotebookStep, upstream: str) -> str:
@@ -214,6 +222,8 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
         start = time.perf_counter()
         tmp_output = output.with_suffix(".running.ipynb")
         try:
+            # Executed copies are read as documents: progress bars would only add noise there.
+            os.environ.setdefault("TQDM_DISABLE", "1")
             papermill.execute_notebook(
                 str(step.path), str(tmp_output), parameters=step.parameters, kernel_name="python3",
                 cwd=str(REPO_ROOT), progress_bar=False, log_output=False,
