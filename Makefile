@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= default
 RUN ?= $(PROFILE)
 
-.PHONY: env study smoke test test-all book bench clean
+.PHONY: env study smoke book check-book test test-all bench clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,17 @@ env: $(STAMP)  ## create or update the virtual environment
 
 study: env  ## run the whole study (PROFILE=default) and build the book
 	$(PY) -m wfutils.pipeline --profile $(PROFILE) --run $(RUN)
+	$(MAKE) book RUN=$(RUN)
+
+book: env  ## render results/$(RUN) as the book in _build/html
 	$(PY) -m wfutils.book --run results/$(RUN)
 
-smoke: env  ## the smoke profile end to end (minutes)
+check-book:  ## open the built book in headless Chromium: figures load, glued numbers present
+	$(PY) -m wfutils.bookcheck --html _build/html --screenshot results/$(RUN)/book-evaluation.png
+
+smoke: env  ## the smoke profile end to end (minutes), then the browser check
 	$(MAKE) study PROFILE=smoke
+	$(MAKE) check-book RUN=smoke
 
 test: env  ## the test suite (fast; slow end-to-end checks are `make test-all`)
 	$(PY) -m pytest -m "not slow" -q
@@ -34,6 +41,10 @@ test-all: env
 
 bench: env  ## speed benchmarks, printing ratios against baselines measured in the same run
 	$(PY) benchmarks/flowsim_bench.py
+	$(PY) benchmarks/data_bench.py
+	$(PY) benchmarks/eval_bench.py
+	$(PY) benchmarks/slm_bench.py
+	$(PY) benchmarks/llm_bench.py
 
 clean:
 	rm -rf _build
