@@ -133,10 +133,10 @@ def system_name(base_model: str, suffix: str = "lora") -> str:
 def set_threads(num_threads: int | None = None) -> int:
     """Set torch's CPU threads and return the count.
 
-    ``None`` means ``$WFBOOK_TORCH_THREADS`` if set, else the CPUs this process may use minus
-    the current load (at least 1): on a small shared machine (2 cores) more OpenMP threads than
-    idle cores makes every matrix product wait on busy cores, which was measured here to slow
-    generation down 2-4x.
+    ``None`` means ``$WFBOOK_TORCH_THREADS`` if set, else every CPU this process may use. On a
+    small machine shared with other CPU-heavy work, set ``WFBOOK_TORCH_THREADS=1``: more
+    OpenMP threads than idle cores makes every matrix product wait on busy cores (measured
+    here to slow generation down 2-4x).
     """
     import torch
 
@@ -144,14 +144,9 @@ def set_threads(num_threads: int | None = None) -> int:
         num_threads = int(os.environ["WFBOOK_TORCH_THREADS"])
     if num_threads is None:
         try:
-            cpus = len(os.sched_getaffinity(0))
+            num_threads = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - non-Linux
-            cpus = os.cpu_count() or 1
-        try:
-            busy = os.getloadavg()[0]
-        except OSError:  # pragma: no cover
-            busy = 0.0
-        num_threads = min(cpus, max(1, round(cpus - busy)))
+            num_threads = os.cpu_count() or 1
     torch.set_num_threads(max(1, int(num_threads)))
     return torch.get_num_threads()
 
