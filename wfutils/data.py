@@ -26,7 +26,7 @@ import platform
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import datasets
 from datasets import Dataset, DatasetDict
@@ -276,3 +276,14 @@ def render_flow(flow: dict[str, Any] | str) -> str:
 
     walk(None, 1)
     return "\n".join(lines)
+
+
+def parse_eval_splits(eval_splits: Sequence[str]) -> list[tuple[str, str]]:
+    """``["synthetic/test", "n8n"]`` -> ``[("synthetic", "test"), ("n8n", "test")]`` (split defaults to test)."""
+    out = []
+    for item in eval_splits:
+        name, _, split = str(item).partition("/")
+        if not name:
+            raise ValueError(f"bad eval split {item!r}; use '<dataset>/<split>' such as 'synthetic/test'")
+        out.append((name, split or "test"))
+    return out

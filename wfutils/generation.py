@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from wfutils.data import parse_eval_splits
 from wfutils.predictions import Prediction, PredictionWriter
 from wfutils.slm import SYSTEM_PROMPT, _flow_text, end_of_turn_id, prompt_token_ids
 
@@ -165,17 +166,6 @@ def generate_predictions(
     if was_training:
         model.train()
     return out_path
-
-
-def parse_eval_splits(eval_splits: Sequence[str]) -> list[tuple[str, str]]:
-    """``["synthetic/test", "n8n"]`` -> ``[("synthetic", "test"), ("n8n", "test")]`` (split defaults to test)."""
-    out = []
-    for item in eval_splits:
-        name, _, split = str(item).partition("/")
-        if not name:
-            raise ValueError(f"bad eval split {item!r}; use '<dataset>/<split>' such as 'synthetic/test'")
-        out.append((name, split or "test"))
-    return out
 
 
 def generate_for_run(

@@ -42,6 +42,7 @@ from string import Template
 from typing import Any, Iterable, Mapping, Sequence
 
 from wfutils.catalog import Catalog, load_catalog
+from wfutils.data import parse_eval_splits
 from wfutils.llm import ChatResult, LLMClient
 from wfutils.parsing import dumps_flow, parse_flow
 from wfutils.predictions import Prediction, PredictionWriter, predictions_path
@@ -559,16 +560,6 @@ def run_system(
 
 
 # --------------------------------------------------------------------------- the whole arm
-def _parse_splits(eval_splits: Sequence[str]) -> list[tuple[str, str]]:
-    out = []
-    for item in eval_splits:
-        name, _, split = str(item).partition("/")
-        if not name:
-            raise ValueError(f"bad eval split {item!r}; use '<dataset>/<split>' such as 'synthetic/test'")
-        out.append((name, split or "test"))
-    return out
-
-
 def run_arm(
     run_dir: str | Path,
     *,
@@ -613,7 +604,7 @@ def run_arm(
             raise ValueError(f"retrieval modes are 'bm25' and 'oracle', got {mode!r}")
     run_dir = Path(run_dir)
     data = load_run_data(run_dir, include_train=True)
-    wanted = _parse_splits(eval_splits)
+    wanted = parse_eval_splits(eval_splits)
     missing = [f"{n}/{s}" for n, s in wanted if n not in data or s not in data[n]]
     if missing:
         have = [f"{n}/{s}" for n, dd in data.items() for s in dd if s != "train"]
