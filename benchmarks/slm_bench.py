@@ -6,10 +6,11 @@
 Targets (issue 4):
 * training throughput of :func:`wfutils.slm.train_lora` >= 85% of a bare forward+backward+step loop
   over the same LoRA model and the same batches (first step of each excluded as warm-up);
-* batched generation (:func:`wfutils.generation.generate_batch`, batch 8) >= 4x the tokens/s of
-  one-at-a-time ``model.generate``;
-* quality (``--quality``): the fine-tuned model beats the same base model prompted few-shot on
-  the synthetic test split.
+* batched generation (:func:`wfutils.generation.generate_batch`; batches of 8 and of 16, the
+  default profile's size) >= 4x the tokens/s of one-at-a-time ``model.generate``;
+* quality (``--quality``): the fine-tuned model (the default profile's training recipe) beats
+  the same base model prompted few-shot on the synthetic test split; the fine-tuned model is
+  also run with schema-constrained decoding to report its quality and speed effect.
 
 Prints one JSON object (ratios and raw figures) and writes it to ``--out`` if given.
 """
@@ -75,7 +76,7 @@ def bench_training(model, tok, rows, *, steps: int, batch_size: int, max_length:
             "losses": [p["loss"] for p in result.record["loss_curve"]]}
 
 
-def bench_generation(model, tok, rows, *, n: int, batch_size: int, max_new_tokens: int) -> dict:
+def bench_generation(model, tok, rows, *, n: int, batch_sizes: list[int], max_new_tokens: int) -> dict:
     import torch
 
     from wfutils.generation import _stop_ids, generate_batch
@@ -95,24 +96,29 @@ def bench_generation(model, tok, rows, *, n: int, batch_size: int, max_new_token
             new = out[0, len(p):].tolist()
             single_tokens += next((k + 1 for k, t in enumerate(new) if t in stop), len(new))
     single_s = time.perf_counter() - t0
+    single_rate = single_tokens / single_s
+    report = {"n": len(prompts), "max_new_tokens": max_new_tokens, "single_tokens": single_tokens,
+              "single_tokens_per_s": round(single_rate, 1), "target": ">= 4", "batched": []}
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    t0 = time.perf_counter()
-    batched_tokens = 0
-    for start in range(0, len(order), batch_size):
-        outs = generate_batch(model, tok, [prompts[i] for i in order[start:start + batch_size]],
-                              max_new_tokens=max_new_tokens)
-        batched_tokens += sum(o.completion_tokens for o in outs)
-    batched_s = time.perf_counter() - t0
-    single_rate, batched_rate = single_tokens / single_s, batched_tokens / batched_s
-    return {"n": len(prompts), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-            "single_tokens": single_tokens, "batched_tokens": batched_tokens,
-            "single_tokens_per_s": round(single_rate, 1), "batched_tokens_per_s": round(batched_rate, 1),
-            "ratio": round(batched_rate / single_rate, 2), "target": ">= 4"}
+    for batch_size in batch_sizes:
+        t0 = time.perf_counter()
+        batched_tokens = 0
+        for start in range(0, len(order), batch_size):
+            outs = generate_batch(model, tok, [prompts[i] for i in order[start:start + batch_size]],
+                                  max_new_tokens=max_new_tokens)
+            batched_tokens += sum(o.completion_tokens for o in outs)
+        batched_rate = batched_tokens / (time.perf_counter() - t0)
+        report["batched"].append({"batch_size": batch_size, "tokens": batched_tokens,
+                                  "tokens_per_s": round(batched_rate, 1), "ratio": round(batched_rate / single_rate, 2)})
+    return report
 
 
-def bench_quality(model, tok, data, *, steps: int, n_test: int, shots: int, workdir: Path) -> dict:
+def bench_quality(model, tok, data, *, steps: int, n_test: int, shots: int, workdir: Path,
+                  batch_size: int = 16) -> dict:
+    """Fine-tuned vs the same base model prompted few-shot, and the fine-tuned model with and
+    without schema-constrained decoding (quality and speed of each)."""
     from wfutils.flowsim import flow_similarity
-    from wfutils.generation import default_max_new_tokens, generate_predictions
+    from wfutils.generation import default_max_new_tokens, generate_predictions, schema_constraint
     from wfutils.predictions import read_predictions
     from wfutils.prompts import fixed_examples
     from wfutils.slm import TrainConfig, load_finetuned, train_lora
@@ -120,26 +126,39 @@ def bench_quality(model, tok, data, *, steps: int, n_test: int, shots: int, work
     train, test = data["train"].to_list(), data["test"].to_list()[:n_test]
     budget = min(768, default_max_new_tokens(tok, [r["flow"] for r in test]))
     t0 = time.perf_counter()
-    config = TrainConfig(max_steps=steps, max_length=768, truncation="drop", batch_size=4, grad_accum=2,
-                         gradient_checkpointing=True)
+    config = TrainConfig(max_steps=steps, max_length=512, truncation="drop", batch_size=2, grad_accum=2,
+                         gradient_checkpointing=False)  # the default profile's recipe
     result = train_lora(train, workdir / "slm", config, progress=True)
     train_s = time.perf_counter() - t0
     tuned, tok2 = load_finetuned(workdir / "slm")
-    generate_predictions(tuned, tok2, test, workdir / "tuned.jsonl", system="slm-tuned", split="test",
-                         max_new_tokens=budget)
+    seconds = {}
+
+    def generate(name, model_, tok_, **kwargs):
+        start = time.perf_counter()
+        generate_predictions(model_, tok_, test, workdir / f"{name}.jsonl", system=f"slm-{name}", split="test",
+                             max_new_tokens=budget, batch_size=batch_size, **kwargs)
+        seconds[name] = time.perf_counter() - start
+
+    generate("tuned", tuned, tok2)
+    generate("tuned_constrained", tuned, tok2, logits_processor_factory=schema_constraint(tok2))
     examples = [(e.request, e.flow) for e in fixed_examples(train, shots)]
-    generate_predictions(model, tok, test, workdir / "fewshot.jsonl", system="slm-fewshot", split="test",
-                         max_new_tokens=budget, examples=examples)
+    generate("fewshot", model, tok, examples=examples)
     out = {"train_steps": steps, "train_seconds": round(train_s, 1), "final_loss": result.record.get("final_loss"),
-           "n_test": len(test), "shots": shots, "max_new_tokens": budget}
-    for name in ("tuned", "fewshot"):
+           "train_tokens_per_s": result.record.get("tokens_per_s"), "n_test": len(test), "shots": shots,
+           "max_new_tokens": budget}
+    for name in ("tuned", "tuned_constrained", "fewshot"):
         preds = read_predictions(workdir / f"{name}.jsonl")
+        tokens = sum(p.completion_tokens or 0 for p in preds)
         out[name] = {
             "flowsim": round(sum(flow_similarity(p.output, p.reference, with_inputs=False) for p in preds) / len(preds), 3),
             "flowsim_inputs": round(sum(flow_similarity(p.output, p.reference) for p in preds) / len(preds), 3),
             "parsed": round(sum(p.parse_status in ("ok", "repaired") for p in preds) / len(preds), 3),
+            "generation_seconds": round(seconds[name], 1),
+            "tokens_per_s": round(tokens / seconds[name], 1),
         }
     out["tuned_minus_fewshot"] = round(out["tuned"]["flowsim"] - out["fewshot"]["flowsim"], 3)
+    out["constrained_minus_unconstrained"] = round(out["tuned_constrained"]["flowsim"] - out["tuned"]["flowsim"], 3)
+    out["constrained_speed_ratio"] = round(out["tuned_constrained"]["tokens_per_s"] / out["tuned"]["tokens_per_s"], 3)
     return out
 
 
@@ -148,12 +167,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--train-steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--gen-n", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--gen-batch-sizes", type=int, nargs="+", default=[8, 16],
+                        help="batched generation sizes to compare with one at a time (16: the default profile)")
+    parser.add_argument("--gen-n", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true", help="only the quality comparison")
-    parser.add_argument("--quality-steps", type=int, default=60)
-    parser.add_argument("--quality-n-test", type=int, default=24)
+    parser.add_argument("--quality-steps", type=int, default=100)
+    parser.add_argument("--quality-n-test", type=int, default=32)
     parser.add_argument("--shots", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--workdir", default=None, help="keep the quality run here (default: temporary)")
@@ -175,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
                                             batch_size=args.batch_size, max_length=768)
         print(json.dumps({"training": report["training"]}), file=sys.stderr)
         report["generation"] = bench_generation(model, tok, data["test"].to_list(), n=args.gen_n,
-                                                batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+                                                batch_sizes=args.gen_batch_sizes, max_new_tokens=args.max_new_tokens)
         print(json.dumps({"generation": report["generation"]}), file=sys.stderr)
     if args.quality:
         workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="slm_bench_"))

@@ -86,3 +86,23 @@ def test_a_server_that_cannot_load_its_model_reports_its_log(tmp_path):
     with pytest.raises(ServerStartError, match="exited with code"):
         with local_server(model_dir, startup_timeout=120, log_path=tmp_path / "log"):
             pass
+
+
+def test_concurrent_requests_get_the_answers_of_sequential_ones():
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = shared_server()
+    with open(f"/proc/{server.pid}/cmdline", "rb") as handle:
+        assert b"--no-continuous-batching" in handle.read().split(b"\0")  # the CPU default
+    client = server.client()
+    questions = ["Name a colour.", "Say hello.", "What is two plus two?", "Name a fruit."]
+
+    def ask(question: str) -> str:
+        result = client.chat([{"role": "user", "content": question}], max_tokens=16, use_cache=False)
+        assert result.ok, result.error
+        return result.text
+
+    sequential = [ask(q) for q in questions]
+    with ThreadPoolExecutor(len(questions)) as pool:
+        concurrent = list(pool.map(ask, questions))
+    assert concurrent == sequential and all(sequential)

@@ -222,6 +222,29 @@ def test_batched_greedy_matches_one_at_a_time(base):
         assert b.text == s.text and b.completion_tokens == s.completion_tokens
 
 
+def test_rows_that_stop_early_leave_the_batch_with_the_tokens_of_model_generate(base):
+    import torch
+
+    from wfutils.generation import _stop_ids
+
+    model, tok = base
+    requests = ["Reply with the single word yes.", "Say hello to the user in one short sentence.",
+                "Create an incident when a user is deleted and email the admin."]
+    prompts = [prompt_token_ids(tok, r) for r in requests]
+    batched = generate_batch(model, tok, prompts, max_new_tokens=40)
+    stop = _stop_ids(tok)
+    lengths = []
+    for prompt, got in zip(prompts, batched):
+        ids = torch.tensor([prompt])
+        new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=40, do_sample=False,
+                             eos_token_id=stop, pad_token_id=tok.pad_token_id)[0, len(prompt):].tolist()
+        n = next((k + 1 for k, t in enumerate(new) if t in stop), len(new))
+        assert got.text == tok.decode(new[:n], skip_special_tokens=True)
+        assert got.completion_tokens == n
+        lengths.append(n)
+    assert len(set(lengths)) > 1 and min(lengths) < 40  # rows did stop at different steps
+
+
 def test_max_new_tokens_follows_reference_lengths(base):
     _, tok = base
     short = default_max_new_tokens(tok, [p["flow"] for p in PAIRS])

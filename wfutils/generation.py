@@ -1,7 +1,8 @@
 """Batched greedy generation of flows for a whole split, written as predictions JSONL.
 
 Prompts are sorted by length and generated in batches with left padding; each sequence stops
-at its end-of-turn token and a batch stops when all of its sequences have. Every finished
+at its end-of-turn token and leaves the batch (and its KV cache), so the batch shrinks as its
+answers finish. Every finished
 batch is appended to ``predictions/<system>.jsonl`` through
 :class:`wfutils.predictions.PredictionWriter`, so a killed run resumes where it stopped.
 
@@ -52,9 +53,18 @@ def generate_batch(
     max_new_tokens: int,
     logits_processor: Any = None,
 ) -> list[Generated]:
-    """Greedy-decode a batch of tokenised prompts (left-padded), stopping at end-of-turn per sequence."""
+    """Greedy-decode a batch of tokenised prompts (left-padded), stopping at end-of-turn per sequence.
+
+    A sequence that has stopped leaves the batch (its rows are dropped from the KV cache), so
+    the remaining ones decode at the cost of a smaller batch instead of carrying finished rows
+    to the longest answer. Tokens are those of ``model.generate`` with greedy decoding.
+    ``logits_processor(input_ids, scores)`` sees the active rows only; a processor with a
+    ``select_rows(keep)`` method is told which rows remain after each drop.
+    """
     import torch
 
+    if not prompts:
+        return []
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -63,23 +73,44 @@ def generate_batch(
         ids[row, width - len(p):] = torch.tensor(list(p))
         mask[row, width - len(p):] = 1
     device = next(model.parameters()).device
-    stop = _stop_ids(tokenizer)
+    ids, mask = ids.to(device), mask.to(device)
+    stop = torch.tensor(_stop_ids(tokenizer), device=device)
+    processors = list(logits_processor) if logits_processor is not None else []
+    active = list(range(len(prompts)))  # original row of each row still decoding
+    new_tokens: list[list[int]] = [[] for _ in prompts]
     with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-            do_sample=False, eos_token_id=stop, pad_token_id=pad_id,
-            logits_processor=logits_processor, temperature=None, top_p=None, top_k=None,
-        )
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        for step in range(max_new_tokens):
+            scores = out.logits[:, -1, :].float()
+            for processor in processors:
+                scores = processor(ids, scores)
+            chosen = scores.argmax(-1)
+            for row, token in zip(active, chosen.tolist()):
+                new_tokens[row].append(token)
+            if step == max_new_tokens - 1:
+                break
+            going = ~torch.isin(chosen, stop)
+            if not bool(going.any()):
+                break
+            ids = torch.cat([ids, chosen[:, None]], dim=1)
+            mask = torch.cat([mask, torch.ones_like(chosen)[:, None]], dim=1)
+            if not bool(going.all()):
+                keep = going.nonzero().flatten()
+                cache.batch_select_indices(keep)
+                ids, mask, chosen = ids[keep], mask[keep], chosen[keep]
+                kept = keep.tolist()
+                active = [active[j] for j in kept]
+                for processor in processors:
+                    if hasattr(processor, "select_rows"):
+                        processor.select_rows(kept)
+            out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+                        cache=cache, use_cache=True)
     results = []
     for row, p in enumerate(prompts):
-        new = out[row, width:].tolist()
-        n = len(new)
-        for k, t in enumerate(new):
-            if t in stop:
-                n = k + 1  # the end-of-turn token counts as generated
-                break
-        text = tokenizer.decode(new[:n], skip_special_tokens=True)
-        results.append(Generated(text=text, prompt_tokens=len(p), completion_tokens=n))
+        text = tokenizer.decode(new_tokens[row], skip_special_tokens=True)
+        results.append(Generated(text=text, prompt_tokens=len(p), completion_tokens=len(new_tokens[row])))
     return results
 
 
@@ -106,7 +137,7 @@ def generate_predictions(
     *,
     system: str,
     split: str,
-    batch_size: int = 8,
+    batch_size: int = 16,
     max_new_tokens: int | None = None,
     context_column: str | None = None,
     examples: Sequence[tuple[str, str]] = (),
@@ -176,7 +207,7 @@ def generate_for_run(
     system: str,
     eval_splits: Sequence[str] = ("synthetic/test", "synthetic/ood", "n8n/test", "logic_apps/test"),
     limit: int | None = None,
-    batch_size: int = 8,
+    batch_size: int = 16,
     max_new_tokens: int | None = None,
     max_new_tokens_cap: int = 1024,
     examples: Sequence[tuple[str, str]] = (),
@@ -258,6 +289,10 @@ class SchemaLogitsProcessor:
 
         data = _enforcer_tokenizer_data(tokenizer)
         self._enforcers = [TokenEnforcer(data, JsonSchemaParser(schema or FLOW_SCHEMA)) for _ in range(batch_size)]
+
+    def select_rows(self, keep: Sequence[int]) -> None:
+        """Keep the enforcers of these rows only (their sequences left the batch in this order)."""
+        self._enforcers = [self._enforcers[j] for j in keep]
 
     def __call__(self, input_ids, scores):
         import torch
