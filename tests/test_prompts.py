@@ -99,6 +99,18 @@ def test_assemble_flow_repairs_and_reports():
         assert fragment in text
 
 
+def test_a_block_pointing_at_itself_or_later_is_removed_not_followed():
+    # Seen from SmolLM2 in the default run: a step naming its own order as its block.
+    outline = {"trigger": "record_create",
+               "components": [{"order": 1, "block": 1, "category": "flowlogic", "definition": "IF"},
+                              {"order": 2, "block": 3, "definition": "send_email"},
+                              {"order": [3], "block": {"x": 1}, "definition": "log"}]}
+    flow, notes = assemble_flow(outline)
+    assert validate_flow(flow) == []
+    assert all("block" not in c for c in flow["components"]) and len(flow["components"]) == 3
+    assert sum("not an earlier flow-logic block" in n for n in notes) == 3
+
+
 _json = st.recursive(st.none() | st.booleans() | st.integers(-3, 9) | st.text(max_size=6)
                      | st.sampled_from(list(TRIGGER_TYPES) + list(FLOW_LOGIC_DEFINITIONS) + ["send_email", "action", "flowlogic"]),
                      lambda children: st.lists(children, max_size=4)

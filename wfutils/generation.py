@@ -2,8 +2,7 @@
 
 Prompts are sorted by length and generated in batches with left padding; each sequence stops
 at its end-of-turn token and leaves the batch (and its KV cache), so the batch shrinks as its
-answers finish. Every finished
-batch is appended to ``predictions/<system>.jsonl`` through
+answers finish. Every finished batch is appended to ``predictions/<system>.jsonl`` through
 :class:`wfutils.predictions.PredictionWriter`, so a killed run resumes where it stopped.
 
 ``latency_s`` of a record is the wall time of its batch divided by the batch size (the
@@ -21,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from wfutils.data import parse_eval_splits
 from wfutils.predictions import Prediction, PredictionWriter
-from wfutils.slm import SYSTEM_PROMPT, _flow_text, end_of_turn_id, prompt_token_ids
+from wfutils.slm import SYSTEM_PROMPT, _flow_text, end_of_turn_id, peak_rss_gib, prompt_token_ids
 
 __all__ = ["Generated", "generate_batch", "default_max_new_tokens", "generate_predictions", "parse_eval_splits",
            "generate_for_run", "SchemaLogitsProcessor", "schema_constraint"]
@@ -240,6 +239,7 @@ def generate_for_run(
                              logits_processor_factory=logits_processor_factory, progress=progress)
         summary["splits"][f"{name}/{split}"] = {"n": len(rows), "max_new_tokens": budget,
                                                 "seconds": round(time.perf_counter() - t0, 2)}
+    summary["peak_rss_gib"] = peak_rss_gib()  # of the whole process, training included
     return summary
 
 

@@ -263,17 +263,20 @@ def assemble_flow(outline: Any, trigger_inputs: Any = None, step_inputs: Mapping
             action = catalog.actions.get(definition)
             category = action.category if action is not None else "action"
         order = len(components) + 1
-        original_order = c.get("order", index + 1)
-        renumber[original_order] = order
         comp: dict[str, Any] = {"order": order}
         block = c.get("block")
         if block is not None:
-            parent_order = renumber.get(block)
+            # Only components already placed can be a parent: a block pointing at itself or
+            # at a later order is removed rather than followed.
+            parent_order = renumber.get(block) if isinstance(block, (int, str)) and not isinstance(block, bool) else None
             parent = components[parent_order - 1] if parent_order else None
             if parent is not None and parent.get("category") == "flowlogic" and parent["definition"] in BLOCK_DEFINITIONS:
                 comp["block"] = parent_order
             else:
                 notes.append(f"outline component {index}: block {block!r} is not an earlier flow-logic block; removed")
+        original_order = c.get("order", index + 1)
+        if isinstance(original_order, (int, str)) and not isinstance(original_order, bool):
+            renumber[original_order] = order
         comp["category"] = category
         comp["definition"] = definition
         if category != "flowlogic":

@@ -418,6 +418,15 @@ def read_training_record(out_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far, in GiB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 2)  # bytes on macOS, KiB on Linux
+
+
 def _versions() -> dict[str, str]:
     import accelerate
     import peft
@@ -695,6 +704,7 @@ def train_lora(
             "torch_threads": threads,
             "num_processes": accelerator.num_processes,
             "device": str(accelerator.device),
+            "peak_rss_gib": peak_rss_gib(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         _atomic_write_text(record_path, json.dumps(record, indent=1) + "\n")
