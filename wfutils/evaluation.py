@@ -342,7 +342,7 @@ def _score_range(bounds: tuple[int, int]) -> np.ndarray:
 def _score_jobs(jobs: list[tuple[str, Prediction, dict[str, Any]]], vocab: dict[str, tuple[set[str], set[str]]],
                 prices: dict[str, tuple[float, float] | None], *, workers: int | None, progress: bool) -> np.ndarray:
     """(len(jobs), len(METRICS)) scores, optionally in forked worker processes."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     global _JOBS
     references: dict[str, Any] = {}
@@ -587,7 +587,7 @@ def feature_table(examples: pd.DataFrame) -> pd.DataFrame:
 
 def error_table(evaluation: Evaluation, *, progress: bool = True) -> pd.DataFrame:
     """Error tags (:func:`wfutils.errors.error_tags`) of every scored prediction: system, subset, id, tag."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     vocab = _known_vocabulary(evaluation.examples)
     by_id = {row["id"]: row for row in evaluation.examples.to_dict("records")}

@@ -150,7 +150,7 @@ def generate_predictions(
     same model). ``logits_processor_factory(prompt_lengths)`` may return a logits processor list
     (constrained decoding). Returns ``out_path``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     rows = [dict(r) for r in (rows.to_list() if hasattr(rows, "to_list") else rows)]
     for i, row in enumerate(rows):

@@ -486,7 +486,7 @@ class LLMClient:
         results: list[ChatResult | None] = [None] * len(items)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             bar = tqdm(total=len(items), desc=progress if isinstance(progress, str) else self.model)
         with ThreadPoolExecutor(max_workers=concurrency) as pool:

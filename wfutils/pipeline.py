@@ -188,7 +188,7 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
         force: bool = False, progress: bool = True, profiles: dict[str, Any] | None = None) -> dict[str, Any]:
     """Execute the profile's notebooks in order; return the manifest (also written to the run directory)."""
     import papermill
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     run_dir = (results_dir / (run_name or profile_name)).resolve()
     steps = plan(profile_name, run_dir, overrides, notebooks_dir, only, profiles)

@@ -522,7 +522,7 @@ def run_system(
         summary["already_done"] = len(rows) - len(todo)
         bar = None
         if progress and todo:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             bar = tqdm(total=len(todo), desc=f"{system} {split}", unit="flow")
         with ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:

@@ -519,7 +519,7 @@ def train_lora(
     import torch
     from accelerate import Accelerator
     from peft import LoraConfig, get_peft_model
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from wfutils.models import load_model_and_tokenizer, resolve_model
 
