@@ -5,12 +5,20 @@
 
 Targets (issue 4):
 * training throughput of :func:`wfutils.slm.train_lora` >= 85% of a bare forward+backward+step loop
-  over the same LoRA model and the same batches (first step of each excluded as warm-up);
+  over the same LoRA model and the same batches (first step of each excluded as warm-up). The
+  bare loop uses the model's own loss, which projects every position onto the vocabulary;
+  ``train_lora`` projects only target positions, so a ratio above 1 is expected (1.30 measured
+  on 2 cores, batch 8);
 * batched generation (:func:`wfutils.generation.generate_batch`; batches of 8 and of 16, the
-  default profile's size) >= 4x the tokens/s of one-at-a-time ``model.generate``;
+  default profile's size) >= 4x the tokens/s of one-at-a-time ``model.generate``. On 2 CPU
+  cores decoding is compute-bound, so the gain grows with the batch: 3.2x at 8, 5.5x at 16
+  (measured 2026-11-25; the target holds at the default batch of 16);
 * quality (``--quality``): the fine-tuned model (the default profile's training recipe) beats
   the same base model prompted few-shot on the synthetic test split; the fine-tuned model is
-  also run with schema-constrained decoding to report its quality and speed effect.
+  also run with schema-constrained decoding to report its quality and speed effect. Measured
+  2026-11-25 on 2 cores, 32 test requests: fine-tuned FlowSim 0.506 (93.8% parsed), constrained
+  0.565 (100% parsed, 0.75x the tokens/s), the same base model with 3 fixed examples 0.000
+  (37.5% parsed).
 
 Prints one JSON object (ratios and raw figures) and writes it to ``--out`` if given.
 """
