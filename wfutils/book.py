@@ -64,7 +64,9 @@ def build(run_dir: Path, *, strict: bool = True) -> Path:
     """Stage the run and build the HTML book; return the path of its index page."""
     stage_run(run_dir)
     executable = Path(sys.executable).with_name("jupyter-book")
-    command = [str(executable), "build", str(REPO_ROOT), "--builder", "html", "--keep-going"]
+    # --all: pages that glue numbers from the run (intro, claims) do not change when another
+    # run is staged, so an incremental build would keep the previous run's numbers.
+    command = [str(executable), "build", str(REPO_ROOT), "--builder", "html", "--keep-going", "--all"]
     if strict:
         command.append("--warningiserror")
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
