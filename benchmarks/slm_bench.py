@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from wfutils.data import build_synthetic
     from wfutils.models import load_model_and_tokenizer
-    from wfutils.slm import set_threads
+    from wfutils.slm import peak_rss_gib, set_threads
 
     threads = set_threads(args.threads)
     t0 = time.perf_counter()
@@ -210,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="slm_bench_"))
         report["quality"] = bench_quality(model, tok, data, steps=args.quality_steps, n_test=args.quality_n_test,
                                           shots=args.shots, workdir=workdir)
-    report["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    report["peak_rss_gib"] = peak_rss_gib()
     print(json.dumps(report, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

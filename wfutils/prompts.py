@@ -218,6 +218,11 @@ def _clean_inputs(raw: Any, notes: list[str], where: str) -> list[dict[str, Any]
     return out
 
 
+def _order_key(value: Any) -> int | str | None:
+    """An outline's ``order`` / ``block`` value usable as a key (model output may hold anything)."""
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
 def assemble_flow(outline: Any, trigger_inputs: Any = None, step_inputs: Mapping[int, Any] | None = None,
                   *, catalog: Catalog | None = None) -> tuple[dict[str, Any], list[str]]:
     """Build a schema-valid flow from an outline and per-part inputs; return (flow, notes).
@@ -268,15 +273,15 @@ def assemble_flow(outline: Any, trigger_inputs: Any = None, step_inputs: Mapping
         if block is not None:
             # Only components already placed can be a parent: a block pointing at itself or
             # at a later order is removed rather than followed.
-            parent_order = renumber.get(block) if isinstance(block, (int, str)) and not isinstance(block, bool) else None
+            parent_order = renumber.get(_order_key(block))
             parent = components[parent_order - 1] if parent_order else None
             if parent is not None and parent.get("category") == "flowlogic" and parent["definition"] in BLOCK_DEFINITIONS:
                 comp["block"] = parent_order
             else:
                 notes.append(f"outline component {index}: block {block!r} is not an earlier flow-logic block; removed")
-        original_order = c.get("order", index + 1)
-        if isinstance(original_order, (int, str)) and not isinstance(original_order, bool):
-            renumber[original_order] = order
+        original = _order_key(c.get("order", index + 1))
+        if original is not None:
+            renumber[original] = order
         comp["category"] = category
         comp["definition"] = definition
         if category != "flowlogic":
