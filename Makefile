@@ -27,7 +27,7 @@ book: env  ## render results/$(RUN) as the book in _build/html
 	$(PY) -m wfutils.book --run results/$(RUN)
 
 check-book:  ## open the built book in headless Chromium: figures load, glued numbers present
-	$(PY) -m wfutils.bookcheck --html _build/html --screenshot results/$(RUN)/book-evaluation.png
+	$(PY) -m wfutils.study.bookcheck --html _build/html --screenshot results/$(RUN)/book-evaluation.png
 
 smoke: env  ## the smoke profile end to end (minutes), then the browser check
 	$(MAKE) study PROFILE=smoke

@@ -3,7 +3,7 @@
 Targets: about 2,000 train / 300 test / 200 ood examples generated in under 30 s on 2 cores,
 peak memory under 1 GiB. The baseline measured in the same run is the cost of generating the
 flows alone (no schema validation, no dedup, no Dataset), so the ratio shows the overhead of
-the full :func:`wfutils.data.build_synthetic` (dedup + Dataset, then + schema validation of
+the full :func:`wfutils.data.store.build_synthetic` (dedup + Dataset, then + schema validation of
 every flow). Peak memory is the process's maximum resident set size (whole run).
 
 Usage: python benchmarks/data_bench.py [--seed 0] [--n-train 2000] [--n-test 300] [--n-ood 200] [--corpora]
@@ -18,8 +18,8 @@ import resource
 import sys
 import time
 
-from wfutils.data import build_synthetic
-from wfutils.synthetic import generate_example
+from wfutils.data.store import build_synthetic
+from wfutils.data.synthetic import generate_example
 
 TARGET_SECONDS = 30.0
 TARGET_PEAK_BYTES = 1 << 30
@@ -59,7 +59,7 @@ def main() -> int:
         "meets_targets": seconds < TARGET_SECONDS and rss_peak < TARGET_PEAK_BYTES,
     }
     if args.corpora:
-        from wfutils.corpora import load_logic_apps, load_n8n
+        from wfutils.data.corpora import load_logic_apps, load_n8n
 
         for name, loader in (("n8n", load_n8n), ("logic_apps", load_logic_apps)):
             t0 = time.perf_counter()

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from wfutils import claims, evaluation, stats
-from wfutils.data import build_synthetic, save_dataset
-from wfutils.parsing import dumps_flow
-from wfutils.predictions import Prediction, PredictionWriter, predictions_path
+from wfutils.evaluation import claims, statistics as stats
+from wfutils.evaluation import scoring as evaluation
+from wfutils.data.store import build_synthetic, save_dataset
+from wfutils.flows.parsing import dumps_flow
+from wfutils.data.predictions import Prediction, PredictionWriter, predictions_path
 
 TARGET_S = 60.0
 

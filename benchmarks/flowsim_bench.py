@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from wfutils import flowsim
+from wfutils.flows import flowsim
 
 ACTIONS = ("look_up_records", "create_record", "update_record", "delete_record", "send_email", "log",
            "ask_for_approval", "create_task", "send_notification", "post_slack_message")

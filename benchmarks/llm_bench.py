@@ -1,4 +1,4 @@
-"""Throughput of wfutils.llm.LLMClient against concurrency (1 -> 8 workers), with the 1-worker run as baseline.
+"""Throughput of wfutils.llm.client.LLMClient against concurrency (1 -> 8 workers), with the 1-worker run as baseline.
 
 Two endpoints, measured in the same run:
 
@@ -25,7 +25,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from wfutils.llm import LLMClient
+from wfutils.llm.client import LLMClient
 
 
 class _FixedLatencyServer:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"remote-like endpoint: {args.delay:.2f} s per request; ideal speedup = workers")
     _print(rows)
     if not args.skip_local:
-        from wfutils.server import local_server
+        from wfutils.llm.server import local_server
 
         with local_server(args.local_model) as server:
             print(f"\nlocal transformers serve ({server.name}), server start {server.startup_s:.1f} s")

@@ -4,12 +4,12 @@
     nice .venv/bin/python benchmarks/slm_bench.py --quality       # + fine-tuned vs few-shot FlowSim (long)
 
 Targets (issue 4):
-* training throughput of :func:`wfutils.slm.train_lora` >= 85% of a bare forward+backward+step loop
+* training throughput of :func:`wfutils.slm.training.train_lora` >= 85% of a bare forward+backward+step loop
   over the same LoRA model and the same batches (first step of each excluded as warm-up). The
   bare loop uses the model's own loss, which projects every position onto the vocabulary;
   ``train_lora`` projects only target positions, so a ratio above 1 is expected (1.30 measured
   on 2 cores, batch 8);
-* batched generation (:func:`wfutils.generation.generate_batch`; batches of 8 and of 16, the
+* batched generation (:func:`wfutils.slm.generation.generate_batch`; batches of 8 and of 16, the
   default profile's size) >= 4x the tokens/s of one-at-a-time ``model.generate``. On 2 CPU
   cores decoding is compute-bound, so the gain grows with the batch: 3.2x at 8, 5.5x at 16
   (measured 2026-11-25; the target holds at the default batch of 16);
@@ -60,7 +60,7 @@ def _rate(steps: list[tuple[int, float]]) -> float:
 def bench_training(model, tok, rows, *, steps: int, batch_size: int, max_length: int) -> dict:
     from peft import LoraConfig, get_peft_model
 
-    from wfutils.slm import TrainConfig, _schedule, collate, encode_dataset, train_lora
+    from wfutils.slm.training import TrainConfig, _schedule, collate, encode_dataset, train_lora
 
     config = TrainConfig(max_steps=steps, batch_size=batch_size, max_length=max_length, truncation="drop",
                          checkpoint_every=max(1, steps // 2), warmup_steps=0)
@@ -86,8 +86,8 @@ def bench_training(model, tok, rows, *, steps: int, batch_size: int, max_length:
 def bench_generation(model, tok, rows, *, n: int, batch_sizes: list[int], max_new_tokens: int) -> dict:
     import torch
 
-    from wfutils.generation import _stop_ids, generate_batch
-    from wfutils.slm import prompt_token_ids
+    from wfutils.slm.generation import _stop_ids, generate_batch
+    from wfutils.slm.training import prompt_token_ids
 
     prompts = [prompt_token_ids(tok, r["request"]) for r in rows[:n]]
     stop = _stop_ids(tok)
@@ -124,11 +124,11 @@ def bench_quality(model, tok, data, *, steps: int, n_test: int, shots: int, work
                   batch_size: int = 16) -> dict:
     """Fine-tuned vs the same base model prompted few-shot, and the fine-tuned model with and
     without schema-constrained decoding (quality and speed of each)."""
-    from wfutils.flowsim import flow_similarity
-    from wfutils.generation import default_max_new_tokens, generate_predictions, schema_constraint
-    from wfutils.predictions import read_predictions
-    from wfutils.prompts import fixed_examples
-    from wfutils.slm import TrainConfig, load_finetuned, train_lora
+    from wfutils.flows.flowsim import flow_similarity
+    from wfutils.slm.generation import default_max_new_tokens, generate_predictions, schema_constraint
+    from wfutils.data.predictions import read_predictions
+    from wfutils.llm.strategies import fixed_examples
+    from wfutils.slm.training import TrainConfig, load_finetuned, train_lora
 
     train, test = data["train"].to_list(), data["test"].to_list()[:n_test]
     budget = min(768, default_max_new_tokens(tok, [r["flow"] for r in test]))
@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
-    from wfutils.data import build_synthetic
+    from wfutils.data.store import build_synthetic
     from wfutils.models import load_model_and_tokenizer
-    from wfutils.slm import peak_rss_gib, set_threads
+    from wfutils.slm.training import peak_rss_gib, set_threads
 
     threads = set_threads(args.threads)
     t0 = time.perf_counter()

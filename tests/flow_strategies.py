@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from wfutils.schema import TRIGGER_TYPES
+from wfutils.flows.schema import TRIGGER_TYPES
 
 ACTIONS = ("look_up_records", "create_record", "update_record", "send_email", "log", "ask_for_approval", "create_task")
 BLOCKS = ("IF", "ELSE", "FOREACH", "DOUNTIL")

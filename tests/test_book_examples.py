@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wfutils.flowsim import edit_operations, flow_similarity, flow_tree, tree_size
+from wfutils.flows.flowsim import edit_operations, flow_similarity, flow_tree, tree_size
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 

@@ -3,8 +3,8 @@
 import json
 from importlib import resources
 
-from wfutils.catalog import catalog_as_text, load_catalog
-from wfutils.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
+from wfutils.data.catalog import catalog_as_text, load_catalog
+from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
 
 
 def test_catalog_sizes_and_required_entries():
@@ -45,7 +45,7 @@ def test_holdout_is_part_of_catalog_and_disjoint_from_in_distribution():
 
 def test_catalog_files_are_package_resources():
     for name in ("actions.json", "tables.json", "triggers.json", "flow_logic.json", "holdout.json"):
-        data = json.loads(resources.files("wfutils").joinpath("catalog_data", name).read_text(encoding="utf-8"))
+        data = json.loads(resources.files("wfutils.data").joinpath("catalog_data", name).read_text(encoding="utf-8"))
         assert data
 
 

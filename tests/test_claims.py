@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from tests.test_evaluation import make_run
-from wfutils import claims
-from wfutils.evaluation import evaluate_run
+from wfutils.evaluation import claims
+from wfutils.evaluation.scoring import evaluate_run
 
 N = 120
 

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from wfutils.corpora import load_logic_apps, load_n8n, shared_data_root
-from wfutils.schema import validate_flow
+from wfutils.data.corpora import load_logic_apps, load_n8n, shared_data_root
+from wfutils.flows.schema import validate_flow
 
 ROOT = shared_data_root()
 needs_data = pytest.mark.skipif(not (ROOT / "awesome-n8n-templates").is_dir(), reason=f"shared data not found at {ROOT}")

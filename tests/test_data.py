@@ -5,10 +5,10 @@ from collections import Counter
 
 import pytest
 
-from wfutils.catalog import load_catalog
-from wfutils.data import COLUMNS, build_synthetic, load_dataset, load_info, load_run_data, save_dataset
-from wfutils.schema import validate_flow
-from wfutils.synthetic import FEATURE_TAGS, uses_holdout
+from wfutils.data.catalog import load_catalog
+from wfutils.data.store import COLUMNS, build_synthetic, load_dataset, load_info, load_run_data, save_dataset
+from wfutils.flows.schema import validate_flow
+from wfutils.data.synthetic import FEATURE_TAGS, uses_holdout
 
 
 @pytest.fixture(scope="module")

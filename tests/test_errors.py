@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from wfutils.catalog import load_catalog
-from wfutils.errors import ERROR_TAGS, error_tags, flow_tables, hallucinations, vocabulary
-from wfutils.parsing import dumps_flow
-from wfutils.predictions import Prediction
+from wfutils.data.catalog import load_catalog
+from wfutils.evaluation.taxonomy import ERROR_TAGS, error_tags, flow_tables, hallucinations, vocabulary
+from wfutils.flows.parsing import dumps_flow
+from wfutils.data.predictions import Prediction
 
 REFERENCE = {
     "trigger": {"type": "record_create",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from wfutils.evaluation import (METRICS, SCORE_COLUMNS, error_table, evaluate_run, feature_table, load_evaluation,
+from wfutils.evaluation.scoring import (METRICS, SCORE_COLUMNS, error_table, evaluate_run, feature_table, load_evaluation,
                                 save_evaluation, system_info)
-from wfutils.parsing import dumps_flow
-from wfutils.predictions import Prediction, PredictionWriter, predictions_path
+from wfutils.flows.parsing import dumps_flow
+from wfutils.data.predictions import Prediction, PredictionWriter, predictions_path
 
 DAILY_LOG = {"trigger": {"type": "daily"}, "components": [{"order": 1, "definition": "log"}]}
 INCIDENT = {
@@ -33,11 +33,11 @@ EXAMPLES = {  # id -> (split, request, flow, features)
     "sn-ood-0": ("ood", "Every day, write a log line, out of distribution.", DAILY_LOG, ["scheduled_trigger"]),
     "sn-ood-1": ("ood", "Weekly work note, out of distribution.", WEEKLY_NOTE, ["scheduled_trigger"]),
 }
-LLM = "gpt-4o-few-shot"  # as wfutils.prompts.system_name spells it
+LLM = "gpt-4o-few-shot"  # as wfutils.llm.strategies.system_name spells it
 
 
 def write_data(run: Path) -> None:
-    """The run's data set in the layout of wfutils.data.save_dataset (data/<name>/<split>.parquet)."""
+    """The run's data set in the layout of wfutils.data.store.save_dataset (data/<name>/<split>.parquet)."""
     for split in ("test", "ood"):
         rows = [{"id": i, "request": r, "flow": dumps_flow(f), "features": feats, "domain": "servicenow"}
                 for i, (s, r, f, feats) in EXAMPLES.items() if s == split]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wfutils.flowsim import (
+from wfutils.flows.flowsim import (
     EMPTY_FLOW, component_match, corpus_flow_similarity, edit_operations, encoded_query_tree,
     flow_similarity, flow_tree, reference_flow_similarity, trigger_match, tree_size,
 )

@@ -1,4 +1,4 @@
-"""wfutils.llm against a real local OpenAI-compatible server (transformers serve, SmolLM2-135M)."""
+"""wfutils.llm.client against a real local OpenAI-compatible server (transformers serve, SmolLM2-135M)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tests.llm_server import Proxy, shared_server
-from wfutils.llm import LLMClient, LLMConfigError, ResponseCache, cost_usd, is_local_url, redact
-from wfutils.server import find_free_port
+from wfutils.llm.client import LLMClient, LLMConfigError, ResponseCache, cost_usd, is_local_url, redact
+from wfutils.llm.server import find_free_port
 
 SECRET = "sk-test-do-not-leak-0123456789abcdef"
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -116,7 +116,7 @@ def test_missing_key_for_a_remote_endpoint(monkeypatch):
 
 
 def test_public_url_drops_credentials():
-    from wfutils.llm import public_url
+    from wfutils.llm.client import public_url
 
     assert public_url("https://user:pw@example.org:8443/v1?key=abc") == "https://example.org:8443/v1"
     client = LLMClient("m", base_url="http://u:secretpw@127.0.0.1:9/v1", backoff_s=0.01)

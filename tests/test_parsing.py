@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from wfutils.parsing import dumps_flow, parse_flow
+from wfutils.flows.parsing import dumps_flow, parse_flow
 
 FLOW = {"trigger": {"type": "daily", "inputs": [{"name": "time", "value": "08:00"}]},
         "components": [{"order": 1, "definition": "log", "inputs": [{"name": "message", "value": "a } and a ]"}]},

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from wfutils.pipeline import PipelineError, load_profiles, parse_overrides, plan, run
+from wfutils.study.pipeline import PipelineError, load_profiles, parse_overrides, plan, run
 
 
 def _notebook(path: Path, parameters: str, body: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wfutils.predictions import PREDICTION_FIELDS, Prediction, PredictionWriter, predictions_path, read_predictions
+from wfutils.data.predictions import PREDICTION_FIELDS, Prediction, PredictionWriter, predictions_path, read_predictions
 
 
 def record(i: int, output: str = '{"trigger": {"type": "daily"}, "components": []}') -> Prediction:

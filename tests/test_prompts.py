@@ -1,4 +1,4 @@
-"""wfutils.prompts: templates, messages, assembly (property-based) and real runs on the local server."""
+"""wfutils.llm.strategies: templates, messages, assembly (property-based) and real runs on the local server."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.llm_server import shared_server
-from wfutils.data import build_synthetic
-from wfutils.predictions import read_predictions
-from wfutils.prompts import (
+from wfutils.data.store import build_synthetic
+from wfutils.data.predictions import read_predictions
+from wfutils.llm.strategies import (
     STRATEGIES,
     assemble_flow,
     build_messages,
@@ -21,8 +21,8 @@ from wfutils.prompts import (
     system_name,
     template_text,
 )
-from wfutils.retrieval import Retriever
-from wfutils.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES, validate_flow
+from wfutils.llm.retrieval import Retriever
+from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES, validate_flow
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_run_system_writes_predictions_and_a_rerun_makes_no_call(server, retriev
 
 
 def test_run_system_checks_its_inputs(retriever, tmp_path):
-    from wfutils.llm import LLMClient
+    from wfutils.llm.client import LLMClient
 
     client = LLMClient("m", base_url="http://127.0.0.1:9/v1")
     with pytest.raises(ValueError, match="record 0: field 'flow'"):
@@ -180,7 +180,7 @@ def test_run_system_checks_its_inputs(retriever, tmp_path):
 def test_notebook_03_runs_and_a_rerun_makes_zero_calls(tmp_path):
     import papermill as pm
 
-    from wfutils.data import build_all
+    from wfutils.data.store import build_all
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     run_dir = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""wfutils.retrieval on the real synthetic corpus and catalogue."""
+"""wfutils.llm.retrieval on the real synthetic corpus and catalogue."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from wfutils.catalog import load_catalog
-from wfutils.data import build_synthetic
-from wfutils.retrieval import Retriever, flow_signature, flow_tables, tokenize
+from wfutils.data.catalog import load_catalog
+from wfutils.data.store import build_synthetic
+from wfutils.llm.retrieval import Retriever, flow_signature, flow_tables, tokenize
 
 
 @pytest.fixture(scope="module")

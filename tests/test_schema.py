@@ -6,7 +6,7 @@ import copy
 
 from jsonschema import Draft202012Validator
 
-from wfutils.schema import FLOW_SCHEMA, TRIGGER_TYPES, validate_flow
+from wfutils.flows.schema import FLOW_SCHEMA, TRIGGER_TYPES, validate_flow
 
 VALID = {
     "trigger": {"type": "record_create", "inputs": [{"name": "table", "value": "incident"},

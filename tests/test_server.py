@@ -1,4 +1,4 @@
-"""wfutils.server: a real `transformers serve` process is started, answers, and leaves no orphan."""
+"""wfutils.llm.server: a real `transformers serve` process is started, answers, and leaves no orphan."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tests.llm_server import MODEL, shared_server
 from wfutils.models import ModelNotFoundError
-from wfutils.server import ServerStartError, find_free_port, local_server
+from wfutils.llm.server import ServerStartError, find_free_port, local_server
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,4 @@
-"""wfutils.slm + wfutils.generation: a tiny real LoRA fine-tune of SmolLM2-135M.
+"""wfutils.slm.training + wfutils.slm.generation: a tiny real LoRA fine-tune of SmolLM2-135M.
 
 Everything runs on the real model and tokenizer; examples are short and runs are a few steps
 so the module stays within a minute or so on 2 CPU cores.
@@ -12,11 +12,11 @@ import json
 import pytest
 import torch
 
-from wfutils.generation import default_max_new_tokens, generate_batch, generate_predictions
+from wfutils.slm.generation import default_max_new_tokens, generate_batch, generate_predictions
 from wfutils.models import ModelNotFoundError, load_model_and_tokenizer
-from wfutils.parsing import dumps_flow
-from wfutils.predictions import PREDICTION_FIELDS, read_predictions
-from wfutils.slm import (
+from wfutils.flows.parsing import dumps_flow
+from wfutils.data.predictions import PREDICTION_FIELDS, read_predictions
+from wfutils.slm.training import (
     IGNORE_INDEX,
     TrainConfig,
     collate,
@@ -225,7 +225,7 @@ def test_batched_greedy_matches_one_at_a_time(base):
 def test_rows_that_stop_early_leave_the_batch_with_the_tokens_of_model_generate(base):
     import torch
 
-    from wfutils.generation import _stop_ids
+    from wfutils.slm.generation import _stop_ids
 
     model, tok = base
     requests = ["Reply with the single word yes.", "Say hello to the user in one short sentence.",
@@ -262,7 +262,7 @@ def test_notebook_02_runs_end_to_end(tmp_path):
 
     import papermill
 
-    from wfutils.data import build_all
+    from wfutils.data.store import build_all
 
     run = tmp_path / "run"
     build_all(run, n_train=16, n_test=2, n_ood=1, corpora=())
@@ -282,8 +282,8 @@ def test_notebook_02_runs_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_schema_constrained_decoding_keeps_output_inside_the_flow_schema(trained, tmp_path):
-    from wfutils.generation import schema_constraint
-    from wfutils.schema import validate_flow
+    from wfutils.slm.generation import schema_constraint
+    from wfutils.flows.schema import validate_flow
 
     model, tok = load_finetuned(trained.out_dir, device="cpu")
     path = tmp_path / "constrained.jsonl"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wfutils import book, bookcheck, pipeline
+from wfutils.study import book, bookcheck, pipeline
 
 
 @pytest.mark.slow

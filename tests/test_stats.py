@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wfutils import stats
+from wfutils.evaluation import statistics as stats
 
 
 def test_bootstrap_ci_covers_true_mean_at_nominal_rate() -> None:

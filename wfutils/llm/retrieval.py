@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from wfutils.catalog import Action, Catalog, Table, load_catalog
+from wfutils.data.catalog import Action, Catalog, Table, load_catalog
 
 __all__ = ["CatalogContext", "Example", "Retrieval", "Retriever", "flow_signature", "flow_tables", "tokenize"]
 
@@ -160,7 +160,7 @@ class Retriever:
     """BM25 retrieval of training examples and catalogue entries; oracle retrieval from the reference.
 
     ``train`` rows need ``id``, ``request`` and ``flow`` (dict or JSON string), e.g. the
-    synthetic ``train`` split of :func:`wfutils.data.load_dataset`.
+    synthetic ``train`` split of :func:`wfutils.data.store.load_dataset`.
     """
 
     def __init__(self, train: Iterable[Mapping[str, Any]], catalog: Catalog | None = None) -> None:

@@ -1,6 +1,6 @@
 """The flow format as a JSON Schema (Draft 2020-12) plus the checks a schema cannot express.
 
-The schema file ships with the package (``wfutils/flow_schema.json``); :func:`validate_flow`
+The schema file ships with the package (``wfutils/flows/flow_schema.json``); :func:`validate_flow`
 returns human-readable messages that start with the JSON path of the offending value.
 """
 
@@ -41,7 +41,7 @@ def trigger_kind(trigger_type: str) -> str | None:
 
 @lru_cache(maxsize=1)
 def _load_schema() -> dict[str, Any]:
-    text = resources.files("wfutils").joinpath("flow_schema.json").read_text(encoding="utf-8")
+    text = resources.files("wfutils.flows").joinpath("flow_schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 

@@ -22,7 +22,7 @@
 * JSON mode: ``json_mode="schema"`` sends ``response_format`` with a JSON Schema,
   ``"object"`` sends ``{"type": "json_object"}``; an endpoint that rejects it is retried
   with the next weaker mode (schema -> object -> none) and remembered.
-* Cost: from the editable price table ``wfutils/pricing.json`` (USD per 1M tokens).
+* Cost: from the editable price table ``wfutils/llm/pricing.json`` (USD per 1M tokens).
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def redact(text: str, secret: str | None) -> str:
 def load_prices(path: str | None = None) -> dict[str, dict[str, float]]:
     """Read the price table (USD per 1M input / output tokens) from ``path`` or the packaged file."""
     if path is None:
-        text = resources.files("wfutils").joinpath("pricing.json").read_text(encoding="utf-8")
-        where = "wfutils/pricing.json"
+        text = resources.files("wfutils.llm").joinpath("pricing.json").read_text(encoding="utf-8")
+        where = "wfutils/llm/pricing.json"
     else:
         text = Path(path).read_text(encoding="utf-8")
         where = str(path)

@@ -1,6 +1,6 @@
 """Prompt strategies of the prompted-LLM arm, as named, versioned templates.
 
-Strategies (templates live in ``wfutils/prompt_templates/<name>.<version>.txt`` and are
+Strategies (templates live in ``wfutils/llm/prompt_templates/<name>.<version>.txt`` and are
 shown verbatim in the book; :func:`template_text` returns them):
 
 ``zero_shot``
@@ -11,7 +11,7 @@ shown verbatim in the book; :func:`template_text` returns them):
 ``rag_few_shot``
     the same, with the ``k`` training examples most similar to the request and the
     catalogue entries (actions with inputs/outputs, tables with fields) it likely needs,
-    retrieved by :class:`wfutils.retrieval.Retriever` (BM25, or the oracle).
+    retrieved by :class:`wfutils.llm.retrieval.Retriever` (BM25, or the oracle).
 ``decomposed``
     the paper's two-stage pipeline: one call writes the outline (trigger type + ordered
     steps, no inputs; with retrieved outlines and catalogue), then one call per part
@@ -22,7 +22,7 @@ shown verbatim in the book; :func:`template_text` returns them):
 
 :func:`generate` runs one strategy for one request; :func:`run_system` runs it over a split
 with bounded concurrency and writes ``<run_dir>/predictions/<system>.jsonl`` (the schema of
-:mod:`wfutils.predictions`, shared with the fine-tuned arm) plus a trace per example under
+:mod:`wfutils.data.predictions`, shared with the fine-tuned arm) plus a trace per example under
 ``<run_dir>/llm/traces/<system>.jsonl``.
 """
 
@@ -41,13 +41,13 @@ from pathlib import Path
 from string import Template
 from typing import Any, Iterable, Mapping, Sequence
 
-from wfutils.catalog import Catalog, load_catalog
-from wfutils.data import parse_eval_splits
-from wfutils.llm import ChatResult, LLMClient
-from wfutils.parsing import dumps_flow, parse_flow
-from wfutils.predictions import Prediction, PredictionWriter, predictions_path
-from wfutils.retrieval import CatalogContext, Example, Retrieval, Retriever
-from wfutils.schema import BLOCK_DEFINITIONS, FLOW_LOGIC_DEFINITIONS, FLOW_SCHEMA, TRIGGER_TYPES, validate_flow
+from wfutils.data.catalog import Catalog, load_catalog
+from wfutils.data.store import parse_eval_splits
+from wfutils.llm.client import ChatResult, LLMClient
+from wfutils.flows.parsing import dumps_flow, parse_flow
+from wfutils.data.predictions import Prediction, PredictionWriter, predictions_path
+from wfutils.llm.retrieval import CatalogContext, Example, Retrieval, Retriever
+from wfutils.flows.schema import BLOCK_DEFINITIONS, FLOW_LOGIC_DEFINITIONS, FLOW_SCHEMA, TRIGGER_TYPES, validate_flow
 
 __all__ = [
     "STRATEGIES",
@@ -105,12 +105,12 @@ def _strategy(name: str | Strategy) -> Strategy:
 
 @lru_cache(maxsize=None)
 def template_text(name: str, version: str = "v1") -> str:
-    """The raw text of a prompt template (``wfutils/prompt_templates/<name>.<version>.txt``)."""
-    resource = resources.files("wfutils").joinpath("prompt_templates", f"{name}.{version}.txt")
+    """The raw text of a prompt template (``wfutils/llm/prompt_templates/<name>.<version>.txt``)."""
+    resource = resources.files("wfutils.llm").joinpath("prompt_templates", f"{name}.{version}.txt")
     try:
         return resource.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(f"prompt template wfutils/prompt_templates/{name}.{version}.txt is missing") from None
+        raise FileNotFoundError(f"prompt template wfutils/llm/prompt_templates/{name}.{version}.txt is missing") from None
 
 
 def _fill(name: str, version: str = "v1", **values: Any) -> str:
@@ -489,7 +489,7 @@ def run_system(
             if name not in row or row[name] in (None, ""):
                 raise ValueError(f"{split} record {i}: field {name!r} is missing or empty")
     if s.uses_examples == "retrieved" and retriever is None:
-        raise ValueError(f"strategy {s.name!r} needs a retriever (wfutils.retrieval.Retriever over the training split)")
+        raise ValueError(f"strategy {s.name!r} needs a retriever (wfutils.llm.retrieval.Retriever over the training split)")
     if s.uses_examples == "fixed" and few_shot is None:
         if retriever is None:
             raise ValueError("strategy 'few_shot' needs few_shot= examples or a retriever to pick them from")
@@ -602,8 +602,8 @@ def run_arm(
     import platform
     from contextlib import ExitStack
 
-    from wfutils.data import load_run_data
-    from wfutils.llm import LLMConfigError, public_url
+    from wfutils.data.store import load_run_data
+    from wfutils.llm.client import LLMConfigError, public_url
 
     for name in strategies:
         _strategy(name)
@@ -638,7 +638,7 @@ def run_arm(
     with ExitStack() as stack:
         clients: list[tuple[str, LLMClient | None, str | None]] = []
         if base_url is None:
-            from wfutils.server import local_server
+            from wfutils.llm.server import local_server
 
             server = stack.enter_context(local_server(local_model, log_path=run_dir / "llm" / "server.log"))
             summary["models"][server.name] = {"endpoint": "local", "server_startup_s": server.startup_s}

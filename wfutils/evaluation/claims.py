@@ -5,7 +5,7 @@ value with its 95% bootstrap CI, the number of examples, the criterion (threshol
 out, see :data:`CLAIMS`), the verdict (``reproduced`` / ``not reproduced`` / ``not testable
 here``) and the reason. :func:`save_claims` writes ``results/<run>/eval/paper_claims.csv``.
 
-Conventions (see also :mod:`wfutils.stats`):
+Conventions (see also :mod:`wfutils.evaluation.statistics`):
 
 * metric: FlowSim with inputs (the without-inputs value is given in ``details``);
 * evaluation set: the synthetic in-distribution ``test`` subset when the run has it, else all
@@ -27,8 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from wfutils import stats
-from wfutils.evaluation import eval_dir, system_info
+from wfutils.evaluation import statistics as stats
+from wfutils.evaluation.scoring import eval_dir, system_info
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"

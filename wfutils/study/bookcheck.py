@@ -1,6 +1,6 @@
 """Look at the built book the way a reader would: serve it, open it in headless Chromium.
 
-    python -m wfutils.bookcheck --html _build/html --screenshot results/smoke/book.png
+    python -m wfutils.study.bookcheck --html _build/html --screenshot results/smoke/book.png
 
 Serves the HTML on 127.0.0.1 (a free port), loads the pages in headless Chromium (the
 Debian package), screenshots the evaluation page and fails when a page is missing, a
@@ -154,7 +154,7 @@ def check_book(html_dir: Path, screenshot: Path | None = None) -> list[PageRepor
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wfutils.bookcheck", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m wfutils.study.bookcheck", description=__doc__.split("\n")[0])
     parser.add_argument("--html", type=Path, default=Path("_build/html"))
     parser.add_argument("--screenshot", type=Path, default=None)
     args = parser.parse_args(argv)

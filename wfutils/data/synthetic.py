@@ -1,7 +1,7 @@
 """Seeded generator of ServiceNow-style (request, flow, feature tags) examples.
 
 Each example is built by composing a trigger and one to three *step blocks* drawn from the
-catalogue (:mod:`wfutils.catalog`); every block adds components to the flow and a clause to
+catalogue (:mod:`wfutils.data.catalog`); every block adds components to the flow and a clause to
 the request at the same time, so request and flow always agree. Blocks come in two kinds
 that the paper's error analysis separates:
 
@@ -17,7 +17,7 @@ real-corpus converters reuse.
 
 Only the ``rng`` passed in drives randomness, so a seed gives the same examples on every
 machine. ``mode="in"`` draws only from the in-distribution tables and actions; ``mode="ood"``
-prefers the hold-out ones (``wfutils/catalog_data/holdout.json``) and :func:`generate_example`
+prefers the hold-out ones (``wfutils/data/catalog_data/holdout.json``) and :func:`generate_example`
 retries until the flow uses at least one of them.
 """
 
@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from wfutils.catalog import Catalog, Table, load_catalog
-from wfutils.schema import RECORD_TRIGGERS, SCHEDULED_TRIGGERS
+from wfutils.data.catalog import Catalog, Table, load_catalog
+from wfutils.flows.schema import RECORD_TRIGGERS, SCHEDULED_TRIGGERS
 
 FEATURE_TAGS = (
     "flow_logic", "nested_logic", "implicit_step", "implicit_condition", "scheduled_trigger",

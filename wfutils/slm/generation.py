@@ -3,7 +3,7 @@
 Prompts are sorted by length and generated in batches with left padding; each sequence stops
 at its end-of-turn token and leaves the batch (and its KV cache), so the batch shrinks as its
 answers finish. Every finished batch is appended to ``predictions/<system>.jsonl`` through
-:class:`wfutils.predictions.PredictionWriter`, so a killed run resumes where it stopped.
+:class:`wfutils.data.predictions.PredictionWriter`, so a killed run resumes where it stopped.
 
 ``latency_s`` of a record is the wall time of its batch divided by the batch size (the
 amortised cost per flow); the batch wall time is the latency each request actually saw.
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from wfutils.data import parse_eval_splits
-from wfutils.predictions import Prediction, PredictionWriter
-from wfutils.slm import SYSTEM_PROMPT, _flow_text, end_of_turn_id, peak_rss_gib, prompt_token_ids
+from wfutils.data.store import parse_eval_splits
+from wfutils.data.predictions import Prediction, PredictionWriter
+from wfutils.slm.training import SYSTEM_PROMPT, _flow_text, end_of_turn_id, peak_rss_gib, prompt_token_ids
 
 __all__ = ["Generated", "generate_batch", "default_max_new_tokens", "generate_predictions", "parse_eval_splits",
            "generate_for_run", "SchemaLogitsProcessor", "schema_constraint"]
@@ -215,11 +215,11 @@ def generate_for_run(
 ) -> dict[str, Any]:
     """Generate predictions for the evaluation splits of a run into ``predictions/<system>.jsonl``.
 
-    Splits are read with :func:`wfutils.data.load_run_data`; a split the run lacks raises before
+    Splits are read with :func:`wfutils.data.store.load_run_data`; a split the run lacks raises before
     any generation. ``limit`` keeps the first N rows of each split. Returns timings per split.
     """
-    from wfutils.data import load_run_data
-    from wfutils.predictions import predictions_path
+    from wfutils.data.store import load_run_data
+    from wfutils.data.predictions import predictions_path
 
     data = load_run_data(run_dir)
     wanted = parse_eval_splits(eval_splits)
@@ -285,7 +285,7 @@ class SchemaLogitsProcessor:
     def __init__(self, tokenizer, schema: dict[str, Any] | None = None, batch_size: int = 1) -> None:
         from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
-        from wfutils.schema import FLOW_SCHEMA
+        from wfutils.flows.schema import FLOW_SCHEMA
 
         data = _enforcer_tokenizer_data(tokenizer)
         self._enforcers = [TokenEnforcer(data, JsonSchemaParser(schema or FLOW_SCHEMA)) for _ in range(batch_size)]

@@ -2,14 +2,14 @@
 
 Every data set is a :class:`datasets.DatasetDict` with the columns
 
-``id`` (str), ``request`` (str), ``flow`` (compact JSON string, :func:`wfutils.parsing.dumps_flow`),
-``features`` (list[str], see :data:`wfutils.synthetic.FEATURE_TAGS`), ``domain`` (str).
+``id`` (str), ``request`` (str), ``flow`` (compact JSON string, :func:`wfutils.flows.parsing.dumps_flow`),
+``features`` (list[str], see :data:`wfutils.data.synthetic.FEATURE_TAGS`), ``domain`` (str).
 
 * :func:`build_synthetic` -> splits ``train`` / ``test`` / ``ood`` (domain ``servicenow``).
-  ``ood`` uses the tables and actions listed in ``wfutils/catalog_data/holdout.json``
+  ``ood`` uses the tables and actions listed in ``wfutils/data/catalog_data/holdout.json``
   (HR cases, work orders, security incidents, projects, contracts, hardware assets; Teams,
   Jira, SMS, Zoom, PDF and Azure VM actions); ``train`` and ``test`` never use them.
-* :func:`wfutils.corpora.load_n8n` / :func:`wfutils.corpora.load_logic_apps` -> split ``test``
+* :func:`wfutils.data.corpora.load_n8n` / :func:`wfutils.data.corpora.load_logic_apps` -> split ``test``
   (re-exported here).
 
 A run stores each data set as ``results/<run>/data/<name>/<split>.parquet`` plus the same rows
@@ -31,11 +31,11 @@ from typing import Any, Iterable, Sequence
 import datasets
 from datasets import Dataset, DatasetDict
 
-from wfutils.catalog import load_catalog
-from wfutils.corpora import load_logic_apps, load_n8n  # noqa: F401  (re-exported)
-from wfutils.parsing import dumps_flow
-from wfutils.schema import validate_flow
-from wfutils.synthetic import generate_example
+from wfutils.data.catalog import load_catalog
+from wfutils.data.corpora import load_logic_apps, load_n8n  # noqa: F401  (re-exported)
+from wfutils.flows.parsing import dumps_flow
+from wfutils.flows.schema import validate_flow
+from wfutils.data.synthetic import generate_example
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def build_synthetic(seed: int = 0, n_train: int = DEFAULT_SIZES["train"], n_test
     """Generate the synthetic corpus deterministically from ``seed``.
 
     No request occurs twice across (or within) the splits. With ``validate`` every flow is
-    checked with :func:`wfutils.schema.validate_flow` (a failure is a generator bug and raises).
+    checked with :func:`wfutils.flows.schema.validate_flow` (a failure is a generator bug and raises).
     """
     for name, n in (("n_train", n_train), ("n_test", n_test), ("n_ood", n_ood)):
         if not isinstance(n, int) or n < 0:
@@ -182,7 +182,7 @@ def load_run_data(run_dir: str | os.PathLike[str], *, include_train: bool = Fals
         keep = [s for s in dd if include_train or s != "train"]
         out[name] = DatasetDict({s: dd[s] for s in keep})
     if not out:
-        raise FileNotFoundError(f"no data sets under {data_dir(run_dir)}; run notebook 01 (or wfutils.data.build_all) first")
+        raise FileNotFoundError(f"no data sets under {data_dir(run_dir)}; run notebook 01 (or wfutils.data.store.build_all) first")
     return out
 
 
@@ -240,7 +240,7 @@ def flow_stats(data: dict[str, DatasetDict]) -> "pandas.DataFrame":  # noqa: F82
     """One row per example: dataset, split, id, component count, depth, trigger, request length, definitions, features."""
     import pandas as pd
 
-    from wfutils.schema import trigger_kind
+    from wfutils.flows.schema import trigger_kind
 
     rows = []
     for name, dd in data.items():

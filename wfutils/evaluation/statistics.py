@@ -213,7 +213,7 @@ def is_slm(system: str) -> bool:
 
 
 def is_oracle(system: str) -> bool:
-    from wfutils.evaluation import system_info
+    from wfutils.evaluation.scoring import system_info
 
     return system_info(str(system)).oracle
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from wfutils.parsing import dumps_flow
+from wfutils.flows.parsing import dumps_flow
 
 __all__ = [
     "SYSTEM_PROMPT",
@@ -763,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     import argparse
 
-    from wfutils.data import load_run_data
+    from wfutils.data.store import load_run_data
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m wfutils.slm", description=main.__doc__.splitlines()[0])
@@ -792,6 +792,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = train_lora(train, out_dir, TrainConfig(**args), time_budget_s=budget)
     print(json.dumps({k: result.record.get(k) for k in ("status", "steps", "final_loss", "tokens_per_s")}))
 
-
-if __name__ == "__main__":
-    main()

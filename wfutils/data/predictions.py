@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from wfutils.parsing import PARSE_STATUSES, parse_flow
+from wfutils.flows.parsing import PARSE_STATUSES, parse_flow
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Prediction:
         prompt_tokens: int,
         completion_tokens: int,
     ) -> "Prediction":
-        """Build a record from raw model text, parsing it with :func:`wfutils.parsing.parse_flow`."""
+        """Build a record from raw model text, parsing it with :func:`wfutils.flows.parsing.parse_flow`."""
         parsed = parse_flow(output)
         return cls(
             id=str(id), split=split, system=system, request=request, reference=reference,

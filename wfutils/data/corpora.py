@@ -1,7 +1,7 @@
 """Converters from real public workflow corpora to the flow format (SPEC section 2).
 
 Both loaders return a :class:`datasets.DatasetDict` with one split, ``test``, and the standard
-columns (see :mod:`wfutils.data`). What could not be converted is never dropped silently:
+columns (see :mod:`wfutils.data.store`). What could not be converted is never dropped silently:
 the DatasetDict carries ``skipped`` (a list of ``(path, reason)``) and ``root`` attributes, and a
 summary is logged. Data is read in place from the shared data folder: by default
 ``<repo>/../shared/data``, overridden by ``WFBOOK_SHARED_DATA`` or the ``shared_data`` argument;
@@ -89,9 +89,9 @@ from typing import Any, Iterable
 
 from datasets import DatasetDict
 
-from wfutils.parsing import dumps_flow
-from wfutils.schema import validate_flow
-from wfutils.synthetic import flow_features
+from wfutils.flows.parsing import dumps_flow
+from wfutils.flows.schema import validate_flow
+from wfutils.data.synthetic import flow_features
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def shared_data_root(shared_data: str | os.PathLike[str] | None = None) -> Path:
     env = os.environ.get("WFBOOK_SHARED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def _corpus_root(root: str | os.PathLike[str] | None, shared_data: Any, name: str) -> Path:
@@ -137,7 +137,7 @@ def _short(value: Any) -> str | int | float | bool | None:
 
 
 def _finish(rows: list[dict[str, Any]], skipped: Skipped, root: Path, label: str) -> DatasetDict:
-    from wfutils.data import rows_to_dataset
+    from wfutils.data.store import rows_to_dataset
 
     dd = DatasetDict({"test": rows_to_dataset(rows)})
     dd.skipped = skipped  # type: ignore[attr-defined]

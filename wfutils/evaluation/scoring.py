@@ -7,22 +7,22 @@
 Metrics (:data:`METRICS`), one row per example, system and metric:
 
 * ``flowsim`` / ``flowsim_no_inputs``: the paper's FlowSim on the *raw* output text, with and
-  without inputs, exactly as :func:`wfutils.flowsim.flow_similarity` (the published metric)
+  without inputs, exactly as :func:`wfutils.flows.flowsim.flow_similarity` (the published metric)
   scores it: no repair, non-JSON scores as the empty flow.
 * ``trigger_match``, ``component_precision`` / ``component_recall`` / ``component_f1``: also on
   the raw text, parsed the way the metric parses it.
 * ``json_valid``: the output (or its fenced block) is a JSON object as it stands (parse status
   ``ok``). ``schema_valid``: parse status ``ok`` or ``repaired`` (prose around the object is
-  tolerated, truncation is not) and :func:`wfutils.schema.validate_flow` finds nothing.
+  tolerated, truncation is not) and :func:`wfutils.flows.schema.validate_flow` finds nothing.
   ``truncated``: parse status ``truncated``.
 * ``hallucinated_steps`` / ``hallucinated_tables``: number of component definitions / tables
   of the repaired flow that are not in the known vocabulary: the catalogue
-  (:mod:`wfutils.catalog`) for the ServiceNow-style data, plus the vocabulary of a real
+  (:mod:`wfutils.data.catalog`) for the ServiceNow-style data, plus the vocabulary of a real
   corpus's own reference flows for n8n / Logic Apps examples.
 * ``length_error``: absolute difference in number of components (repaired flow, 0 if none).
 * ``latency_s``, ``prompt_tokens``, ``completion_tokens``, ``cost_usd``: the cost the prompting
   arm recorded in ``llm/traces/<system>.jsonl`` when there is one (0 for a local endpoint),
-  else the list price of the model named in the system name (``wfutils/pricing.json``); 0 for
+  else the list price of the model named in the system name (``wfutils/llm/pricing.json``); 0 for
   fine-tuned ``slm*`` systems; NaN when neither is known.
 
 Examples come from the run's data sets (``results/<run>/data``, joined by ``id``; that gives
@@ -52,10 +52,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from wfutils import errors as err
-from wfutils import flowsim
-from wfutils.predictions import Prediction, read_predictions
-from wfutils.schema import validate_flow
+from wfutils.evaluation import taxonomy as err
+from wfutils.flows import flowsim
+from wfutils.data.predictions import Prediction, read_predictions
+from wfutils.flows.schema import validate_flow
 
 METRICS: dict[str, str] = {
     "flowsim": "FlowSim with inputs (raw text, the paper's metric)",
@@ -109,7 +109,7 @@ def _strip_oracle(name: str) -> str:
 def system_info(name: str) -> SystemInfo:
     """Parse ``slm-*`` or ``<model>-<strategy>[-oracle]`` system names.
 
-    Strategies may be spelled ``rag_few_shot`` or, as :func:`wfutils.prompts.system_name` writes
+    Strategies may be spelled ``rag_few_shot`` or, as :func:`wfutils.llm.strategies.system_name` writes
     them, ``rag-few-shot``.
     """
     oracle = re.search(r"(^|[-_])oracle($|[-_])", name) is not None
@@ -117,7 +117,7 @@ def system_info(name: str) -> SystemInfo:
         return SystemInfo(name, "slm", name, None, oracle)
     base = _strip_oracle(name) if oracle else name
     for strategy in STRATEGIES:
-        for spelled in (strategy, strategy.replace("_", "-")):  # wfutils.prompts.system_name slugifies '_' to '-'
+        for spelled in (strategy, strategy.replace("_", "-")):  # wfutils.llm.strategies.system_name slugifies '_' to '-'
             for sep in ("-", "_", "/"):
                 if base.endswith(sep + spelled):
                     return SystemInfo(name, "llm", base[: -len(spelled) - 1], strategy, oracle)
@@ -200,7 +200,7 @@ def load_examples(run_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
 
 
 def _examples_from_predictions(predictions: dict[str, list[Prediction]]) -> pd.DataFrame:
-    from wfutils.synthetic import flow_features
+    from wfutils.data.synthetic import flow_features
 
     rows: dict[str, dict[str, Any]] = {}
     for system, records in predictions.items():
@@ -234,7 +234,7 @@ def _same_flow(a: str, b: str) -> bool:
 
 def _known_vocabulary(examples: pd.DataFrame) -> dict[str, tuple[set[str], set[str]]]:
     """Known definitions and tables per domain."""
-    from wfutils.catalog import load_catalog
+    from wfutils.data.catalog import load_catalog
 
     catalog = load_catalog()
     base_defs = set(catalog.definitions)
@@ -252,7 +252,7 @@ def _known_vocabulary(examples: pd.DataFrame) -> dict[str, tuple[set[str], set[s
 def _price(system: SystemInfo) -> tuple[float, float] | None:
     if system.arm == "slm":
         return (0.0, 0.0)
-    from wfutils.llm import load_prices
+    from wfutils.llm.client import load_prices
 
     table = load_prices()
     name = system.model.lower().split("/")[-1]
@@ -569,7 +569,7 @@ def load_evaluation(run_dir: str | os.PathLike[str]) -> Evaluation:
     folder = eval_dir(run_dir)
     path = folder / "scores.parquet"
     if not path.is_file():
-        raise FileNotFoundError(f"no scores at {path}; run wfutils.evaluation.evaluate_run + save_evaluation first")
+        raise FileNotFoundError(f"no scores at {path}; run wfutils.evaluation.scoring.evaluate_run + save_evaluation first")
     info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
     examples = pd.read_parquet(folder / "examples.parquet")
     examples["features"] = [list(f) for f in examples["features"]]
@@ -586,7 +586,7 @@ def feature_table(examples: pd.DataFrame) -> pd.DataFrame:
 
 
 def error_table(evaluation: Evaluation, *, progress: bool = True) -> pd.DataFrame:
-    """Error tags (:func:`wfutils.errors.error_tags`) of every scored prediction: system, subset, id, tag."""
+    """Error tags (:func:`wfutils.evaluation.taxonomy.error_tags`) of every scored prediction: system, subset, id, tag."""
     from tqdm import tqdm
 
     vocab = _known_vocabulary(evaluation.examples)

@@ -11,7 +11,7 @@ Statuses:
     ``empty``     there is no text;
     ``invalid``   nothing usable (the message says why).
 
-Note that the paper's FlowSim does *not* repair: :mod:`wfutils.flowsim` scores raw text the
+Note that the paper's FlowSim does *not* repair: :mod:`wfutils.flows.flowsim` scores raw text the
 way ServiceNow's implementation does. Repairs here serve schema checks and error analysis.
 """
 

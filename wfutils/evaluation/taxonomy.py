@@ -43,8 +43,8 @@ import json
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
-from wfutils.flowsim import COMPONENT_PREFIXES, TRIGGER_TYPES, EditOperation, edit_operations
-from wfutils.schema import FLOW_LOGIC_DEFINITIONS as FLOW_LOGIC
+from wfutils.flows.flowsim import COMPONENT_PREFIXES, TRIGGER_TYPES, EditOperation, edit_operations
+from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS as FLOW_LOGIC
 
 ERROR_TAGS: tuple[str, ...] = (
     "invalid_json", "truncated", "wrong_trigger_type", "wrong_trigger_condition", "missing_step",

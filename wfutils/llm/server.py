@@ -3,7 +3,7 @@
 The prompted-LLM arm talks to any OpenAI-compatible endpoint; offline, the project serves a
 local model directory itself:
 
->>> from wfutils.server import local_server                    # doctest: +SKIP
+>>> from wfutils.llm.server import local_server                    # doctest: +SKIP
 >>> with local_server("smollm2-135m") as server:
 ...     client = LLMClient(base_url=server.base_url, model=server.model, cache_id=server.cache_id)
 
@@ -78,8 +78,8 @@ class LocalServer:
         return count
 
     def client(self, **kwargs: Any):
-        """An :class:`wfutils.llm.LLMClient` for this server (context-window check included)."""
-        from wfutils.llm import LLMClient
+        """An :class:`wfutils.llm.client.LLMClient` for this server (context-window check included)."""
+        from wfutils.llm.client import LLMClient
 
         kwargs.setdefault("cache_id", self.cache_id)
         kwargs.setdefault("context_window", self.context_window)

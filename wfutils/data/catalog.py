@@ -1,6 +1,6 @@
 """The ServiceNow-style domain that the synthetic generator and the retrievers draw from.
 
-The catalogue ships as JSON data files inside the package (``wfutils/catalog_data/``):
+The catalogue ships as JSON data files inside the package (``wfutils/data/catalog_data/``):
 
 ``actions.json``
     actions and subflows: ``name`` (the flow ``definition``), ``label``, ``category``
@@ -29,7 +29,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from wfutils.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
+from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
 
 CATALOG_FILES = ("actions.json", "tables.json", "triggers.json", "flow_logic.json", "holdout.json")
 
@@ -162,13 +162,13 @@ def _params(items: list[dict[str, Any]] | None) -> tuple[Param, ...]:
 
 
 def _read_json(name: str) -> Any:
-    resource = resources.files("wfutils").joinpath("catalog_data", name)
+    resource = resources.files("wfutils.data").joinpath("catalog_data", name)
     try:
         return json.loads(resource.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"catalogue file wfutils/catalog_data/{name} is missing from the package") from None
+        raise FileNotFoundError(f"catalogue file wfutils/data/catalog_data/{name} is missing from the package") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"catalogue file wfutils/catalog_data/{name} is not valid JSON: {exc}") from None
+        raise ValueError(f"catalogue file wfutils/data/catalog_data/{name} is not valid JSON: {exc}") from None
 
 
 def _check(catalog: Catalog) -> None:
@@ -178,7 +178,7 @@ def _check(catalog: Catalog) -> None:
     for name in catalog.holdout_actions - set(catalog.actions):
         problems.append(f"holdout.json: action {name!r} is not in actions.json")
     for t in set(TRIGGER_TYPES) ^ set(catalog.triggers):
-        problems.append(f"triggers.json: trigger type {t!r} differs from wfutils.schema.TRIGGER_TYPES")
+        problems.append(f"triggers.json: trigger type {t!r} differs from wfutils.flows.schema.TRIGGER_TYPES")
     for d in set(catalog.flow_logic) - set(FLOW_LOGIC_DEFINITIONS):
         problems.append(f"flow_logic.json: {d!r} is not a flow-logic definition of the schema")
     for a in catalog.actions.values():
@@ -195,7 +195,7 @@ def _check(catalog: Catalog) -> None:
 
 @lru_cache(maxsize=1)
 def load_catalog() -> Catalog:
-    """Load (once) and cross-check the catalogue shipped in ``wfutils/catalog_data``."""
+    """Load (once) and cross-check the catalogue shipped in ``wfutils/data/catalog_data``."""
     actions = {a["name"]: Action(name=a["name"], label=a["label"], category=a.get("category", "action"),
                                  scope=a.get("scope", "global"), description=a.get("description", ""),
                                  inputs=_params(a.get("inputs")), outputs=_params(a.get("outputs")),

@@ -1,0 +1,1 @@
+"""The flow format: vocabulary, JSON Schema, parsing model text, and the FlowSim metric."""

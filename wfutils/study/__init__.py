@@ -1,0 +1,1 @@
+"""Running the study: profiles, the papermill pipeline, the book and its browser check."""

