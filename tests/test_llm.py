@@ -7,7 +7,8 @@ import json
 import pytest
 
 from tests.llm_server import Proxy, shared_server
-from wfutils.llm.client import LLMClient, LLMConfigError, ResponseCache, cost_usd, is_local_url, redact
+from wfutils.llm.client import LLMClient, LLMConfigError, ResponseCache, is_local_url, redact
+from wfutils.llm.pricing import cost_usd
 from wfutils.llm.server import find_free_port
 
 SECRET = "sk-test-do-not-leak-0123456789abcdef"

@@ -1,8 +1,14 @@
-"""One predictions schema for both arms (fine-tuned SLM and prompted LLMs).
+"""One predictions schema for both arms (fine-tuned SLM and prompted LLMs), and what each system is.
 
-A run keeps one JSONL file per system under ``results/<run>/predictions/<system>.jsonl``.
+A run keeps one JSONL file per system under ``results/<run>/predictions/<system>.jsonl`` and,
+beside it, ``<system>.meta.json``: the system's :class:`SystemMeta` (arm, base model, strategy,
+retrieval, engine, decoding, ...) plus the code digest and the resume key it was produced with.
+Evaluation reads the arm and the strategy from there, never from the name.
+
 Files are appended to record by record, so a killed run resumes: :class:`PredictionWriter`
-knows which ids are already done and a rerun completes the file instead of overwriting it.
+knows which ids are already done and a rerun completes the file instead of overwriting it, as
+long as the resume key (the system's metadata, the code digest and whatever the caller adds,
+e.g. the adapter's fingerprint) is unchanged; otherwise, or with ``force``, it starts afresh.
 """
 
 from __future__ import annotations
@@ -14,6 +20,91 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from wfutils.flows.parsing import PARSE_STATUSES, parse_flow
+from wfutils.provenance import code_digest
+from wfutils.storage import atomic_write_json
+
+ARMS = ("fine-tuned", "prompted")
+STRATEGIES = ("none", "zero_shot", "few_shot", "rag_few_shot", "decomposed")
+RETRIEVALS = ("none", "bm25", "oracle")
+META_SUFFIX = ".meta.json"
+
+
+@dataclass(frozen=True)
+class SystemMeta:
+    """What a system is: the fields evaluation, statistics, claims and the book read."""
+
+    system: str
+    arm: str  # one of ARMS
+    base_model: str
+    n_params: int
+    adapter: str | None = None
+    strategy: str = "none"  # one of STRATEGIES ("none": the fine-tuned model answers the bare request)
+    k: int = 0  # examples in the prompt
+    retrieval: str = "none"  # one of RETRIEVALS
+    engine: str = ""  # what generated it, e.g. "transformers 5.24.0 (wfutils.slm.generation)", "openai-compatible: <url>"
+    decoding: str = "greedy"  # "greedy", "constrained", ...
+    model_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.system:
+            problems.append("system is empty")
+        if self.arm not in ARMS:
+            problems.append(f"arm {self.arm!r} is not one of {ARMS}")
+        if self.strategy not in STRATEGIES:
+            problems.append(f"strategy {self.strategy!r} is not one of {STRATEGIES}")
+        if self.retrieval not in RETRIEVALS:
+            problems.append(f"retrieval {self.retrieval!r} is not one of {RETRIEVALS}")
+        if isinstance(self.n_params, bool) or not isinstance(self.n_params, int) or self.n_params < 0:
+            problems.append(f"n_params {self.n_params!r} is not a non-negative int")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
+            problems.append(f"k {self.k!r} is not a non-negative int")
+        if problems:
+            raise ValueError(f"system metadata for {self.system!r}: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "system metadata") -> "SystemMeta":
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        names = {f.name for f in fields(cls)}
+        missing = [n for n in ("system", "arm", "base_model", "n_params") if n not in data]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
+def meta_path(predictions_file: str | os.PathLike[str]) -> Path:
+    """The sidecar of a predictions file: ``<system>.jsonl`` -> ``<system>.meta.json``."""
+    path = Path(predictions_file)
+    return path.with_name(path.name.removesuffix(".jsonl") + META_SUFFIX)
+
+
+def read_sidecar(predictions_file: str | os.PathLike[str]) -> dict[str, Any]:
+    """The whole sidecar (metadata, ``code_digest``, ``resume_key``); clear errors naming the file."""
+    path = meta_path(predictions_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{predictions_file}: no system metadata beside it (expected {path}); "
+                                "every predictions file needs its sidecar saying which arm, model and strategy produced it")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_system_meta(predictions_file: str | os.PathLike[str]) -> SystemMeta:
+    """The :class:`SystemMeta` of a predictions file, validated (unknown arm, missing field: ValueError naming the file)."""
+    data = read_sidecar(predictions_file)
+    meta = SystemMeta.from_dict(data, where=str(meta_path(predictions_file)))
+    expected = Path(predictions_file).name.removesuffix(".jsonl")
+    if meta.system != expected:
+        raise ValueError(f"{meta_path(predictions_file)}: names system {meta.system!r} but sits beside {expected}.jsonl")
+    return meta
 
 
 @dataclass
@@ -115,22 +206,46 @@ def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
 
 
 class PredictionWriter:
-    """Append predictions to a JSONL file, one flushed line per record; resumable.
+    """Append predictions to a JSONL file, one flushed line per record; resumable; writes the sidecar.
 
-    >>> with PredictionWriter(path) as writer:          # doctest: +SKIP
+    The sidecar holds ``meta``, the installed code digest and ``resume_key`` = digest of
+    (meta, code digest, ``key``). Existing records are kept only when the stored resume key
+    equals the new one and ``force`` is false; otherwise the file starts afresh (``restarted``
+    says so, with the reason in ``restart_reason``).
+
+    >>> with PredictionWriter(path, meta, key={"adapter": fp}) as writer:     # doctest: +SKIP
     ...     todo = [x for x in examples if x["id"] not in writer.done_ids]
     ...     for record in generate(todo):
     ...         writer.write(record)
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], meta: SystemMeta, *, key: Any = None,
+                 force: bool = False) -> None:
         self.path = Path(path)
+        if meta.system != self.path.name.removesuffix(".jsonl"):
+            raise ValueError(f"{self.path}: metadata names system {meta.system!r}")
+        self.meta = meta
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.resume_key = _resume_key(meta, key)
         self.done_ids: set[str] = set()
+        self.restarted = False
+        self.restart_reason: str | None = None
         if self.path.exists():
-            records = read_predictions(self.path)
-            self.done_ids = {r.id for r in records}
-            self._truncate_unfinished_line()
+            stored = _stored_resume_key(self.path)
+            if force:
+                self.restart_reason = "force"
+            elif stored != self.resume_key:
+                self.restart_reason = ("no resume key stored" if stored is None
+                                       else "code, metadata or inputs changed since these predictions were written")
+            if self.restart_reason:
+                self.path.unlink()
+                self.restarted = True
+            else:
+                records = read_predictions(self.path)
+                self.done_ids = {r.id for r in records}
+                self._truncate_unfinished_line()
+        atomic_write_json(meta_path(self.path), {**meta.to_dict(), "code_digest": code_digest(),
+                                                  "resume_key": self.resume_key})
         self._handle = None
 
     def _truncate_unfinished_line(self) -> None:
@@ -166,3 +281,18 @@ class PredictionWriter:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def _resume_key(meta: SystemMeta, key: Any) -> str:
+    import hashlib
+
+    payload = json.dumps({"meta": meta.to_dict(), "code_digest": code_digest(), "key": key}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _stored_resume_key(predictions_file: Path) -> str | None:
+    try:
+        value = json.loads(meta_path(predictions_file).read_text(encoding="utf-8")).get("resume_key")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

@@ -728,7 +728,7 @@ def scenario_application(ctx: Ctx) -> tuple[str, list[str]]:
                 ctx.tags.add("implicit_step")
                 return trig, ["reset the sender's password and send them the temporary one"]
             return trig, ["reset the sender's Active Directory password (forcing a change)", "email the temporary password back to the sender"]
-        rec = b.add("create_record", [("table", inc.name), ("values", f"short_description={{{{trigger.subject}}}}^description={{{{trigger.body_text}}}}^caller_id={{{{trigger.user}}}}")])
+        rec = b.add("create_record", [("table", inc.name), ("values", "short_description={{trigger.subject}}^description={{trigger.body_text}}^caller_id={{trigger.user}}")])
         clauses = [ctx.choice([f"create {article(noun(inc))} from it using the subject and body", f"open {article(noun(inc))} with the email subject as short description"])]
         s = Subject(inc, f"{rec}.record", "it")
     elif kind == "rest_async":

@@ -252,7 +252,7 @@ def _known_vocabulary(examples: pd.DataFrame) -> dict[str, tuple[set[str], set[s
 def _price(system: SystemInfo) -> tuple[float, float] | None:
     if system.arm == "slm":
         return (0.0, 0.0)
-    from wfutils.llm.client import load_prices
+    from wfutils.llm.pricing import load_prices
 
     table = load_prices()
     name = system.model.lower().split("/")[-1]
