@@ -3,7 +3,7 @@
 Targets: about 2,000 train / 300 test / 200 ood examples generated in under 30 s on 2 cores,
 peak memory under 1 GiB. The baseline measured in the same run is the cost of generating the
 flows alone (no schema validation, no dedup, no Dataset), so the ratio shows the overhead of
-the full :func:`wfutils.data.store.build_synthetic` (dedup + Dataset, then + schema validation of
+the full :func:`wfutils.data.synthetic.build_synthetic` (dedup + Dataset, then + schema validation of
 every flow). Peak memory is the process's maximum resident set size (whole run).
 
 Usage: python benchmarks/data_bench.py [--seed 0] [--n-train 2000] [--n-test 300] [--n-ood 200] [--corpora]
@@ -18,7 +18,7 @@ import resource
 import sys
 import time
 
-from wfutils.data.store import build_synthetic
+from wfutils.data.synthetic import build_synthetic
 from wfutils.data.synthetic import generate_example
 
 TARGET_SECONDS = 30.0

@@ -26,7 +26,8 @@ import numpy as np
 
 from wfutils.evaluation import claims, statistics as stats
 from wfutils.evaluation import scoring as evaluation
-from wfutils.data.store import build_synthetic, save_dataset
+from wfutils.data.store import save_dataset
+from wfutils.data.synthetic import build_synthetic
 from wfutils.flows.parsing import dumps_flow
 from wfutils.data.predictions import Prediction, PredictionWriter, predictions_path
 

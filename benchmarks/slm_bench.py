@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
-    from wfutils.data.store import build_synthetic
+    from wfutils.data.synthetic import build_synthetic
     from wfutils.models import load_model_and_tokenizer
     from wfutils.slm.training import peak_rss_gib, set_threads
 

@@ -4,7 +4,7 @@ import json
 from importlib import resources
 
 from wfutils.data.catalog import catalog_as_text, load_catalog
-from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
+from wfutils.flows.vocabulary import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
 
 
 def test_catalog_sizes_and_required_entries():

@@ -6,18 +6,21 @@ from collections import Counter
 import pytest
 
 from wfutils.data.catalog import load_catalog
-from wfutils.data.store import COLUMNS, build_synthetic, load_dataset, load_info, load_run_data, save_dataset
+from wfutils.data.records import COLUMNS
+from wfutils.data.store import load_dataset, load_info, load_run_data, save_dataset
+from wfutils.data.synthetic import build_synthetic
 from wfutils.flows.schema import validate_flow
-from wfutils.data.synthetic import FEATURE_TAGS, uses_holdout
+from wfutils.data.synthetic import uses_holdout
+from wfutils.flows.vocabulary import FEATURE_TAGS
 
 
 @pytest.fixture(scope="module")
 def synth():
-    return build_synthetic(seed=7, n_train=600, n_test=300, n_ood=120)
+    return build_synthetic(seed=7, n_train=600, n_test=300, n_ood=120, n_validation=60)
 
 
 def test_same_seed_gives_identical_data(synth):
-    again = build_synthetic(seed=7, n_train=600, n_test=300, n_ood=120)
+    again = build_synthetic(seed=7, n_train=600, n_test=300, n_ood=120, n_validation=60)
     for split in synth:
         assert synth[split].to_list() == again[split].to_list()
     other = build_synthetic(seed=8, n_train=50, n_test=10, n_ood=10)
@@ -25,8 +28,8 @@ def test_same_seed_gives_identical_data(synth):
 
 
 def test_splits_columns_and_sizes(synth):
-    assert set(synth) == {"train", "test", "ood"}
-    assert [len(synth[s]) for s in ("train", "test", "ood")] == [600, 300, 120]
+    assert list(synth) == ["train", "validation", "test", "ood"]
+    assert [len(synth[s]) for s in ("train", "validation", "test", "ood")] == [600, 60, 300, 120]
     for ds in synth.values():
         assert tuple(ds.column_names) == COLUMNS
         assert set(ds["domain"]) == {"servicenow"}
@@ -48,9 +51,16 @@ def test_every_feature_tag_occurs_in_test(synth):
 
 
 def test_no_identical_request_across_splits(synth):
-    train, test, ood = (set(synth[s]["request"]) for s in ("train", "test", "ood"))
-    assert len(train) == len(synth["train"])
-    assert not train & test and not train & ood and not test & ood
+    splits = {s: set(synth[s]["request"]) for s in ("train", "validation", "test", "ood")}
+    assert sum(len(r) for r in splits.values()) == sum(len(ds) for ds in synth.values())
+    assert len(set().union(*splits.values())) == sum(len(r) for r in splits.values())
+
+
+def test_adding_the_validation_split_left_the_other_splits_unchanged(synth):
+    without = build_synthetic(seed=7, n_train=600, n_test=300, n_ood=120, n_validation=0)
+    for split in ("train", "test", "ood"):
+        assert without[split].to_list() == synth[split].to_list()
+    assert synth["validation"]["id"][0] == "sn-validation-00000"
 
 
 def test_ood_uses_holdout_and_train_test_never_do(synth):
@@ -77,9 +87,9 @@ def test_save_and_load_roundtrip(synth, tmp_path):
         assert back[split].to_list() == synth[split].to_list()
     lines = (folder / "test.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(x)["id"] for x in lines] == synth["test"]["id"]
-    assert load_info(tmp_path, "synthetic")["splits"] == {"train": 600, "test": 300, "ood": 120}
+    assert load_info(tmp_path, "synthetic")["splits"] == {"train": 600, "validation": 60, "test": 300, "ood": 120}
     run = load_run_data(tmp_path)
-    assert set(run) == {"synthetic"} and set(run["synthetic"]) == {"test", "ood"}
+    assert set(run) == {"synthetic"} and set(run["synthetic"]) == {"validation", "test", "ood"}
 
 
 def test_load_errors_name_the_path(tmp_path):

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.llm_server import shared_server
-from wfutils.data.store import build_synthetic
+from wfutils.data.synthetic import build_synthetic
 from wfutils.data.predictions import read_predictions
 from wfutils.llm.strategies import (
     STRATEGIES,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from wfutils.data.catalog import load_catalog
-from wfutils.data.store import build_synthetic
+from wfutils.data.synthetic import build_synthetic
 from wfutils.llm.retrieval import Retriever, flow_signature, flow_tables, tokenize
 
 

@@ -29,7 +29,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
+from wfutils.flows.vocabulary import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
 
 CATALOG_FILES = ("actions.json", "tables.json", "triggers.json", "flow_logic.json", "holdout.json")
 

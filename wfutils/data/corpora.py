@@ -89,9 +89,9 @@ from typing import Any, Iterable
 
 from datasets import DatasetDict
 
-from wfutils.flows.parsing import dumps_flow
+from wfutils.data.records import rows_to_dataset
 from wfutils.flows.schema import validate_flow
-from wfutils.data.synthetic import flow_features
+from wfutils.flows.vocabulary import flow_features, flow_text
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,6 @@ def _short(value: Any) -> str | int | float | bool | None:
 
 
 def _finish(rows: list[dict[str, Any]], skipped: Skipped, root: Path, label: str) -> DatasetDict:
-    from wfutils.data.store import rows_to_dataset
-
     dd = DatasetDict({"test": rows_to_dataset(rows)})
     dd.skipped = skipped  # type: ignore[attr-defined]
     dd.root = root  # type: ignore[attr-defined]
@@ -155,7 +153,7 @@ def _row(domain: str, ident: str, request: str, flow: dict[str, Any], path: str,
     if errors:
         skipped.append((path, "converted flow is not schema-valid: " + "; ".join(errors[:3])))
         return None
-    return {"id": ident, "request": request, "flow": dumps_flow(flow), "features": sorted(flow_features(flow)), "domain": domain}
+    return {"id": ident, "request": request, "flow": flow_text(flow), "features": sorted(flow_features(flow)), "domain": domain}
 
 
 class _Components:

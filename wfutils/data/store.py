@@ -1,16 +1,9 @@
-"""Data sets of the study: the synthetic ServiceNow-style corpus and its storage under a run.
+"""A run's data: storing and loading its corpora under ``results/<run>/data/``.
 
-Every data set is a :class:`datasets.DatasetDict` with the columns
-
-``id`` (str), ``request`` (str), ``flow`` (compact JSON string, :func:`wfutils.flows.parsing.dumps_flow`),
-``features`` (list[str], see :data:`wfutils.data.synthetic.FEATURE_TAGS`), ``domain`` (str).
-
-* :func:`build_synthetic` -> splits ``train`` / ``test`` / ``ood`` (domain ``servicenow``).
-  ``ood`` uses the tables and actions listed in ``wfutils/data/catalog_data/holdout.json``
-  (HR cases, work orders, security incidents, projects, contracts, hardware assets; Teams,
-  Jira, SMS, Zoom, PDF and Azure VM actions); ``train`` and ``test`` never use them.
-* :func:`wfutils.data.corpora.load_n8n` / :func:`wfutils.data.corpora.load_logic_apps` -> split ``test``
-  (re-exported here).
+Every data set is a :class:`datasets.DatasetDict` with the columns of :mod:`wfutils.data.records`.
+:func:`build_all` builds the synthetic corpus (:func:`wfutils.data.synthetic.build_synthetic`:
+``train`` / ``validation`` / ``test`` / ``ood``) and the requested public corpora
+(:mod:`wfutils.data.corpora`: split ``test``) and saves them.
 
 A run stores each data set as ``results/<run>/data/<name>/<split>.parquet`` plus the same rows
 as ``<split>.jsonl`` and an ``info.json`` (parameters, sizes, versions, skipped items).
@@ -22,76 +15,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
-import random
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import datasets
 from datasets import Dataset, DatasetDict
 
 from wfutils.data.catalog import load_catalog
-from wfutils.data.corpora import load_logic_apps, load_n8n  # noqa: F401  (re-exported)
-from wfutils.flows.parsing import dumps_flow
-from wfutils.flows.schema import validate_flow
-from wfutils.data.synthetic import generate_example
+from wfutils.data.corpora import load_logic_apps, load_n8n
+from wfutils.data.records import COLUMNS
+from wfutils.data.synthetic import DEFAULT_SIZES, build_synthetic
+from wfutils.flows.vocabulary import flow_depth, trigger_kind
+from wfutils.provenance import version_record
+from wfutils.storage import atomic_write, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("id", "request", "flow", "features", "domain")
-FEATURES = datasets.Features({
-    "id": datasets.Value("string"),
-    "request": datasets.Value("string"),
-    "flow": datasets.Value("string"),
-    "features": datasets.Sequence(datasets.Value("string")),
-    "domain": datasets.Value("string"),
-})
-SYNTHETIC_DOMAIN = "servicenow"
-SYNTHETIC_SPLITS = ("train", "test", "ood")
-DEFAULT_SIZES = {"train": 2000, "test": 300, "ood": 200}
 #: Splits that are evaluation data (the synthetic ``train`` split is not).
-EVAL_SPLITS = {"synthetic": ("test", "ood"), "n8n": ("test",), "logic_apps": ("test",)}
-
-
-def rows_to_dataset(rows: list[dict[str, Any]]) -> Dataset:
-    """A Dataset with the standard columns (and types, even when ``rows`` is empty)."""
-    return Dataset.from_dict({c: [r[c] for r in rows] for c in COLUMNS}, features=FEATURES)
-
-
-def build_synthetic(seed: int = 0, n_train: int = DEFAULT_SIZES["train"], n_test: int = DEFAULT_SIZES["test"],
-                    n_ood: int = DEFAULT_SIZES["ood"], *, validate: bool = True) -> DatasetDict:
-    """Generate the synthetic corpus deterministically from ``seed``.
-
-    No request occurs twice across (or within) the splits. With ``validate`` every flow is
-    checked with :func:`wfutils.flows.schema.validate_flow` (a failure is a generator bug and raises).
-    """
-    for name, n in (("n_train", n_train), ("n_test", n_test), ("n_ood", n_ood)):
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
-    catalog = load_catalog()
-    seen: set[str] = set()
-    splits = {}
-    for split, n, mode in (("train", n_train, "in"), ("test", n_test, "in"), ("ood", n_ood, "ood")):
-        rng = random.Random(f"wfbook-synthetic:{seed}:{split}")
-        rows = []
-        attempts = 0
-        while len(rows) < n:
-            attempts += 1
-            if attempts > 20 * n + 100:
-                raise RuntimeError(f"split {split}: too many duplicate requests ({len(rows)} of {n} after {attempts} tries)")
-            ex = generate_example(rng, mode, catalog)
-            if ex.request in seen:
-                continue
-            if validate:
-                errors = validate_flow(ex.flow)
-                if errors:
-                    raise AssertionError(f"generator produced an invalid flow for {ex.request!r}: {errors}")
-            seen.add(ex.request)
-            rows.append({"id": f"sn-{split}-{len(rows):05d}", "request": ex.request, "flow": dumps_flow(ex.flow),
-                         "features": ex.features, "domain": SYNTHETIC_DOMAIN})
-        splits[split] = rows_to_dataset(rows)
-    return DatasetDict(splits)
+EVAL_SPLITS = {"synthetic": ("validation", "test", "ood"), "n8n": ("test",), "logic_apps": ("test",)}
 
 
 # ----------------------------------------------------------------------------- storage
@@ -99,12 +40,6 @@ def build_synthetic(seed: int = 0, n_train: int = DEFAULT_SIZES["train"], n_test
 
 def data_dir(run_dir: str | os.PathLike[str]) -> Path:
     return Path(run_dir) / "data"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def save_dataset(dd: DatasetDict, run_dir: str | os.PathLike[str], name: str, *,
@@ -120,21 +55,20 @@ def save_dataset(dd: DatasetDict, run_dir: str | os.PathLike[str], name: str, *,
         missing = [c for c in COLUMNS if c not in ds.column_names]
         if missing:
             raise ValueError(f"data set {name!r} split {split!r} lacks columns {missing}")
-        tmp = out / f"{split}.parquet.tmp"
-        ds.select_columns(list(COLUMNS)).to_parquet(str(tmp))
-        os.replace(tmp, out / f"{split}.parquet")
+        table = ds.select_columns(list(COLUMNS))
+        atomic_write(out / f"{split}.parquet", lambda tmp: table.to_parquet(str(tmp)))
         lines = [json.dumps({c: row[c] for c in COLUMNS}, ensure_ascii=False) for row in ds]
-        _atomic_write_text(out / f"{split}.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+        atomic_write_text(out / f"{split}.jsonl", "\n".join(lines) + ("\n" if lines else ""))
     info = {
         "name": name,
         "splits": {split: len(ds) for split, ds in dd.items()},
         "params": params or {},
         "skipped": [{"path": p, "reason": r} for p, r in skipped],
         "seconds": seconds,
-        "versions": {"python": platform.python_version(), "datasets": datasets.__version__},
+        "versions": version_record(("datasets",)),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _atomic_write_text(out / "info.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_json(out / "info.json", info, indent=1)
     return out
 
 
@@ -197,14 +131,14 @@ def eval_examples(run_dir: str | os.PathLike[str]) -> list[tuple[str, str, dict[
 
 def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = DEFAULT_SIZES["train"],
               n_test: int = DEFAULT_SIZES["test"], n_ood: int = DEFAULT_SIZES["ood"],
-              corpora: Iterable[str] = ("n8n", "logic_apps"), shared_data: str | os.PathLike[str] | None = None
+              n_validation: int = DEFAULT_SIZES["validation"], corpora: Iterable[str] = ("n8n", "logic_apps"), shared_data: str | os.PathLike[str] | None = None
               ) -> dict[str, DatasetDict]:
     """Build the synthetic corpus and the requested real corpora and save them under ``run_dir``."""
     built: dict[str, DatasetDict] = {}
     t0 = time.perf_counter()
-    built["synthetic"] = build_synthetic(seed, n_train, n_test, n_ood)
+    built["synthetic"] = build_synthetic(seed, n_train, n_test, n_ood, n_validation)
     save_dataset(built["synthetic"], run_dir, "synthetic", seconds=time.perf_counter() - t0,
-                 params={"seed": seed, "n_train": n_train, "n_test": n_test, "n_ood": n_ood,
+                 params={"seed": seed, "n_train": n_train, "n_validation": n_validation, "n_test": n_test, "n_ood": n_ood,
                          "holdout_tables": sorted(load_catalog().holdout_tables),
                          "holdout_actions": sorted(load_catalog().holdout_actions)})
     loaders = {"n8n": load_n8n, "logic_apps": load_logic_apps}
@@ -222,25 +156,9 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
 # ----------------------------------------------------------------------------- exploration helpers
 
 
-def flow_depth(flow: dict[str, Any]) -> int:
-    """Deepest nesting level of a flow's components (0 = no component, 1 = all top level)."""
-    by_order = {c.get("order"): c for c in flow.get("components") or []}
-    depth = 0
-    for c in by_order.values():
-        d, seen, cur = 1, set(), c
-        while "block" in cur and cur["block"] in by_order and cur["block"] not in seen:
-            seen.add(cur["block"])
-            cur = by_order[cur["block"]]
-            d += 1
-        depth = max(depth, d)
-    return depth
-
-
 def flow_stats(data: dict[str, DatasetDict]) -> "pandas.DataFrame":  # noqa: F821
     """One row per example: dataset, split, id, component count, depth, trigger, request length, definitions, features."""
     import pandas as pd
-
-    from wfutils.flows.schema import trigger_kind
 
     rows = []
     for name, dd in data.items():
@@ -254,28 +172,6 @@ def flow_stats(data: dict[str, DatasetDict]) -> "pandas.DataFrame":  # noqa: F82
                              "request_words": len(row["request"].split()), "flow_chars": len(row["flow"]),
                              "definitions": [c.get("definition") for c in comps], "features": list(row["features"])})
     return pd.DataFrame(rows)
-
-
-def render_flow(flow: dict[str, Any] | str) -> str:
-    """An indented, human-readable outline of a flow (trigger, then components by nesting)."""
-    if isinstance(flow, str):
-        flow = json.loads(flow)
-    trig = flow.get("trigger") or {}
-    fmt = lambda items: ", ".join(f"{i['name']}={i['value']}" for i in items or [])  # noqa: E731
-    lines = [f"TRIGGER {trig.get('type')}({fmt(trig.get('inputs'))})"]
-    comps = flow.get("components") or []
-    children: dict[Any, list[dict[str, Any]]] = {}
-    for c in comps:
-        children.setdefault(c.get("block"), []).append(c)
-
-    def walk(parent: Any, indent: int) -> None:
-        for c in children.get(parent, []):
-            scope = f" [{c['scope']}]" if c.get("scope") not in (None, "global") else ""
-            lines.append(f"{'    ' * indent}{c['order']}. {c['definition']}{scope}({fmt(c.get('inputs'))})")
-            walk(c["order"], indent + 1)
-
-    walk(None, 1)
-    return "\n".join(lines)
 
 
 def parse_eval_splits(eval_splits: Sequence[str]) -> list[tuple[str, str]]:

@@ -12,13 +12,17 @@ that the paper's error analysis separates:
   "escalate critical ones" implies an IF on the priority, tag ``implicit_condition``).
 
 Structural tags (flow logic, nesting, trigger kind, encoded queries, data pills, long flows,
-spokes, subflows) are computed from the finished flow by :func:`flow_features`, which the
+spokes, subflows) are computed from the finished flow by :func:`wfutils.flows.vocabulary.flow_features`, which the
 real-corpus converters reuse.
 
 Only the ``rng`` passed in drives randomness, so a seed gives the same examples on every
 machine. ``mode="in"`` draws only from the in-distribution tables and actions; ``mode="ood"``
 prefers the hold-out ones (``wfutils/data/catalog_data/holdout.json``) and :func:`generate_example`
 retries until the flow uses at least one of them.
+
+:func:`build_synthetic` assembles the corpus: splits ``train``, ``validation`` (model and
+checkpoint selection), ``test`` (in distribution) and ``ood`` (hold-out tables and actions),
+with no request repeated across or within splits.
 """
 
 from __future__ import annotations
@@ -28,58 +32,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from datasets import DatasetDict
+
 from wfutils.data.catalog import Catalog, Table, load_catalog
-from wfutils.flows.schema import RECORD_TRIGGERS, SCHEDULED_TRIGGERS
-
-FEATURE_TAGS = (
-    "flow_logic", "nested_logic", "implicit_step", "implicit_condition", "scheduled_trigger",
-    "record_trigger", "application_trigger", "encoded_query", "data_pill", "long_flow",
-    "spoke", "subflow",
-)
-LONG_FLOW_MIN_COMPONENTS = 6
-CONDITION_INPUTS = ("condition", "conditions", "email_conditions")
-_RICH_QUERY_RE = re.compile(r"\^|ISEMPTY|ISNOTEMPTY|VALCHANGES|CHANGESTO|STARTSWITH|LIKE|!=|>=|<=|>|<| IN")
-
-# ----------------------------------------------------------------------------- features
-
-
-def flow_features(flow: dict[str, Any]) -> set[str]:
-    """Structural feature tags of a flow (every tag of :data:`FEATURE_TAGS` except the implicit ones)."""
-    tags: set[str] = set()
-    trigger = flow.get("trigger") or {}
-    ttype = trigger.get("type")
-    if ttype in RECORD_TRIGGERS:
-        tags.add("record_trigger")
-    elif ttype in SCHEDULED_TRIGGERS:
-        tags.add("scheduled_trigger")
-    elif ttype:
-        tags.add("application_trigger")
-    components = flow.get("components") or []
-    by_order = {c.get("order"): c for c in components}
-    if len(components) >= LONG_FLOW_MIN_COMPONENTS:
-        tags.add("long_flow")
-    all_inputs = list(trigger.get("inputs") or [])
-    for c in components:
-        all_inputs.extend(c.get("inputs") or [])
-        if c.get("category") == "flowlogic":
-            tags.add("flow_logic")
-            parent = by_order.get(c.get("block"))
-            if parent is not None and parent.get("category") == "flowlogic":
-                tags.add("nested_logic")
-        if c.get("category") == "subflow":
-            tags.add("subflow")
-        if c.get("scope") not in (None, "global"):
-            tags.add("spoke")
-    for i in all_inputs:
-        value = i.get("value")
-        if not isinstance(value, str):
-            continue
-        if "{{" in value:
-            tags.add("data_pill")
-        if i.get("name") in CONDITION_INPUTS and _RICH_QUERY_RE.search(value):
-            tags.add("encoded_query")
-    return tags
-
+from wfutils.data.records import rows_to_dataset
+from wfutils.flows.schema import validate_flow
+from wfutils.flows.vocabulary import flow_features, flow_text
 
 # ----------------------------------------------------------------------------- building
 
@@ -940,3 +898,51 @@ def generate_example(rng: random.Random, mode: str = "in", catalog: Catalog | No
         features = sorted(flow_features(flow) | ctx.tags)
         return Example(request=request, flow=flow, features=features)
     raise RuntimeError(f"could not generate a {mode} example in {max_tries} tries")
+
+
+# ----------------------------------------------------------------------------- the corpus
+
+SYNTHETIC_DOMAIN = "servicenow"
+#: Split sizes of the full corpus; ``validation`` picks checkpoints and systems, ``test`` reports them.
+DEFAULT_SIZES = {"train": 2000, "validation": 100, "test": 300, "ood": 200}
+#: Generation order. Each split has its own random stream and validation comes last, so adding it
+#: left train, test and ood exactly as they were.
+_SPLIT_MODES = (("train", "in"), ("test", "in"), ("ood", "ood"), ("validation", "in"))
+
+
+def build_synthetic(seed: int = 0, n_train: int = DEFAULT_SIZES["train"], n_test: int = DEFAULT_SIZES["test"],
+                    n_ood: int = DEFAULT_SIZES["ood"], n_validation: int = DEFAULT_SIZES["validation"], *,
+                    validate: bool = True) -> DatasetDict:
+    """Generate the synthetic corpus deterministically from ``seed``.
+
+    No request occurs twice across (or within) the splits. With ``validate`` every flow is
+    checked with :func:`wfutils.flows.schema.validate_flow` (a failure is a generator bug and raises).
+    """
+    sizes = {"train": n_train, "test": n_test, "ood": n_ood, "validation": n_validation}
+    for split, n in sizes.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n_{split} must be a non-negative integer, got {n!r}")
+    catalog = load_catalog()
+    seen: set[str] = set()
+    splits = {}
+    for split, mode in _SPLIT_MODES:
+        n = sizes[split]
+        rng = random.Random(f"wfbook-synthetic:{seed}:{split}")
+        rows = []
+        attempts = 0
+        while len(rows) < n:
+            attempts += 1
+            if attempts > 20 * n + 100:
+                raise RuntimeError(f"split {split}: too many duplicate requests ({len(rows)} of {n} after {attempts} tries)")
+            ex = generate_example(rng, mode, catalog)
+            if ex.request in seen:
+                continue
+            if validate:
+                errors = validate_flow(ex.flow)
+                if errors:
+                    raise AssertionError(f"generator produced an invalid flow for {ex.request!r}: {errors}")
+            seen.add(ex.request)
+            rows.append({"id": f"sn-{split}-{len(rows):05d}", "request": ex.request, "flow": flow_text(ex.flow),
+                         "features": ex.features, "domain": SYNTHETIC_DOMAIN})
+        splits[split] = rows_to_dataset(rows)
+    return DatasetDict({split: splits[split] for split in ("train", "validation", "test", "ood")})

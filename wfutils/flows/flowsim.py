@@ -27,18 +27,12 @@ from typing import Any, Sequence
 import numpy as np
 from numba import njit
 
-FREE_LABELS = frozenset({
-    "flow", "trigger", "components", "inputs", "outputs",
-    "condition", "conditions", "email_conditions", "values", "fields", "field_values",
-})
-CONDITION_INPUTS = frozenset({"condition", "conditions", "email_conditions"})
-VALUE_INPUTS = frozenset({"values", "fields", "field_values"})
-TRIGGER_TYPES = frozenset({
-    "record_create", "record_update", "record_create_or_update",
-    "daily", "weekly", "monthly", "repeat", "run_once",
-    "email", "sla_task", "service_catalog", "metric", "rest_async",
-})
-COMPONENT_PREFIXES = ("action", "flowlogic", "subflow")
+from wfutils.flows.vocabulary import COMPONENT_CATEGORIES, CONDITION_INPUTS, TRIGGER_TYPES, VALUE_INPUTS
+from wfutils.flows.vocabulary import trigger_type as _trigger_type
+
+# Labels whose insertion and deletion are free, as in the published implementation.
+FREE_LABELS = frozenset({"flow", "trigger", "components", "inputs", "outputs"}) | CONDITION_INPUTS | VALUE_INPUTS
+_HEAVY_TRIGGER_LABELS = frozenset(TRIGGER_TYPES)
 EMPTY_FLOW: dict[str, Any] = {"trigger": None, "components": []}
 
 # Order matters: the regular expressions try alternatives left to right, as the published code does.
@@ -241,7 +235,7 @@ def node_cost(label: str) -> int:
 
 
 def _is_heavy(label: str) -> bool:
-    return label in TRIGGER_TYPES or label.startswith(COMPONENT_PREFIXES)
+    return label in _HEAVY_TRIGGER_LABELS or label.startswith(COMPONENT_CATEGORIES)
 
 
 def relabel_cost(a: str, b: str) -> int:
@@ -555,13 +549,6 @@ def edit_operations(candidate: Any, reference: Any, *, with_inputs: bool = True)
 
 
 # --------------------------------------------------------------------------- auxiliary metrics
-
-def _trigger_type(flow: Any) -> Any:
-    if not isinstance(flow, dict):
-        return None
-    trigger = flow.get("trigger")
-    return trigger.get("type") if isinstance(trigger, dict) else None
-
 
 def trigger_match(candidate: Any, reference: Any) -> bool:
     """True when both flows have the same trigger type (text parsed as FlowSim parses it)."""

@@ -1,7 +1,10 @@
 """The flow format as a JSON Schema (Draft 2020-12) plus the checks a schema cannot express.
 
-The schema file ships with the package (``wfutils/flows/flow_schema.json``); :func:`validate_flow`
-returns human-readable messages that start with the JSON path of the offending value.
+The schema file ships with the package (``wfutils/flows/flow_schema.json``) and holds the shape;
+its enumerations (trigger types, categories, flow-logic definitions) are filled from
+:mod:`wfutils.flows.vocabulary` when it is loaded, so the vocabulary has one home.
+:func:`validate_flow` returns human-readable messages that start with the JSON path of the
+offending value.
 """
 
 from __future__ import annotations
@@ -14,35 +17,18 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-RECORD_TRIGGERS = ("record_create", "record_update", "record_create_or_update")
-SCHEDULED_TRIGGERS = ("daily", "weekly", "monthly", "repeat", "run_once")
-APPLICATION_TRIGGERS = ("email", "sla_task", "service_catalog", "metric", "rest_async")
-TRIGGER_TYPES = RECORD_TRIGGERS + SCHEDULED_TRIGGERS + APPLICATION_TRIGGERS
-
-FLOW_LOGIC_DEFINITIONS = (
-    "IF", "ELSEIF", "ELSE", "FOREACH", "DOUNTIL", "PARALLEL",
-    "TRYCATCH", "END", "WAITFORDURATION", "SETFLOWVARIABLES",
-)
-#: Flow-logic definitions that open a block other components can be nested in.
-BLOCK_DEFINITIONS = ("IF", "ELSEIF", "ELSE", "FOREACH", "DOUNTIL", "PARALLEL", "TRYCATCH")
-COMPONENT_CATEGORIES = ("action", "flowlogic", "subflow")
-
-
-def trigger_kind(trigger_type: str) -> str | None:
-    """Return ``record`` / ``scheduled`` / ``application`` for a trigger type, None if unknown."""
-    if trigger_type in RECORD_TRIGGERS:
-        return "record"
-    if trigger_type in SCHEDULED_TRIGGERS:
-        return "scheduled"
-    if trigger_type in APPLICATION_TRIGGERS:
-        return "application"
-    return None
+from wfutils.flows.vocabulary import BLOCK_DEFINITIONS, COMPONENT_CATEGORIES, FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
 
 
 @lru_cache(maxsize=1)
 def _load_schema() -> dict[str, Any]:
     text = resources.files("wfutils.flows").joinpath("flow_schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    schema = json.loads(text)
+    defs = schema["$defs"]
+    defs["trigger"]["properties"]["type"]["enum"] = list(TRIGGER_TYPES)
+    defs["component"]["properties"]["category"]["enum"] = list(COMPONENT_CATEGORIES)
+    defs["component"]["then"]["properties"]["definition"]["enum"] = list(FLOW_LOGIC_DEFINITIONS)
+    return schema
 
 
 FLOW_SCHEMA: dict[str, Any] = _load_schema()

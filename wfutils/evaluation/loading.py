@@ -1,0 +1,202 @@
+"""What a run holds for evaluation: its systems (with their :class:`SystemMeta`), predictions and examples.
+
+>>> metas = load_system_metas("results/dev")        # doctest: +SKIP  (every sidecar checked first)
+>>> predictions = load_predictions("results/dev", list(metas))
+>>> examples = load_examples("results/dev")          # None when the run has no data sets
+
+What a system *is* (arm, base model, strategy, retrieval, k, parameters) comes from the sidecar
+``predictions/<system>.meta.json`` written beside every predictions file
+(:func:`wfutils.data.predictions.read_system_meta`), never from its name. A predictions file
+without its sidecar, or with an unknown arm, is an error naming the file, raised before any
+prediction is read or scored.
+
+Examples of the synthetic ``validation`` split (:data:`SELECTION_SPLIT`) are for choosing
+between fine-tuned systems; :func:`is_selection_split` tells them apart so that they never enter
+the test tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from wfutils.data.predictions import Prediction, SystemMeta, predictions_path, read_predictions, read_system_meta
+from wfutils.evaluation.taxonomy import vocabulary
+from wfutils.flows.vocabulary import flow_features
+
+#: The split whose predictions choose between fine-tuned systems (never reported as a result).
+SELECTION_SPLIT = "validation"
+#: Data-set columns every evaluation split must have.
+DATA_COLUMNS = ("id", "request", "flow", "features", "domain")
+
+
+def is_selection_split(split: Any) -> bool:
+    """True for the split used to select systems (:data:`SELECTION_SPLIT`)."""
+    return str(split) == SELECTION_SPLIT
+
+
+def list_systems(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Systems with a predictions file under ``<run_dir>/predictions``."""
+    folder = Path(run_dir) / "predictions"
+    return sorted(p.name.removesuffix(".jsonl") for p in folder.glob("*.jsonl")) if folder.is_dir() else []
+
+
+def load_system_metas(run_dir: str | os.PathLike[str], systems: Sequence[str] | None = None
+                      ) -> dict[str, SystemMeta]:
+    """The :class:`SystemMeta` of each named system (default: every predictions file of the run).
+
+    Raises FileNotFoundError when a predictions file or its sidecar is missing and ValueError
+    when a sidecar is invalid (unknown arm, missing field), each naming the file.
+    """
+    run_dir = Path(run_dir)
+    names = list(systems) if systems is not None else list_systems(run_dir)
+    if not names:
+        raise FileNotFoundError(f"no predictions files under {run_dir / 'predictions'}")
+    metas: dict[str, SystemMeta] = {}
+    for name in names:
+        path = predictions_path(run_dir, name)
+        if not path.is_file():
+            known = ", ".join(list_systems(run_dir)) or "none"
+            raise FileNotFoundError(f"predictions file for system {name!r} not found: {path} (found: {known})")
+        metas[name] = read_system_meta(path)
+    return metas
+
+
+def load_system(path: str | os.PathLike[str]) -> list[Prediction]:
+    """Read one predictions file; duplicate ids raise ValueError naming the file, id and records."""
+    records = read_predictions(path)
+    seen: dict[str, int] = {}
+    for line, record in enumerate(records, start=1):
+        if record.id in seen:
+            raise ValueError(f"{path}: duplicate id {record.id!r} (records {seen[record.id]} and {line}); "
+                             "one prediction per example is expected")
+        seen[record.id] = line
+    return records
+
+
+def load_predictions(run_dir: str | os.PathLike[str], systems: Iterable[str]) -> dict[str, list[Prediction]]:
+    """Predictions of the named systems, read with :func:`load_system`."""
+    return {name: load_system(predictions_path(run_dir, name)) for name in systems}
+
+
+def subset_name(dataset: str, split: str) -> str:
+    """The evaluation set an example belongs to: the split for the synthetic corpus, else the corpus."""
+    return split if dataset == "synthetic" else dataset
+
+
+def load_examples(run_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """Examples of a run (id, dataset, split, subset, domain, features, request, reference).
+
+    Reads ``<run_dir>/data/<dataset>/<split>.parquet`` for every split but ``train`` (the
+    ``validation`` split included); None when the run has no data sets. Duplicate ids across
+    data sets raise ValueError.
+    """
+    root = Path(run_dir) / "data"
+    files = sorted(root.glob("*/*.parquet")) if root.is_dir() else []
+    frames = []
+    for path in files:
+        if path.stem == "train":
+            continue
+        frame = pd.read_parquet(path)
+        missing = [c for c in DATA_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: data set lacks column(s) {', '.join(missing)}")
+        dataset = path.parent.name
+        frames.append(pd.DataFrame({
+            "id": frame["id"].astype(str), "dataset": dataset, "split": path.stem,
+            "subset": subset_name(dataset, path.stem), "domain": frame["domain"].astype(str),
+            "features": [sorted(map(str, f)) if f is not None else [] for f in frame["features"]],
+            "request": frame["request"], "reference": frame["flow"],
+        }))
+    if not frames:
+        return None
+    examples = pd.concat(frames, ignore_index=True)
+    dup = examples["id"].duplicated(keep=False)
+    if dup.any():
+        first = examples.loc[dup].sort_values("id").head(4)
+        where = "; ".join(f"{r.id} in {r.dataset}/{r.split}" for r in first.itertuples())
+        raise ValueError(f"{root}: example ids are not unique across data sets ({where}, ...)")
+    return examples
+
+
+def examples_from_predictions(predictions: dict[str, list[Prediction]]) -> pd.DataFrame:
+    """Examples rebuilt from the references inside the predictions (``dataset`` = ``predictions``).
+
+    ``subset`` is the records' split; feature tags are the structural ones
+    (:func:`wfutils.flows.vocabulary.flow_features`). Systems that disagree on an example's split
+    or reference raise ValueError.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for system, records in predictions.items():
+        for r in records:
+            row = rows.get(r.id)
+            if row is None:
+                rows[r.id] = {"id": r.id, "dataset": "predictions", "split": r.split, "subset": r.split,
+                              "domain": "unknown", "features": sorted(flow_features(r.reference)),
+                              "request": r.request, "reference": r.reference, "_system": system}
+            elif row["split"] != r.split or not same_flow(row["reference"], r.reference):
+                what = "split" if row["split"] != r.split else "reference flow"
+                raise ValueError(f"example {r.id!r}: {what} differs between systems {row['_system']!r} and {system!r}")
+    frame = pd.DataFrame(list(rows.values()), columns=["id", "dataset", "split", "subset", "domain", "features",
+                                                       "request", "reference", "_system"])
+    return frame.drop(columns="_system").sort_values(["subset", "id"], ignore_index=True)
+
+
+def same_flow(a: str, b: str) -> bool:
+    """Two flow texts are the same flow (equal text, or equal parsed JSON)."""
+    if a == b:
+        return True
+    try:
+        return json.loads(a) == json.loads(b)
+    except json.JSONDecodeError:
+        return False
+
+
+def coverage(predictions: dict[str, list[Prediction]], examples: pd.DataFrame) -> pd.DataFrame:
+    """Per system and subset: examples in the data, predicted, missing, extra, and a status.
+
+    ``status`` is ``complete``, ``incomplete``, ``not run``, or ``extra ids: ...`` for predictions
+    whose ids are in no data set (subset ``<not in data>``).
+    """
+    subset_of = dict(zip(examples["id"], examples["subset"]))
+    sizes = examples.groupby("subset")["id"].nunique().to_dict()
+    rows = []
+    for system, records in predictions.items():
+        ids = [r.id for r in records]
+        extra = sorted(i for i in ids if i not in subset_of)
+        counts = pd.Series([subset_of[i] for i in ids if i in subset_of], dtype=object).value_counts().to_dict()
+        for subset, n_ref in sorted(sizes.items()):
+            n = int(counts.get(subset, 0))
+            rows.append({"system": system, "subset": subset, "n_reference": int(n_ref), "n_predicted": n,
+                         "n_missing": int(n_ref - n) if n else 0, "n_extra": 0,
+                         "status": "complete" if n == n_ref else ("not run" if n == 0 else "incomplete")})
+        if extra:
+            rows.append({"system": system, "subset": "<not in data>", "n_reference": 0, "n_predicted": len(extra),
+                         "n_missing": 0, "n_extra": len(extra), "status": "extra ids: " + ", ".join(extra[:3])
+                         + (" ..." if len(extra) > 3 else "")})
+    return pd.DataFrame(rows, columns=["system", "subset", "n_reference", "n_predicted", "n_missing", "n_extra", "status"])
+
+
+def known_vocabulary(examples: pd.DataFrame) -> dict[str, tuple[set[str], set[str]]]:
+    """Known component definitions and tables per domain.
+
+    The catalogue (:mod:`wfutils.data.catalog`) for every domain, plus, for a real corpus
+    (any domain but ``servicenow``), the vocabulary of its own reference flows.
+    """
+    from wfutils.data.catalog import load_catalog
+
+    catalog = load_catalog()
+    base_defs = set(catalog.definitions)
+    base_tables = set(catalog.tables)
+    out: dict[str, tuple[set[str], set[str]]] = {}
+    for domain, group in examples.groupby("domain"):
+        if domain == "servicenow":
+            out[str(domain)] = (base_defs, base_tables)
+        else:
+            defs, tables = vocabulary(group["reference"])
+            out[str(domain)] = (base_defs | defs, base_tables | tables)
+    return out
