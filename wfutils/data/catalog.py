@@ -178,9 +178,9 @@ def _check(catalog: Catalog) -> None:
     for name in catalog.holdout_actions - set(catalog.actions):
         problems.append(f"holdout.json: action {name!r} is not in actions.json")
     for t in set(TRIGGER_TYPES) ^ set(catalog.triggers):
-        problems.append(f"triggers.json: trigger type {t!r} differs from wfutils.flows.schema.TRIGGER_TYPES")
+        problems.append(f"triggers.json: trigger type {t!r} differs from wfutils.flows.vocabulary.TRIGGER_TYPES")
     for d in set(catalog.flow_logic) - set(FLOW_LOGIC_DEFINITIONS):
-        problems.append(f"flow_logic.json: {d!r} is not a flow-logic definition of the schema")
+        problems.append(f"flow_logic.json: {d!r} is not in wfutils.flows.vocabulary.FLOW_LOGIC_DEFINITIONS")
     for a in catalog.actions.values():
         if a.category not in ("action", "subflow"):
             problems.append(f"actions.json: {a.name!r} has category {a.category!r}")

