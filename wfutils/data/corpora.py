@@ -103,13 +103,19 @@ Skipped = list[tuple[str, str]]
 
 
 def shared_data_root(shared_data: str | os.PathLike[str] | None = None) -> Path:
-    """The shared data folder: argument, else ``$WFBOOK_SHARED_DATA``, else ``<repo>/../shared/data``."""
+    """The shared data folder: argument, else ``$WFBOOK_SHARED_DATA``, else ``../shared/data`` beside the repository.
+
+    "Beside the repository" is looked up from the working directory (the pipeline runs notebooks
+    from the repository root), then from this source tree (an editable install); the first that
+    exists wins, so an installed package works from the repository's folder too.
+    """
     if shared_data is not None:
         return Path(shared_data)
     env = os.environ.get("WFBOOK_SHARED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    candidates = [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
 
 
 def _corpus_root(root: str | os.PathLike[str] | None, shared_data: Any, name: str) -> Path:

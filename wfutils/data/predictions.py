@@ -13,6 +13,7 @@ e.g. the adapter's fingerprint) is unchanged; otherwise, or with ``force``, it s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -284,8 +285,6 @@ class PredictionWriter:
 
 
 def _resume_key(meta: SystemMeta, key: Any) -> str:
-    import hashlib
-
     payload = json.dumps({"meta": meta.to_dict(), "code_digest": code_digest(), "key": key}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
