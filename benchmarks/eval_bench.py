@@ -6,10 +6,11 @@ permutation tests computed with a Python loop over resamples.
 
     .venv/bin/python benchmarks/eval_bench.py [--systems 10] [--examples 1000] [--boot 2000]
 
-Setup (generating the synthetic examples and writing the predictions files) is not timed.
-Predictions are the references with seeded damage of increasing strength per system (dropped
-steps, wrong trigger, changed inputs, truncated or prose-wrapped or non-JSON output), so every
-code path of the scorer runs.
+Setup (generating the synthetic examples and writing the predictions files with their
+``SystemMeta`` sidecars: one fine-tuned system, the others prompted) is not timed. Predictions
+are the references with seeded damage of increasing strength per system (dropped steps, wrong
+trigger, changed inputs, truncated or prose-wrapped or non-JSON output), so every code path of
+the scorer runs. Quality is ``flowsim_with_inputs``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from wfutils.evaluation import claims, statistics as stats
-from wfutils.evaluation import scoring as evaluation
+from wfutils.data.predictions import Prediction, PredictionWriter, SystemMeta, predictions_path
 from wfutils.data.store import save_dataset
 from wfutils.data.synthetic import build_synthetic
+from wfutils.evaluation import claims, selection
+from wfutils.evaluation import statistics as stats
+from wfutils.evaluation.result import wide
+from wfutils.evaluation.scoring import evaluate_run
 from wfutils.flows.parsing import dumps_flow
-from wfutils.data.predictions import Prediction, PredictionWriter, predictions_path
+
+METRIC = "flowsim_with_inputs"
 
 TARGET_S = 60.0
 
@@ -59,13 +64,19 @@ def damaged_output(flow: dict, rng: random.Random, level: float) -> str:
 
 
 def make_run(root: Path, n_systems: int, n_examples: int) -> Path:
-    data = build_synthetic(0, n_train=0, n_test=n_examples, n_ood=0)
+    data = build_synthetic(0, n_train=0, n_test=n_examples, n_ood=0, n_validation=0)
     save_dataset(data, root, "synthetic")
-    names = ["slm-bench"] + [f"model{k}-{s}" for k in range(n_systems) for s in ("few-shot", "rag-few-shot")]
-    for index, system in enumerate(names[:n_systems]):
+    metas = [SystemMeta("slm-bench", "fine-tuned", "smollm2-135m", 134_515_008, adapter="slm/adapter",
+                        engine="transformers (wfutils.slm.generation)")]
+    metas += [SystemMeta(f"model{k}-{s.replace('_', '-')}", "prompted", "gpt-4o-mini", 0, strategy=s, k=3,
+                         retrieval="bm25" if s == "rag_few_shot" else "none",
+                         engine="openai-compatible: https://api.openai.com/v1")
+              for k in range(n_systems) for s in ("few_shot", "rag_few_shot")]
+    for index, meta in enumerate(metas[:n_systems]):
+        system = meta.system
         rng = random.Random(system)
         level = 0.1 + 0.5 * index / max(1, n_systems - 1)
-        with PredictionWriter(predictions_path(root, system)) as writer:
+        with PredictionWriter(predictions_path(root, system), meta) as writer:
             for row in data["test"]:
                 writer.write(Prediction.from_output(
                     id=row["id"], split="test", system=system, request=row["request"], reference=row["flow"],
@@ -75,27 +86,29 @@ def make_run(root: Path, n_systems: int, n_examples: int) -> Path:
 
 
 def statistics(scores, n_boot: int, seed: int) -> dict[str, object]:
-    summary = stats.system_summary(scores, "flowsim", n_boot=n_boot, seed=seed)
-    paired = stats.paired_comparisons(scores, "flowsim", n_boot=n_boot, seed=seed)
-    values, _ = claims.evaluation_values(scores, "flowsim")
-    slm, llms, _ = claims.compared_systems(values)
-    headline = stats.average_relative_improvement(values, slm, llms, n_boot=n_boot, seed=seed)
+    summary = stats.system_summary(scores, METRIC, n_boot=n_boot, seed=seed)
+    paired = stats.paired_comparisons(scores, METRIC, n_boot=n_boot, seed=seed)
+    values, _ = claims.evaluation_values(scores, METRIC)
+    comparison = selection.compared_systems(scores)
+    headline = stats.average_relative_improvement(values, comparison.finetuned, list(comparison.prompted),
+                                                  n_boot=n_boot, seed=seed)
     return {"summary": summary, "paired": paired, "headline": headline}
 
 
 def naive_statistics(scores, n_boot: int, seed: int) -> dict[str, object]:
     """The same quantities with a Python loop over resamples (the baseline)."""
-    wide = evaluation.wide(scores, "flowsim").loc["test"]
+    table = wide(scores, METRIC).loc["test"]
+    arms = scores.groupby("system", observed=True)["arm"].first().astype(str)
     rng = np.random.default_rng(seed)
     cis = {}
-    for system in wide.columns:
-        values = wide[system].to_numpy()
+    for system in table.columns:
+        values = table[system].to_numpy()
         means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(n_boot)]
         cis[system] = np.quantile(means, [0.025, 0.975])
-    slm = [s for s in wide.columns if stats.is_slm(s)][0]
+    fine_tuned = next(s for s in table.columns if arms[s] == "fine-tuned")
     paired = {}
-    for llm in [s for s in wide.columns if not stats.is_slm(s)]:
-        a, b = wide[slm].to_numpy(), wide[llm].to_numpy()
+    for other in [s for s in table.columns if arms[s] == "prompted"]:
+        a, b = table[fine_tuned].to_numpy(), table[other].to_numpy()
         d = a - b
         boot = []
         for _ in range(n_boot):
@@ -109,7 +122,7 @@ def naive_statistics(scores, n_boot: int, seed: int) -> dict[str, object]:
         for _ in range(n_boot):
             idx = rng.integers(0, len(d), len(d))
             rel.append(100 * (a[idx].mean() - b[idx].mean()) / b[idx].mean())
-        paired[llm] = (np.quantile(boot, [0.025, 0.975]), (flips + 1) / (n_boot + 1), np.quantile(rel, [0.025, 0.975]))
+        paired[other] = (np.quantile(boot, [0.025, 0.975]), (flips + 1) / (n_boot + 1), np.quantile(rel, [0.025, 0.975]))
     return {"cis": cis, "paired": paired}
 
 
@@ -129,7 +142,7 @@ def main() -> None:
         print(f"setup (not timed): {time.perf_counter() - t0:.1f} s")
 
         t0 = time.perf_counter()
-        ev = evaluation.evaluate_run(run, workers=args.workers, progress=False)
+        ev = evaluate_run(run, workers=args.workers, progress=False)
         t_score = time.perf_counter() - t0
         t0 = time.perf_counter()
         result = statistics(ev.scores, args.boot, args.seed)

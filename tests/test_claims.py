@@ -11,16 +11,31 @@ import pytest
 from tests.test_evaluation import make_run
 from wfutils.evaluation import claims
 from wfutils.evaluation.scoring import evaluate_run
+from wfutils.evaluation.selection import compared_systems, select_finetuned
 
 N = 120
+FT = {"arm": "fine-tuned", "base_model": "smollm2-135m", "n_params": 134_515_008, "strategy": "none", "k": 0,
+      "retrieval": "none"}
 
 
-def scores_and_examples(systems: dict[str, np.ndarray], tags: dict[str, np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def prompted(strategy: str = "few_shot", retrieval: str = "none", base_model: str = "gpt-4o", k: int = 3) -> dict:
+    return {"arm": "prompted", "base_model": base_model, "n_params": 0, "strategy": strategy, "k": k,
+            "retrieval": retrieval}
+
+
+def tidy(systems: dict[str, tuple[dict, np.ndarray]], subset: str = "test", prefix: str = "sn-test") -> pd.DataFrame:
+    """Scores laid out as evaluate_run writes them: system, metadata columns, subset, id, metric, value."""
+    rows = [{"system": s, **meta, "subset": subset, "id": f"{prefix}-{i:03d}", "metric": "flowsim_with_inputs",
+             "value": float(v)}
+            for s, (meta, values) in systems.items() for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def scores_and_examples(systems: dict[str, tuple[dict, np.ndarray]], tags: dict[str, np.ndarray]
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     ids = [f"sn-test-{i:03d}" for i in range(N)]
-    rows = [{"system": s, "subset": "test", "id": i, "metric": "flowsim", "value": float(v)}
-            for s, values in systems.items() for i, v in zip(ids, values)]
     features = [[tag for tag, mask in tags.items() if mask[k]] for k in range(N)]
-    return pd.DataFrame(rows), pd.DataFrame({"id": ids, "features": features})
+    return tidy(systems), pd.DataFrame({"id": ids, "features": features})
 
 
 def verdicts(table: pd.DataFrame) -> dict[str, str]:
@@ -36,7 +51,8 @@ def test_verdicts_follow_the_numbers() -> None:
     llm_a = rng.uniform(0.5, 0.7, N)
     llm_b = rng.uniform(0.55, 0.75, N)
     slm = (llm_a + llm_b) / 2 + np.where(logic, 0.15, 0.01) + rng.normal(0, 0.01, N)
-    scores, examples = scores_and_examples({"slm-ft": slm, "gpt-4o-few-shot": llm_a, "gpt-4o-zero-shot": llm_b},
+    scores, examples = scores_and_examples({"slm-ft": (FT, slm), "gpt-4o-few-shot": (prompted(), llm_a),
+                                            "gpt-4o-zero-shot": (prompted("zero_shot", k=0), llm_b)},
                                            {"flow_logic": logic, "implicit_step": implicit, "encoded_query": query})
     table = claims.evaluate_claims(scores, examples, n_boot=500)
     assert list(table["claim_id"]) == [c.id for c in claims.CLAIMS]
@@ -60,7 +76,8 @@ def test_oracle_claims_and_missing_arms() -> None:
     oracle_big = np.minimum(bm25 * 1.5, 1.0)  # most of the error goes away
     tags = {"flow_logic": np.arange(N) < 60}
     for oracle, c5, c6 in ((oracle_small, "reproduced", "reproduced"), (oracle_big, "not reproduced", "not reproduced")):
-        systems = {"slm-ft": bm25 + 0.1, "m-rag-few-shot": bm25, "m-rag-few-shot-oracle": oracle}
+        systems = {"slm-ft": (FT, bm25 + 0.1), "m-rag-few-shot": (prompted("rag_few_shot", "bm25", "m"), bm25),
+                   "m-gold-examples": (prompted("rag_few_shot", "oracle", "m"), oracle)}  # oracle by metadata
         table = claims.evaluate_claims(*scores_and_examples(systems, tags), n_boot=300).set_index("claim_id")
         assert table.loc["C6", "measured"] == pytest.approx(100 * (oracle.mean() - bm25.mean()) / bm25.mean())
         share = (1 - oracle.mean()) / (1 - bm25.mean())
@@ -68,7 +85,7 @@ def test_oracle_claims_and_missing_arms() -> None:
         assert (table.loc["C5", "verdict"], table.loc["C6", "verdict"]) == (c5, c6)
         # the oracle variant is not one of the prompted systems of the headline
         assert "1 prompted system" in table.loc["C1a", "details"]
-    only_llm = claims.evaluate_claims(*scores_and_examples({"m-few-shot": bm25}, tags), n_boot=100)
+    only_llm = claims.evaluate_claims(*scores_and_examples({"m-few-shot": (prompted(), bm25)}, tags), n_boot=100)
     assert set(only_llm["verdict"]) == {"not testable here"}
 
 
@@ -83,3 +100,48 @@ def test_claims_of_a_tiny_run_are_saved(tmp_path: Path) -> None:
     assert path == run / "eval" / "paper_claims.csv"
     assert list(pd.read_csv(path)["verdict"]) == list(table["verdict"])
     assert "| C1a" in claims.claims_markdown(table)
+
+
+def test_a_system_named_slm_but_prompted_is_counted_as_prompted() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.4, 0.6, N)
+    systems = {"ft-lora": (FT, base + 0.1), "slm-smollm2-3shot": (prompted(base_model="smollm2-135m"), base),
+               "gpt-4o-few-shot": (prompted(), base + 0.02)}
+    table = claims.evaluate_claims(*scores_and_examples(systems, {}), n_boot=200).set_index("claim_id")
+    details = table.loc["C1a", "details"]
+    assert details.startswith("ft-lora vs 2 prompted system(s)") and "slm-smollm2-3shot:" in details
+
+
+def test_the_fine_tuned_system_is_chosen_on_validation_never_on_test() -> None:
+    rng = np.random.default_rng(4)
+    llm = rng.uniform(0.4, 0.6, N)
+    # "slm-a" is better on test, "slm-b" on validation: slm-b must be the one compared.
+    systems = {"slm-a": (FT, llm + 0.2), "slm-b": (FT, llm + 0.05), "gpt-4o-few-shot": (prompted(), llm)}
+    scores, examples = scores_and_examples(systems, {})
+    validation = tidy({"slm-a": (FT, np.full(20, 0.3)), "slm-b": (FT, np.full(20, 0.6)),
+                       "gpt-4o-few-shot": (prompted(), np.full(20, 0.9))}, subset="validation", prefix="sn-val")
+    chosen = select_finetuned(scores, validation)
+    assert chosen.system == "slm-b" and chosen.n_validation == 20
+    assert chosen.validation_means == {"slm-a": pytest.approx(0.3), "slm-b": pytest.approx(0.6)}
+    assert "validation" in chosen.how
+    table = claims.evaluate_claims(scores, examples, selection_scores=validation, n_boot=200).set_index("claim_id")
+    assert table.loc["C1a", "details"].startswith("slm-b vs 1 prompted system(s)")
+    expected = 100 * ((llm + 0.05).mean() - llm.mean()) / llm.mean()
+    assert table.loc["C1a", "measured"] == pytest.approx(expected)
+    # Validation rows passed in with the test scores never enter the evaluation set.
+    values, where = claims.evaluation_values(pd.concat([scores, validation]), "flowsim_with_inputs")
+    assert where == "test" and len(values) == N
+
+    # Several fine-tuned systems and no validation predictions: no selection, the claims say why.
+    assert select_finetuned(scores, None).system is None
+    table = claims.evaluate_claims(scores, examples, n_boot=100).set_index("claim_id")
+    for cid in ("C1a", "C1b", "C2", "C3", "C4"):
+        assert table.loc[cid, "verdict"] == "not testable here"
+        assert "no predictions on the validation split" in table.loc[cid, "details"], cid
+    partial = validation[validation.system != "slm-a"]
+    assert "slm-a has no predictions" in select_finetuned(scores, partial).how
+
+    # One fine-tuned system: no selection needed, validation or not.
+    single = scores[scores.system != "slm-a"]
+    comparison = compared_systems(single)
+    assert comparison.finetuned == "slm-b" and "no selection needed" in comparison.selection.how

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from wfutils.data.catalog import load_catalog
+from wfutils.data.predictions import Prediction
 from wfutils.evaluation.taxonomy import ERROR_TAGS, error_tags, flow_tables, hallucinations, vocabulary
 from wfutils.flows.parsing import dumps_flow
-from wfutils.data.predictions import Prediction
 
 REFERENCE = {
     "trigger": {"type": "record_create",

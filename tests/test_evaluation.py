@@ -1,17 +1,22 @@
-"""Evaluation of a small fixed run: the expected tidy table, coverage checks and bad input."""
+"""Evaluation of a small fixed run: the expected tidy table, sidecars, coverage checks and bad input."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from wfutils.evaluation.scoring import (METRICS, SCORE_COLUMNS, error_table, evaluate_run, feature_table, load_evaluation,
-                                save_evaluation, system_info)
+from wfutils.data.predictions import Prediction, PredictionWriter, SystemMeta, meta_path, predictions_path
+from wfutils.evaluation import scoring, selection
+from wfutils.evaluation import statistics as stats
+from wfutils.evaluation.result import META_COLUMNS, SCORE_COLUMNS
+from wfutils.evaluation.scoring import METRICS, evaluate_run
+from wfutils.evaluation.store import load_evaluation, save_evaluation
+from wfutils.evaluation.tables import cost_table, error_table, feature_table
 from wfutils.flows.parsing import dumps_flow
-from wfutils.data.predictions import Prediction, PredictionWriter, predictions_path
 
 DAILY_LOG = {"trigger": {"type": "daily"}, "components": [{"order": 1, "definition": "log"}]}
 INCIDENT = {
@@ -33,25 +38,45 @@ EXAMPLES = {  # id -> (split, request, flow, features)
     "sn-ood-0": ("ood", "Every day, write a log line, out of distribution.", DAILY_LOG, ["scheduled_trigger"]),
     "sn-ood-1": ("ood", "Weekly work note, out of distribution.", WEEKLY_NOTE, ["scheduled_trigger"]),
 }
+VALIDATION = {  # the selection split (synthetic/validation)
+    "sn-val-0": ("validation", "Each day write a log line.", DAILY_LOG, ["scheduled_trigger"]),
+    "sn-val-1": ("validation", "Add a work note every week.", WEEKLY_NOTE, ["scheduled_trigger"]),
+}
+SLM = "slm-tiny"
 LLM = "gpt-4o-few-shot"  # as wfutils.llm.strategies.system_name spells it
+LOCAL_ENGINE = "transformers 4.57.0 (wfutils.slm.generation)"
+OPENAI_ENGINE = "openai-compatible: https://api.openai.com/v1"
 
 
-def write_data(run: Path) -> None:
+def finetuned_meta(system: str = SLM, **kw) -> SystemMeta:
+    return SystemMeta(**{"system": system, "arm": "fine-tuned", "base_model": "smollm2-135m", "n_params": 134_515_008,
+                         "adapter": "slm/adapter", "engine": LOCAL_ENGINE, **kw})
+
+
+def prompted_meta(system: str = LLM, **kw) -> SystemMeta:
+    return SystemMeta(**{"system": system, "arm": "prompted", "base_model": "gpt-4o", "n_params": 0,
+                         "strategy": "few_shot", "k": 3, "engine": OPENAI_ENGINE, **kw})
+
+
+def write_data(run: Path, *, validation: bool = False) -> None:
     """The run's data set in the layout of wfutils.data.store.save_dataset (data/<name>/<split>.parquet)."""
-    for split in ("test", "ood"):
+    examples = {**EXAMPLES, **(VALIDATION if validation else {})}
+    for split in ("test", "ood", "validation") if validation else ("test", "ood"):
         rows = [{"id": i, "request": r, "flow": dumps_flow(f), "features": feats, "domain": "servicenow"}
-                for i, (s, r, f, feats) in EXAMPLES.items() if s == split]
+                for i, (s, r, f, feats) in examples.items() if s == split]
         folder = run / "data" / "synthetic"
         folder.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_parquet(folder / f"{split}.parquet")
 
 
-def write_system(run: Path, system: str, outputs: dict[str, str], *, latency: float = 1.0,
+def write_system(run: Path, meta: SystemMeta, outputs: dict[str, str], *, latency: float = 1.0,
                  tokens: tuple[int, int] = (1000, 100)) -> None:
-    with PredictionWriter(predictions_path(run, system)) as writer:
+    """A predictions file and its sidecar, written as the arms write them."""
+    examples = {**EXAMPLES, **VALIDATION}
+    with PredictionWriter(predictions_path(run, meta.system), meta) as writer:
         for ident, output in outputs.items():
-            split, request, flow, _ = EXAMPLES[ident]
-            writer.write(Prediction.from_output(id=ident, split=split, system=system, request=request,
+            split, request, flow, _ = examples[ident]
+            writer.write(Prediction.from_output(id=ident, split=split, system=meta.system, request=request,
                                                 reference=dumps_flow(flow), output=output, latency_s=latency,
                                                 prompt_tokens=tokens[0], completion_tokens=tokens[1]))
 
@@ -60,10 +85,11 @@ def make_run(run: Path, *, with_data: bool = True) -> Path:
     """A tiny run: a perfect fine-tuned system on test + ood, a flawed prompted one on test only."""
     if with_data:
         write_data(run)
-    write_system(run, "slm-tiny", {i: dumps_flow(EXAMPLES[i][2]) for i in EXAMPLES}, latency=0.2, tokens=(50, 30))
+    write_system(run, finetuned_meta(), {i: dumps_flow(EXAMPLES[i][2]) for i in EXAMPLES}, latency=0.2,
+                 tokens=(50, 30))
     weekly_log = json.loads(dumps_flow(DAILY_LOG))
     weekly_log["trigger"]["type"] = "weekly"
-    write_system(run, LLM, {
+    write_system(run, prompted_meta(), {
         "sn-test-0": dumps_flow(weekly_log),  # wrong trigger type
         "sn-test-1": "I am sorry, I cannot help with that.",  # not JSON
         "sn-test-2": "Here it is:\n```json\n" + json.dumps(WEEKLY_NOTE, indent=2) + "\n```\nHope this helps!",
@@ -82,55 +108,153 @@ def test_small_run_gives_the_expected_table(tmp_path: Path) -> None:
     ev = evaluate_run(run, progress=False)
     assert list(ev.scores.columns) == list(SCORE_COLUMNS)
     assert len(ev.scores) == (5 + 3) * len(METRICS)
-    assert ev.notes == []
+    assert ev.notes == [] and ev.selection_scores.empty
+    assert "flowsim" not in METRICS and {"flowsim_with_inputs", "flowsim_no_inputs"} <= set(METRICS)
     s = ev.scores
     for ident in EXAMPLES:  # the perfect system
-        for metric, expected in (("flowsim", 1), ("flowsim_no_inputs", 1), ("trigger_match", 1), ("component_f1", 1),
-                                 ("json_valid", 1), ("schema_valid", 1), ("truncated", 0), ("length_error", 0),
-                                 ("hallucinated_steps", 0), ("hallucinated_tables", 0), ("cost_usd", 0)):
-            assert value(s, "slm-tiny", ident, metric) == expected, (ident, metric)
+        for metric, expected in (("flowsim_with_inputs", 1), ("flowsim_no_inputs", 1), ("trigger_match", 1),
+                                 ("component_f1", 1), ("json_valid", 1), ("schema_valid", 1), ("truncated", 0),
+                                 ("length_error", 0), ("hallucinated_steps", 0), ("hallucinated_tables", 0),
+                                 ("cost_usd", 0)):
+            assert value(s, SLM, ident, metric) == expected, (ident, metric)
     # Wrong trigger type: relabel cost 2 over |T_c| + |T_r| = 2 + 2 nodes.
-    assert value(s, LLM, "sn-test-0", "flowsim") == 0.5
+    assert value(s, LLM, "sn-test-0", "flowsim_with_inputs") == 0.5
     assert value(s, LLM, "sn-test-0", "flowsim_no_inputs") == 0.5
     assert value(s, LLM, "sn-test-0", "trigger_match") == 0
     assert value(s, LLM, "sn-test-0", "component_f1") == 1
     # Not JSON: scored as the empty flow.
-    for metric, expected in (("flowsim", 0), ("json_valid", 0), ("schema_valid", 0), ("component_f1", 0),
+    for metric, expected in (("flowsim_with_inputs", 0), ("json_valid", 0), ("schema_valid", 0), ("component_f1", 0),
                              ("length_error", 2)):
         assert value(s, LLM, "sn-test-1", metric) == expected, metric
     # A fenced block with prose around it: the metric extracts it, the parse is "ok".
-    assert value(s, LLM, "sn-test-2", "flowsim") == 1
+    assert value(s, LLM, "sn-test-2", "flowsim_with_inputs") == 1
     assert value(s, LLM, "sn-test-2", "json_valid") == 1
-    # Cost at gpt-4o list price (2.50 / 10.00 USD per 1M tokens), latency as recorded.
+    # Cost at the list price of meta.base_model, gpt-4o (2.50 / 10.00 USD per 1M tokens); latency as recorded.
     assert value(s, LLM, "sn-test-2", "cost_usd") == pytest.approx(1000 * 2.5e-6 + 100 * 10e-6)
-    assert value(s, "slm-tiny", "sn-ood-1", "latency_s") == pytest.approx(0.2)
-    # Columns from the data set.
-    row = s[(s.system == "slm-tiny") & (s.id == "sn-ood-0")].iloc[0]
+    assert value(s, SLM, "sn-ood-1", "latency_s") == pytest.approx(0.2)
+    # Columns from the data set and from the sidecars.
+    row = s[(s.system == SLM) & (s.id == "sn-ood-0")].iloc[0]
     assert (row["dataset"], row["split"], row["subset"], row["domain"]) == ("synthetic", "ood", "ood", "servicenow")
+    assert (row["arm"], row["base_model"], row["n_params"], row["strategy"], row["k"], row["retrieval"]) == (
+        "fine-tuned", "smollm2-135m", 134_515_008, "none", 0, "none")
+    row = s[s.system == LLM].iloc[0]
+    assert (row["arm"], row["base_model"], row["strategy"], row["k"]) == ("prompted", "gpt-4o", "few_shot", 3)
     cov = ev.coverage.set_index(["system", "subset"])["status"]
-    assert cov[("slm-tiny", "test")] == "complete" and cov[(LLM, "ood")] == "not run"
+    assert cov[(SLM, "test")] == "complete" and cov[(LLM, "ood")] == "not run"
     feats = feature_table(ev.examples)
     assert set(feats[feats.feature == "flow_logic"]["id"]) == {"sn-test-1"}
+    costs = cost_table(s).set_index("system")
+    assert list(costs.columns[:5]) == ["n", "flowsim_with_inputs", "seconds_per_flow", "tokens_per_flow",
+                                       "usd_per_1000_flows"]
+    assert set(META_COLUMNS) <= set(costs.columns) and costs.loc[LLM, "arm"] == "prompted"
+    assert costs.loc[SLM, "usd_per_1000_flows"] == 0 and costs.loc[SLM, "n"] == 5
 
     out = save_evaluation(ev, run, params={"seed": 0})
-    assert (out / "scores.parquet").is_file() and json.loads((out / "info.json").read_text())["params"] == {"seed": 0}
+    info = json.loads((out / "info.json").read_text())
+    assert (out / "scores.parquet").is_file() and info["params"] == {"seed": 0}
+    assert info["versions"]["code_digest"] and info["versions"]["pandas"]
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
     back = load_evaluation(run)
     pd.testing.assert_frame_equal(back.scores.astype({c: str for c in SCORE_COLUMNS[:-1]}),
                                   ev.scores.astype({c: str for c in SCORE_COLUMNS[:-1]}))
+    assert back.metas == ev.metas and back.selection_scores.empty
 
     errors = error_table(ev, progress=False).groupby(["system", "id"])["tag"].apply(list).to_dict()
     assert errors[(LLM, "sn-test-0")] == ["wrong_trigger_type"]
     assert errors[(LLM, "sn-test-1")] == ["invalid_json"]
-    assert errors[("slm-tiny", "sn-test-1")] == ["none"]
+    assert errors[(SLM, "sn-test-1")] == ["none"]
 
 
 def test_run_without_data_uses_the_references_in_the_predictions(tmp_path: Path) -> None:
     ev = evaluate_run(make_run(tmp_path / "nodata", with_data=False), progress=False)
     assert "holds no data sets" in ev.notes[0]
     assert set(ev.scores["subset"]) == {"test", "ood"}
-    assert value(ev.scores, LLM, "sn-test-0", "flowsim") == 0.5
+    assert value(ev.scores, LLM, "sn-test-0", "flowsim_with_inputs") == 0.5
     flow_logic = ev.examples.set_index("id").loc["sn-test-1", "features"]
     assert "flow_logic" in flow_logic and "implicit_condition" not in flow_logic  # structural tags only
+
+
+def test_missing_sidecar_or_unknown_arm_is_an_error_naming_the_file_before_scoring(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    def not_reached(*args, **kwargs):
+        raise AssertionError("predictions were read or scored before every sidecar was checked")
+
+    monkeypatch.setattr(scoring.loading, "load_predictions", not_reached)
+    monkeypatch.setattr(scoring, "score_jobs", not_reached)
+    run = make_run(tmp_path / "nosidecar")
+    sidecar = meta_path(predictions_path(run, LLM))
+    data = json.loads(sidecar.read_text())
+    sidecar.unlink()
+    with pytest.raises(FileNotFoundError, match=r"gpt-4o-few-shot\.jsonl: no system metadata beside it .*"
+                                                r"gpt-4o-few-shot\.meta\.json"):
+        evaluate_run(run, progress=False)
+    sidecar.write_text(json.dumps({**data, "arm": "llm"}))
+    with pytest.raises(ValueError, match=r"gpt-4o-few-shot\.meta\.json: .*arm 'llm' is not one of"):
+        evaluate_run(run, progress=False)
+
+
+def test_the_arm_comes_from_the_sidecar_never_from_the_name(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "arms")
+    few_shot = "slm-smollm2-3shot"  # the small model, prompted with three examples: not fine-tuned
+    write_system(run, prompted_meta(few_shot, base_model="smollm2-135m", n_params=134_515_008,
+                                    engine="openai-compatible: http://127.0.0.1:8123/v1"),
+                 {i: dumps_flow(DAILY_LOG) for i in ("sn-test-0", "sn-test-1", "sn-test-2")})
+    ev = evaluate_run(run, progress=False)
+    arms = ev.scores.groupby("system", observed=True)["arm"].first().astype(str).to_dict()
+    assert arms == {SLM: "fine-tuned", LLM: "prompted", few_shot: "prompted"}
+    assert value(ev.scores, few_shot, "sn-test-0", "cost_usd") == 0  # a local endpoint costs nothing
+    paired = stats.paired_comparisons(ev.scores, n_boot=50)
+    assert set(paired["fine_tuned"]) == {SLM} and set(paired["prompted"]) == {LLM, few_shot}
+    comparison = selection.compared_systems(ev.scores, ev.selection_scores)
+    assert comparison.finetuned == SLM and "no selection needed" in comparison.selection.how
+    assert comparison.prompted == tuple(sorted([LLM, few_shot]))
+    summary = stats.system_summary(ev.scores, n_boot=50)
+    assert set(summary[summary.system == few_shot]["arm"]) == {"prompted"}
+
+
+def test_costs_come_from_traces_local_engines_and_the_base_models_list_price(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "costs")
+    outputs = {i: "{}" for i in ("sn-test-0", "sn-test-1", "sn-test-2")}
+    write_system(run, prompted_meta("house-model-zero-shot", base_model="gpt-4o-mini", strategy="zero_shot", k=0),
+                 outputs)
+    write_system(run, prompted_meta("mystery-zero-shot", base_model="some-unpriced-model", strategy="zero_shot", k=0),
+                 outputs)
+    traces = run / "llm" / "traces"
+    traces.mkdir(parents=True)
+    (traces / f"{LLM}.jsonl").write_text(json.dumps({"id": "sn-test-0", "cost_usd": 0.5, "written": True}) + "\n"
+                                         + '{"id": "sn-test-1", "cost_')  # a line cut short by a kill
+    s = evaluate_run(run, progress=False).scores
+    assert value(s, "house-model-zero-shot", "sn-test-0", "cost_usd") == pytest.approx(1000 * 0.15e-6 + 100 * 0.6e-6)
+    assert np.isnan(value(s, "mystery-zero-shot", "sn-test-0", "cost_usd"))  # unknown: never a guessed 0
+    assert value(s, LLM, "sn-test-0", "cost_usd") == 0.5  # what the prompting arm recorded
+    assert value(s, LLM, "sn-test-1", "cost_usd") == pytest.approx(1000 * 2.5e-6 + 100 * 10e-6)
+    assert np.isnan(cost_table(s).set_index("system").loc["mystery-zero-shot", "usd_per_1000_flows"])
+
+
+def test_validation_predictions_are_scored_apart_and_never_reported(tmp_path: Path) -> None:
+    run = tmp_path / "val"
+    write_data(run, validation=True)
+    flows = {**EXAMPLES, **VALIDATION}
+    write_system(run, finetuned_meta(), {i: dumps_flow(flows[i][2]) for i in flows})
+    write_system(run, prompted_meta(), {i: "{}" for i in EXAMPLES if i.startswith("sn-test")})
+    ev = evaluate_run(run, progress=False)
+    assert "validation" not in set(ev.scores["subset"]) and "validation" not in set(ev.scores["split"])
+    assert set(ev.selection_scores["id"]) == set(VALIDATION) and set(ev.selection_scores["system"]) == {SLM}
+    assert not set(VALIDATION) & (set(ev.examples["id"]) | set(ev.predictions["id"]))
+    assert "validation" not in set(stats.system_summary(ev.scores, n_boot=50)["subset"])
+    assert cost_table(ev.scores).set_index("system").loc[SLM, "n"] == 5
+    assert any("validation split are kept apart" in note for note in ev.notes)
+    save_evaluation(ev, run)
+    back = load_evaluation(run)
+    assert set(back.selection_scores["id"]) == set(VALIDATION)
+
+
+def test_forked_scoring_gives_the_serial_scores(tmp_path: Path, monkeypatch) -> None:
+    run = make_run(tmp_path / "fork")
+    serial = evaluate_run(run, progress=False, workers=1).scores
+    monkeypatch.setattr(scoring, "_CHUNK", 2)  # several chunks for two processes
+    forked = evaluate_run(run, progress=False, workers=2).scores
+    pd.testing.assert_frame_equal(serial, forked)
 
 
 def test_duplicate_ids_and_missing_files_are_errors(tmp_path: Path) -> None:
@@ -146,7 +270,7 @@ def test_duplicate_ids_and_missing_files_are_errors(tmp_path: Path) -> None:
 
 def test_incomplete_system_is_an_error_or_an_explicit_exclusion(tmp_path: Path) -> None:
     run = make_run(tmp_path / "partial")
-    write_system(run, "slm-partial", {"sn-test-0": dumps_flow(DAILY_LOG)})
+    write_system(run, finetuned_meta("slm-partial"), {"sn-test-0": dumps_flow(DAILY_LOG)})
     with pytest.raises(ValueError, match="incomplete predictions .*slm-partial on test: 1 of 3"):
         evaluate_run(run, progress=False)
     ev = evaluate_run(run, on_incomplete="exclude", progress=False)
@@ -161,7 +285,7 @@ def test_incomplete_system_is_an_error_or_an_explicit_exclusion(tmp_path: Path) 
 
 def test_mismatched_references_and_unknown_ids_are_errors(tmp_path: Path) -> None:
     run = make_run(tmp_path / "mismatch")
-    with PredictionWriter(predictions_path(run, "slm-other")) as writer:
+    with PredictionWriter(predictions_path(run, "slm-other"), finetuned_meta("slm-other")) as writer:
         for ident, (split, request, flow, _) in EXAMPLES.items():
             reference = WEEKLY_NOTE if ident == "sn-test-0" else flow
             writer.write(Prediction.from_output(id=ident, split=split, system="slm-other", request=request,
@@ -170,21 +294,13 @@ def test_mismatched_references_and_unknown_ids_are_errors(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="'slm-other', id 'sn-test-0': the prediction's reference flow differs"):
         evaluate_run(run, progress=False)
     run2 = make_run(tmp_path / "extra")
-    write_system(run2, "slm-more", {i: "{}" for i in EXAMPLES})
+    write_system(run2, finetuned_meta("slm-more"), {i: "{}" for i in EXAMPLES})
     with open(predictions_path(run2, "slm-more"), "a") as handle:
         handle.write(Prediction.from_output(id="sn-test-99", split="test", system="slm-more", request="?",
                                             reference="{}", output="{}", latency_s=0, prompt_tokens=0,
                                             completion_tokens=0).to_json() + "\n")
     with pytest.raises(ValueError, match="not in the run's data sets: slm-more: 1"):
         evaluate_run(run2, progress=False)
-
-
-def test_system_names() -> None:
-    info = system_info("gpt-4o-rag-few-shot-oracle")
-    assert (info.arm, info.model, info.strategy, info.oracle, info.baseline_name) == (
-        "llm", "gpt-4o", "rag_few_shot", True, "gpt-4o-rag-few-shot")
-    assert system_info("slm-smollm2-lora").arm == "slm"
-    assert system_info("gemini-2.0-flash_zero_shot").strategy == "zero_shot"
 
 
 @pytest.mark.slow
@@ -203,5 +319,11 @@ def test_notebooks_run_on_a_run_with_only_small_prediction_files(tmp_path: Path)
         assert set(table["verdict"]) == {"not testable here"}  # 3 paired examples, no oracle system
         for figure in ("flowsim_per_system", "paired_differences", "quality_cost_latency", "error_rates"):
             assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+        for name in ("summary.csv", "paired.csv", "features.csv", "costs.csv"):
+            header = (out / name).read_text().splitlines()[0].split(",")
+            assert "flowsim" not in header, (name, header)
+        summary = pd.read_csv(out / "summary.csv")
+        assert set(summary["metric"]) >= {"flowsim_with_inputs", "flowsim_no_inputs"} and "arm" in summary
         tags = pd.read_parquet(out / "errors.parquet")
         assert set(tags[tags.system == LLM]["tag"]) == {"wrong_trigger_type", "invalid_json", "none"}
+        assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]

@@ -77,12 +77,18 @@ def test_average_relative_improvement_is_the_mean_of_per_system_percentages() ->
     assert out["low"] < out["estimate"] < out["high"]
 
 
+ARMS = {"slm-x": "fine-tuned", "gpt-few_shot": "prompted"}
+
+
 def tidy(values: dict[str, np.ndarray], subset: str = "test") -> pd.DataFrame:
+    """Scores as evaluate_run lays them out, with the systems' metadata columns."""
     rows = []
     for system, vals in values.items():
+        meta = {"arm": ARMS[system], "base_model": "m", "n_params": 1, "strategy": "none", "k": 0, "retrieval": "none"}
         for i, v in enumerate(vals):
             if not np.isnan(v):
-                rows.append({"system": system, "subset": subset, "id": f"ex-{i}", "metric": "flowsim", "value": v})
+                rows.append({"system": system, **meta, "subset": subset, "id": f"ex-{i}",
+                             "metric": "flowsim_with_inputs", "value": v})
     return pd.DataFrame(rows)
 
 
@@ -97,14 +103,24 @@ def test_table_helpers_use_the_intersection_of_ids() -> None:
     assert row["n"] == 40 and row["mean"] == pytest.approx(slm.mean())
     assert set(summary.subset) == {"test", "ood", "all"}  # "all" pools subsets every system ran
     assert summary[(summary.subset == "all") & (summary.system == "slm-x")]["n"].item() == 40
+    assert dict(zip(summary.system, summary.arm)) == ARMS  # the metadata columns travel with the summary
     paired = stats.paired_comparisons(scores, n_boot=300)
+    assert list(paired.columns) == list(stats.PAIRED_COLUMNS)
     assert len(paired) == 1
+    assert (paired.iloc[0]["fine_tuned"], paired.iloc[0]["prompted"]) == ("slm-x", "gpt-few_shot")
     assert paired.iloc[0]["n"] == 36
     assert paired.iloc[0]["diff"] == pytest.approx(slm[4:].mean() - llm[4:].mean())
     features = pd.DataFrame({"id": ["ex-0", "ex-5", "ex-6"], "feature": ["flow_logic"] * 3})
     by_feature = stats.feature_summary(scores[scores.subset == "test"], features, n_boot=100)
     got = by_feature.set_index("system")
     assert got.loc["slm-x", "n"] == 3 and got.loc["gpt-few_shot", "n"] == 2
+    assert got.loc["gpt-few_shot", "arm"] == "prompted"
+    # Without metadata columns the arms must be named: never guessed from the names.
+    bare = scores.drop(columns=["arm", "base_model", "n_params", "strategy", "k", "retrieval"])
+    with pytest.raises(ValueError, match="no 'arm' column"):
+        stats.paired_comparisons(bare, n_boot=50)
+    named = stats.paired_comparisons(bare, n_boot=300, fine_tuned=["gpt-few_shot"], prompted=["slm-x"])
+    assert named.iloc[0]["diff"] == pytest.approx(-paired.iloc[0]["diff"])
 
 
 def test_subgroup_gain_finds_where_the_gain_is() -> None:

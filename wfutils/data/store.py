@@ -120,15 +120,6 @@ def load_run_data(run_dir: str | os.PathLike[str], *, include_train: bool = Fals
     return out
 
 
-def eval_examples(run_dir: str | os.PathLike[str]) -> list[tuple[str, str, dict[str, Any]]]:
-    """Flattened evaluation rows of a run as ``(dataset, split, row)`` (split names: ``synthetic/test`` style via dataset)."""
-    rows = []
-    for name, dd in load_run_data(run_dir).items():
-        for split, ds in dd.items():
-            rows.extend((name, split, row) for row in ds)
-    return rows
-
-
 def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = DEFAULT_SIZES["train"],
               n_test: int = DEFAULT_SIZES["test"], n_ood: int = DEFAULT_SIZES["ood"],
               n_validation: int = DEFAULT_SIZES["validation"], corpora: Iterable[str] = ("n8n", "logic_apps"), shared_data: str | os.PathLike[str] | None = None

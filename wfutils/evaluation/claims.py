@@ -7,11 +7,14 @@ here``) and the reason. :func:`save_claims` writes ``results/<run>/eval/paper_cl
 
 Conventions (see also :mod:`wfutils.evaluation.statistics`):
 
-* metric: FlowSim with inputs (the without-inputs value is given in ``details``);
+* metric: ``flowsim_with_inputs`` (the ``flowsim_no_inputs`` value is given in ``details``);
 * evaluation set: the synthetic in-distribution ``test`` subset when the run has it, else all
-  subsets that every compared system ran, pooled;
-* fine-tuned system: the ``slm*`` system with the highest mean FlowSim on that set (if several);
-  prompted systems: every other system except oracle-retrieval variants;
+  subsets that every compared system ran, pooled; the ``validation`` split never is;
+* systems come from their metadata (:mod:`wfutils.evaluation.selection`): the fine-tuned system is
+  the run's only one, or the one with the highest FlowSim with inputs on the synthetic
+  ``validation`` split (never chosen on test; several fine-tuned systems without validation
+  predictions make C1-C4 not testable); prompted systems: every ``prompted`` system except
+  oracle-retrieval variants; oracle pairs: an oracle-retrieval system and its BM25 twin;
 * only examples that every compared system predicted are used (``n``);
 * gains in subgroups are absolute (FlowSim points, averaged over prompted systems) and compare
   the examples that carry a feature tag with those that do not.
@@ -20,15 +23,21 @@ Conventions (see also :mod:`wfutils.evaluation.statistics`):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from wfutils.evaluation import statistics as stats
-from wfutils.evaluation.scoring import eval_dir, system_info
+from wfutils.evaluation.loading import is_selection_split
+from wfutils.evaluation.selection import compared_systems
+from wfutils.evaluation.store import save_table
+
+METRIC = "flowsim_with_inputs"
+ALT_METRIC = "flowsim_no_inputs"
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -84,8 +93,13 @@ def _row(claim: Claim, verdict: str, measured: float = float("nan"), low: float 
             "verdict": verdict, "details": details}
 
 
-def evaluation_values(scores: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
-    """Examples x systems for ``metric`` on the claims' evaluation set, and that set's name."""
+def evaluation_values(scores: pd.DataFrame, metric: str = METRIC) -> tuple[pd.DataFrame, str]:
+    """Examples x systems for ``metric`` on the claims' evaluation set, and that set's name.
+
+    The ``test`` subset when there is one, else the subsets every system ran, pooled; the
+    selection split (``validation``) is never part of it.
+    """
+    scores = scores[~scores["subset"].map(is_selection_split).astype(bool)]
     matrix = stats._metric_matrix(scores, metric)
     subsets = list(matrix.index.get_level_values(0).unique())
     if "test" in subsets:
@@ -95,48 +109,50 @@ def evaluation_values(scores: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, 
     return matrix.loc[matrix.index.get_level_values(0).isin(chosen)], "+".join(map(str, chosen))
 
 
-def compared_systems(values: pd.DataFrame) -> tuple[str | None, list[str], list[tuple[str, str]]]:
-    """(best fine-tuned system or None, prompted non-oracle systems, (oracle, BM25) system pairs)."""
-    names = [str(c) for c in values.columns]
-    slms = [s for s in names if stats.is_slm(s)]
-    llms = [s for s in names if not stats.is_slm(s) and not system_info(s).oracle]
-    oracle_pairs = []
-    for s in names:
-        info = system_info(s)
-        if info.oracle and not stats.is_slm(s) and info.baseline_name in names:
-            oracle_pairs.append((s, info.baseline_name))
-    best = max(slms, key=lambda s: values[s].mean()) if slms else None
-    return best, llms, oracle_pairs
-
-
 def _tagged(values: pd.DataFrame, examples: pd.DataFrame, tag: str) -> np.ndarray:
     ids = values.index.get_level_values(-1)
     tagged = {i for i, f in zip(examples["id"], examples["features"]) if tag in list(f)}
     return np.asarray([i in tagged for i in ids])
 
 
-def evaluate_claims(scores: pd.DataFrame, examples: pd.DataFrame, *, metric: str = "flowsim",
+def evaluate_claims(scores: pd.DataFrame, examples: pd.DataFrame, *,
+                    selection_scores: pd.DataFrame | None = None, metric: str = METRIC,
                     n_boot: int = stats.DEFAULT_BOOT, seed: int = 0) -> pd.DataFrame:
-    """The paper-claims table of a run (see the module docstring for the conventions)."""
+    """The paper-claims table of a run (see the module docstring for the conventions).
+
+    ``scores`` / ``selection_scores``: :attr:`Evaluation.scores` and :attr:`Evaluation.selection_scores`
+    (the latter chooses between several fine-tuned systems).
+    """
     values, where = evaluation_values(scores, metric)
-    slm, llms, oracle_pairs = compared_systems(values)
+    comparison = compared_systems(scores, selection_scores)
+    finetuned = comparison.finetuned
+    prompted = [p for p in comparison.prompted if p in values]
+    oracle_pairs = list(comparison.oracle_pairs)
+    if finetuned is None:
+        missing = f"no fine-tuned system selected ({comparison.selection.how})"
+    elif finetuned not in values:
+        missing = f"the selected fine-tuned system {finetuned} has no predictions on {where}"
+    elif not prompted:
+        missing = "no prompted (non-oracle) system in this run"
+    else:
+        missing = None
+    chosen = f"{finetuned} ({comparison.selection.how})" if finetuned else ""
     rows: list[dict[str, Any]] = []
     claims = {c.id: c for c in CLAIMS}
     alt = None
-    if "flowsim_no_inputs" in set(scores["metric"]) and metric == "flowsim":
-        alt, _ = evaluation_values(scores, "flowsim_no_inputs")
+    if ALT_METRIC in set(scores["metric"]) and metric == METRIC:
+        alt, _ = evaluation_values(scores, ALT_METRIC)
 
     # C1: headline relative improvement.
-    if slm is None or not llms:
-        why = "no fine-tuned (slm*) system" if slm is None else "no prompted (non-oracle) system"
-        rows += [_row(claims["C1a"], NOT_TESTABLE, details=f"{why} in this run"),
-                 _row(claims["C1b"], NOT_TESTABLE, details=f"{why} in this run")]
+    if missing:
+        rows += [_row(claims["C1a"], NOT_TESTABLE, details=missing),
+                 _row(claims["C1b"], NOT_TESTABLE, details=missing)]
     else:
-        rel = stats.average_relative_improvement(values, slm, llms, n_boot=n_boot, seed=seed)
-        per = ", ".join(f"{k}: {v:+.1f}%" for k, v in rel["per_llm"].items())
-        details = f"{slm} vs {len(llms)} prompted system(s) on {where} ({per})"
+        rel = stats.average_relative_improvement(values, finetuned, prompted, n_boot=n_boot, seed=seed)
+        per = ", ".join(f"{k}: {v:+.1f}%" for k, v in rel["per_prompted"].items())
+        details = f"{finetuned} vs {len(prompted)} prompted system(s) on {where} ({per}); fine-tuned system: {chosen}"
         if alt is not None:
-            rel_alt = stats.average_relative_improvement(alt, slm, llms, n_boot=200, seed=seed)
+            rel_alt = stats.average_relative_improvement(alt, finetuned, prompted, n_boot=200, seed=seed)
             details += f"; without inputs: {rel_alt['estimate']:+.1f}%"
         if rel["n"] < MIN_GROUP or not np.isfinite(rel["estimate"]):
             reason = (f"only {rel['n']} examples predicted by every system" if rel["n"] < MIN_GROUP
@@ -155,13 +171,13 @@ def evaluate_claims(scores: pd.DataFrame, examples: pd.DataFrame, *, metric: str
     # C2-C4: subgroup gains.
     for cid, tag in (("C2", "flow_logic"), ("C3", "encoded_query"), ("C4", "implicit_step")):
         claim = claims[cid]
-        if slm is None or not llms:
-            rows.append(_row(claim, NOT_TESTABLE, details="needs a fine-tuned and a prompted system"))
+        if missing:
+            rows.append(_row(claim, NOT_TESTABLE, details=f"needs a fine-tuned and a prompted system: {missing}"))
             continue
         mask = _tagged(values, examples, tag)
-        g = stats.subgroup_gain(values, slm, llms, mask, n_boot=n_boot, seed=seed)
+        g = stats.subgroup_gain(values, finetuned, prompted, mask, n_boot=n_boot, seed=seed)
         details = (f"gain with {tag}: {g['gain_in']:+.3f} (n={g['n_in']}), without: {g['gain_out']:+.3f} "
-                   f"(n={g['n_out']}) FlowSim points, {slm} vs {len(llms)} prompted system(s) on {where}")
+                   f"(n={g['n_out']}) FlowSim points, {finetuned} vs {len(prompted)} prompted system(s) on {where}")
         if g["n_in"] < MIN_GROUP or g["n_out"] < MIN_GROUP:
             rows.append(_row(claim, NOT_TESTABLE, n=g["n_in"] + g["n_out"],
                              details=f"fewer than {MIN_GROUP} examples with or without {tag}; {details}"))
@@ -172,11 +188,12 @@ def evaluate_claims(scores: pd.DataFrame, examples: pd.DataFrame, *, metric: str
 
     # C5, C6: oracle retrieval.
     if not oracle_pairs:
-        reason = ("no oracle-retrieval system next to its BM25 counterpart in this run "
-                  "(e.g. <model>-rag_few_shot-oracle and <model>-rag_few_shot)")
+        reason = ("no oracle-retrieval system next to its BM25 counterpart in this run (two prompted systems "
+                  "with the same base model, strategy and k, retrieval 'oracle' and 'bm25' in their metadata)")
         rows += [_row(claims["C5"], NOT_TESTABLE, details=reason), _row(claims["C6"], NOT_TESTABLE, details=reason)]
     else:
-        cols = sorted({c for pair in oracle_pairs for c in pair})
+        cols = sorted({c for pair in oracle_pairs for c in pair if c in values})
+        oracle_pairs = [(o, b) for o, b in oracle_pairs if o in values and b in values]
         frame = values[cols].dropna()
         n = len(frame)
         names = ", ".join(f"{o} vs {b}" for o, b in oracle_pairs)
@@ -224,13 +241,7 @@ def save_claims(table: pd.DataFrame, run_dir: str | os.PathLike[str]) -> Path:
     missing = {"claim_id", "claim", "verdict"} - set(table.columns)
     if missing:
         raise ValueError(f"claims table lacks column(s) {sorted(missing)}")
-    out = eval_dir(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "paper_claims.csv"
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return save_table(table, run_dir, "paper_claims.csv")
 
 
 def claims_markdown(table: pd.DataFrame, columns: Sequence[str] = ("claim_id", "claim", "paper", "measured",

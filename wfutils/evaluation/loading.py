@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
 from wfutils.data.predictions import Prediction, SystemMeta, predictions_path, read_predictions, read_system_meta
+from wfutils.data.store import available_datasets, data_dir, load_run_data
 from wfutils.evaluation.taxonomy import vocabulary
 from wfutils.flows.vocabulary import flow_features
 
 #: The split whose predictions choose between fine-tuned systems (never reported as a result).
 SELECTION_SPLIT = "validation"
-#: Data-set columns every evaluation split must have.
-DATA_COLUMNS = ("id", "request", "flow", "features", "domain")
 
 
 def is_selection_split(split: Any) -> bool:
@@ -91,27 +91,23 @@ def subset_name(dataset: str, split: str) -> str:
 def load_examples(run_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
     """Examples of a run (id, dataset, split, subset, domain, features, request, reference).
 
-    Reads ``<run_dir>/data/<dataset>/<split>.parquet`` for every split but ``train`` (the
-    ``validation`` split included); None when the run has no data sets. Duplicate ids across
+    Reads the run's data sets with :func:`wfutils.data.store.load_run_data` (every split but
+    ``train``, the ``validation`` split included); None when the run has no data sets. Duplicate ids across
     data sets raise ValueError.
     """
-    root = Path(run_dir) / "data"
-    files = sorted(root.glob("*/*.parquet")) if root.is_dir() else []
+    if not available_datasets(run_dir):
+        return None
+    root = data_dir(run_dir)
     frames = []
-    for path in files:
-        if path.stem == "train":
-            continue
-        frame = pd.read_parquet(path)
-        missing = [c for c in DATA_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{path}: data set lacks column(s) {', '.join(missing)}")
-        dataset = path.parent.name
-        frames.append(pd.DataFrame({
-            "id": frame["id"].astype(str), "dataset": dataset, "split": path.stem,
-            "subset": subset_name(dataset, path.stem), "domain": frame["domain"].astype(str),
-            "features": [sorted(map(str, f)) if f is not None else [] for f in frame["features"]],
-            "request": frame["request"], "reference": frame["flow"],
-        }))
+    for dataset, splits in load_run_data(run_dir).items():
+        for split, ds in splits.items():
+            frame = ds.to_pandas()
+            frames.append(pd.DataFrame({
+                "id": frame["id"].astype(str), "dataset": dataset, "split": split,
+                "subset": subset_name(dataset, split), "domain": frame["domain"].astype(str),
+                "features": [sorted(map(str, f)) if f is not None else [] for f in frame["features"]],
+                "request": frame["request"], "reference": frame["flow"],
+            }))
     if not frames:
         return None
     examples = pd.concat(frames, ignore_index=True)

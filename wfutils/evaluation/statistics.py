@@ -6,22 +6,27 @@ multinomial counts, so the means of every replicate and every system are one mat
 
 Definitions used throughout (stated once here, referenced by the notebooks and the claims):
 
+* Arms: which system is fine-tuned and which is prompted comes from the ``arm`` column the
+  scores carry (each system's :class:`~wfutils.data.predictions.SystemMeta`), never from names.
+
 * CI: percentile bootstrap, ``n_boot`` replicates, two-sided ``1 - alpha`` (default 95%).
 * Paired difference: per example ``a_i - b_i`` on the ids both systems predicted; p-values from
   a paired bootstrap (null-centred) and from a sign-flip permutation test.
 * Relative improvement of the fine-tuned model over prompting, as the paper states its "10% on
-  average": for each prompted system L, ``100 * (mean_slm - mean_L) / mean_L`` on the examples
+  average": for each prompted system L, ``100 * (mean_fine_tuned - mean_L) / mean_L`` on the examples
   both predicted; the headline is the plain mean of these percentages over the prompted
   systems (:func:`average_relative_improvement`), its CI from the same bootstrap replicates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+
+from wfutils.evaluation.result import META_COLUMNS, meta_of
 
 DEFAULT_BOOT = 2000
 _CHUNK_CELLS = 4_000_000  # float64 cells per count-matrix chunk (32 MB)
@@ -207,17 +212,6 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- tidy-table helpers
 
-def is_slm(system: str) -> bool:
-    """Fine-tuned systems are named ``slm*``."""
-    return str(system).startswith("slm")
-
-
-def is_oracle(system: str) -> bool:
-    from wfutils.evaluation.scoring import system_info
-
-    return system_info(str(system)).oracle
-
-
 def _metric_matrix(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
     part = scores[scores["metric"] == metric]
     if part.empty:
@@ -226,12 +220,26 @@ def _metric_matrix(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
                             observed=True)
 
 
-def system_summary(scores: pd.DataFrame, metric: str = "flowsim", *, n_boot: int = DEFAULT_BOOT, seed: int = 0,
-                   alpha: float = 0.05, pooled: bool = True) -> pd.DataFrame:
+def _meta(scores: pd.DataFrame) -> pd.DataFrame | None:
+    """The systems' metadata columns when the scores carry them (index: system), else None."""
+    return meta_of(scores) if all(c in scores.columns for c in META_COLUMNS) else None
+
+
+def _attach_meta(table: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame:
+    if meta is None:
+        return table
+    joined = meta.reindex(table["system"].astype(str).to_numpy())
+    joined.index = table.index
+    return pd.concat([table, joined], axis=1)
+
+
+def system_summary(scores: pd.DataFrame, metric: str = "flowsim_with_inputs", *, n_boot: int = DEFAULT_BOOT,
+                   seed: int = 0, alpha: float = 0.05, pooled: bool = True) -> pd.DataFrame:
     """Mean and bootstrap CI per system and subset (plus subset ``all`` when ``pooled``).
 
-    ``all`` pools only the subsets every system ran (at least partly), so pooled means compare like with like;
-    its ``subsets`` column says which.
+    ``all`` pools only the subsets every system ran (at least partly), so pooled means compare like with like.
+    When the scores carry the systems' metadata columns (arm, base_model, n_params, strategy, k,
+    retrieval), so does the summary.
     """
     matrix = _metric_matrix(scores, metric)
     rows = []
@@ -247,10 +255,10 @@ def system_summary(scores: pd.DataFrame, metric: str = "flowsim", *, n_boot: int
             if values.size == 0:
                 continue
             ci = mean_ci(values, n_boot, seed, alpha)
-            rows.append({"system": system, "subset": subset, "metric": metric, "n": ci.n, "mean": ci.estimate,
-                         "ci_low": ci.low, "ci_high": ci.high,
-                         "arm": "slm" if is_slm(system) else "llm"})
-    return pd.DataFrame(rows, columns=["system", "subset", "metric", "n", "mean", "ci_low", "ci_high", "arm"])
+            rows.append({"system": str(system), "subset": str(subset), "metric": metric, "n": ci.n,
+                         "mean": ci.estimate, "ci_low": ci.low, "ci_high": ci.high})
+    table = pd.DataFrame(rows, columns=["system", "subset", "metric", "n", "mean", "ci_low", "ci_high"])
+    return _attach_meta(table, _meta(scores))
 
 
 def summary_all_metrics(scores: pd.DataFrame, metrics: Sequence[str], *, n_boot: int = DEFAULT_BOOT, seed: int = 0
@@ -259,71 +267,84 @@ def summary_all_metrics(scores: pd.DataFrame, metrics: Sequence[str], *, n_boot:
     return pd.concat([system_summary(scores, m, n_boot=n_boot, seed=seed) for m in metrics], ignore_index=True)
 
 
-def paired_comparisons(scores: pd.DataFrame, metric: str = "flowsim", *, n_boot: int = DEFAULT_BOOT, seed: int = 0,
-                       alpha: float = 0.05, slm_systems: Sequence[str] | None = None,
-                       llm_systems: Sequence[str] | None = None) -> pd.DataFrame:
+PAIRED_COLUMNS = ("fine_tuned", "prompted", "subset", "metric", "n", "mean_fine_tuned", "mean_prompted", "diff",
+                  "diff_low", "diff_high", "p_bootstrap", "p_permutation", "rel_improvement_pct", "rel_low",
+                  "rel_high", "p_holm")
+
+
+def paired_comparisons(scores: pd.DataFrame, metric: str = "flowsim_with_inputs", *, n_boot: int = DEFAULT_BOOT,
+                       seed: int = 0, alpha: float = 0.05, fine_tuned: Sequence[str] | None = None,
+                       prompted: Sequence[str] | None = None) -> pd.DataFrame:
     """Every fine-tuned system minus every prompted system, per subset, on the ids both predicted.
 
-    Columns: slm, llm, subset, n (paired examples), mean_slm, mean_llm, diff with CI, p-values
-    (bootstrap, permutation, Holm-adjusted permutation over the table), relative improvement (%) with CI.
+    The arms come from the scores' ``arm`` column (the systems' metadata) unless ``fine_tuned`` /
+    ``prompted`` name the systems. Columns (:data:`PAIRED_COLUMNS`): fine_tuned, prompted, subset,
+    n (paired examples), the two means, diff with CI, p-values (bootstrap, permutation,
+    Holm-adjusted permutation over the table), relative improvement (%) with CI.
     """
     matrix = _metric_matrix(scores, metric)
-    systems = list(matrix.columns)
-    slms = [s for s in systems if is_slm(s)] if slm_systems is None else list(slm_systems)
-    llms = [s for s in systems if not is_slm(s)] if llm_systems is None else list(llm_systems)
+    if fine_tuned is None or prompted is None:
+        meta = _meta(scores)
+        if meta is None:
+            raise ValueError("the scores carry no 'arm' column: pass fine_tuned= and prompted=, or score the run "
+                             "with wfutils.evaluation.scoring.evaluate_run")
+        fine_tuned = list(meta.index[meta["arm"] == "fine-tuned"]) if fine_tuned is None else fine_tuned
+        prompted = list(meta.index[meta["arm"] == "prompted"]) if prompted is None else prompted
     rows = []
     for subset, frame in matrix.groupby(level=0, observed=True):
-        for slm in slms:
-            for llm in llms:
-                if slm not in frame or llm not in frame:
+        for a in fine_tuned:
+            for b in prompted:
+                if a not in frame or b not in frame:
                     continue
-                pair = frame[[slm, llm]].dropna()
+                pair = frame[[a, b]].dropna()
                 if pair.empty:
                     continue
-                r = paired_comparison(pair[slm].to_numpy(), pair[llm].to_numpy(), n_boot, seed, alpha)
-                rows.append({"slm": slm, "llm": llm, "subset": subset, "metric": metric, "n": r.n,
-                             "mean_slm": r.mean_a, "mean_llm": r.mean_b, "diff": r.diff, "diff_low": r.diff_low,
-                             "diff_high": r.diff_high, "p_bootstrap": r.p_bootstrap, "p_permutation": r.p_permutation,
-                             "rel_improvement_pct": r.rel_improvement_pct, "rel_low": r.rel_low,
-                             "rel_high": r.rel_high})
-    out = pd.DataFrame(rows, columns=["slm", "llm", "subset", "metric", "n", "mean_slm", "mean_llm", "diff", "diff_low",
-                                      "diff_high", "p_bootstrap", "p_permutation", "rel_improvement_pct",
-                                      "rel_low", "rel_high"])
+                r = paired_comparison(pair[a].to_numpy(), pair[b].to_numpy(), n_boot, seed, alpha)
+                rows.append({"fine_tuned": a, "prompted": b, "subset": str(subset), "metric": metric, "n": r.n,
+                             "mean_fine_tuned": r.mean_a, "mean_prompted": r.mean_b, "diff": r.diff,
+                             "diff_low": r.diff_low, "diff_high": r.diff_high, "p_bootstrap": r.p_bootstrap,
+                             "p_permutation": r.p_permutation, "rel_improvement_pct": r.rel_improvement_pct,
+                             "rel_low": r.rel_low, "rel_high": r.rel_high})
+    out = pd.DataFrame(rows, columns=list(PAIRED_COLUMNS[:-1]))
     out["p_holm"] = holm(out["p_permutation"].to_numpy()) if len(out) else []
     return out
 
 
-def average_relative_improvement(values: pd.DataFrame, slm: str, llms: Sequence[str], *,
+def average_relative_improvement(values: pd.DataFrame, fine_tuned: str, prompted: Sequence[str], *,
                                  n_boot: int = DEFAULT_BOOT, seed: int = 0, alpha: float = 0.05) -> dict[str, object]:
-    """The paper's "X% on average": mean over ``llms`` of ``100 (mean_slm - mean_L) / mean_L``.
+    """The paper's "X% on average": mean over ``prompted`` systems L of ``100 (mean_ft - mean_L) / mean_L``.
 
     ``values``: rows = examples, columns = systems (one metric, one subset or pooled). Only the
     examples every listed system predicted are used (``n`` says how many); the CI comes from
-    bootstrap replicates shared by all systems.
+    bootstrap replicates shared by all systems. Returns estimate, low, high, n, fine_tuned,
+    prompted and ``per_prompted`` (the percentage per prompted system).
     """
-    columns = [slm, *llms]
+    columns = [fine_tuned, *prompted]
     frame = values[columns].dropna()
     n = len(frame)
-    if n == 0 or not llms:
-        return {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "n": n, "slm": slm,
-                "llms": list(llms), "per_llm": {}}
+    if n == 0 or not prompted:
+        return {"estimate": float("nan"), "low": float("nan"), "high": float("nan"), "n": n, "fine_tuned": fine_tuned,
+                "prompted": list(prompted), "per_prompted": {}}
     matrix = frame.to_numpy(dtype=np.float64)
     means = matrix.mean(axis=0)
-    per_llm = relative_improvement(np.full(len(llms), means[0]), means[1:])
+    per_prompted = relative_improvement(np.full(len(prompted), means[0]), means[1:])
     boot = bootstrap_means(matrix, n_boot, seed)
     rel = relative_improvement(boot[:, :1], boot[:, 1:])
     counted = np.isfinite(rel).sum(axis=1)
     rel_boot = np.where(counted > 0, np.nansum(rel, axis=1) / np.maximum(counted, 1), np.nan)
     finite = rel_boot[np.isfinite(rel_boot)]
     low, high = (np.quantile(finite, [alpha / 2, 1 - alpha / 2]) if finite.size else (np.nan, np.nan))
-    return {"estimate": float(np.nanmean(per_llm)) if np.isfinite(per_llm).any() else float("nan"),
-            "low": float(low), "high": float(high), "n": n, "slm": slm, "llms": list(llms),
-            "per_llm": {name: float(v) for name, v in zip(llms, per_llm)}}
+    return {"estimate": float(np.nanmean(per_prompted)) if np.isfinite(per_prompted).any() else float("nan"),
+            "low": float(low), "high": float(high), "n": n, "fine_tuned": fine_tuned, "prompted": list(prompted),
+            "per_prompted": {name: float(v) for name, v in zip(prompted, per_prompted)}}
 
 
-def feature_summary(scores: pd.DataFrame, features: pd.DataFrame, metric: str = "flowsim", *,
+def feature_summary(scores: pd.DataFrame, features: pd.DataFrame, metric: str = "flowsim_with_inputs", *,
                     n_boot: int = DEFAULT_BOOT, seed: int = 0) -> pd.DataFrame:
-    """Mean and CI per system and feature tag (``features``: id, feature rows; all subsets pooled)."""
+    """Mean and CI per system and feature tag (``features``: id, feature rows; all subsets pooled).
+
+    Carries the systems' metadata columns when the scores do.
+    """
     matrix = _metric_matrix(scores, metric).droplevel(0)
     rows = []
     for feature, ids in features.groupby("feature")["id"]:
@@ -332,27 +353,28 @@ def feature_summary(scores: pd.DataFrame, features: pd.DataFrame, metric: str = 
             values = frame[system].dropna().to_numpy()
             if values.size:
                 ci = mean_ci(values, n_boot, seed)
-                rows.append({"system": system, "feature": feature, "metric": metric, "n": ci.n, "mean": ci.estimate,
-                             "ci_low": ci.low, "ci_high": ci.high})
-    return pd.DataFrame(rows, columns=["system", "feature", "metric", "n", "mean", "ci_low", "ci_high"])
+                rows.append({"system": str(system), "feature": feature, "metric": metric, "n": ci.n,
+                             "mean": ci.estimate, "ci_low": ci.low, "ci_high": ci.high})
+    table = pd.DataFrame(rows, columns=["system", "feature", "metric", "n", "mean", "ci_low", "ci_high"])
+    return _attach_meta(table, _meta(scores))
 
 
-def subgroup_gain(values: pd.DataFrame, slm: str, llms: Sequence[str], in_group: np.ndarray, *,
+def subgroup_gain(values: pd.DataFrame, fine_tuned: str, prompted: Sequence[str], in_group: np.ndarray, *,
                   n_boot: int = DEFAULT_BOOT, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
     """Does the fine-tuned model gain more inside a subgroup than outside it?
 
-    gain = mean over ``llms`` of (mean_slm - mean_L), in FlowSim points, on the examples every
+    gain = mean over ``prompted`` systems L of (mean_ft - mean_L), in FlowSim points, on the examples every
     system predicted; returns gain inside, gain outside, their difference (inside - outside)
     with a bootstrap CI (stratified: examples resampled within each group), and the counts.
     """
-    columns = [slm, *llms]
+    columns = [fine_tuned, *prompted]
     mask = pd.Series(np.asarray(in_group, dtype=bool), index=values.index)
     frame = values[columns].dropna()
     mask = mask.loc[frame.index].to_numpy()
     inside, outside = frame.to_numpy()[mask], frame.to_numpy()[~mask]
     result = {"n_in": int(inside.shape[0]), "n_out": int(outside.shape[0]), "gain_in": float("nan"),
               "gain_out": float("nan"), "diff": float("nan"), "low": float("nan"), "high": float("nan")}
-    if inside.shape[0] == 0 or outside.shape[0] == 0 or not llms:
+    if inside.shape[0] == 0 or outside.shape[0] == 0 or not prompted:
         return result
 
     def gain(m: np.ndarray) -> np.ndarray:

@@ -41,40 +41,28 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from wfutils.flows.flowsim import COMPONENT_PREFIXES, TRIGGER_TYPES, EditOperation, edit_operations
-from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS as FLOW_LOGIC
+from wfutils.flows.flowsim import EditOperation, edit_operations
+from wfutils.flows.vocabulary import (COMPONENT_CATEGORIES, FLOW_LOGIC_DEFINITIONS, TABLE_INPUTS, TRIGGER_TYPES,
+                                      components, inputs, trigger_type)
 
 ERROR_TAGS: tuple[str, ...] = (
     "invalid_json", "truncated", "wrong_trigger_type", "wrong_trigger_condition", "missing_step",
     "extra_step", "wrong_action", "wrong_flow_logic", "wrong_nesting", "wrong_table",
     "hallucinated_step", "hallucinated_table", "wrong_input_value",
 )
-#: Input names that hold a table name.
-TABLE_INPUTS = frozenset({"table", "task_table", "table_name"})
 #: Tags that describe the model output as a whole rather than a structural mistake.
 FORMAT_TAGS = frozenset({"invalid_json", "truncated"})
 
 
 # --------------------------------------------------------------------------- flow inspection
 
-def _components(flow: Any) -> list[dict[str, Any]]:
-    if not isinstance(flow, dict) or not isinstance(flow.get("components"), list):
-        return []
-    return [c for c in flow["components"] if isinstance(c, dict)]
-
-
-def _inputs(holder: Any) -> list[dict[str, Any]]:
-    if not isinstance(holder, dict) or not isinstance(holder.get("inputs"), list):
-        return []
-    return [i for i in holder["inputs"] if isinstance(i, dict)]
-
-
 def flow_definitions(flow: Any) -> list[str]:
     """Definitions of the flow's components (flow logic upper-cased; non-strings as their repr; missing ones skipped)."""
     out = []
-    for component in _components(flow):
+    for component in components(flow):
         definition = component.get("definition")
         if definition is None:
             continue
@@ -92,10 +80,10 @@ def flow_tables(flow: Any) -> list[str]:
     holders: list[Any] = []
     if isinstance(flow, dict):
         holders.append(flow.get("trigger"))
-    holders.extend(_components(flow))
+    holders.extend(components(flow))
     tables = []
     for holder in holders:
-        for item in _inputs(holder):
+        for item in inputs(holder):
             if item.get("name") in TABLE_INPUTS and isinstance(item.get("value"), str) and item["value"]:
                 tables.append(item["value"])
     return tables
@@ -129,15 +117,10 @@ def vocabulary(flows: Iterable[Any]) -> tuple[set[str], set[str]]:
     return definitions, tables
 
 
-def _trigger_type(flow: Any) -> Any:
-    trigger = flow.get("trigger") if isinstance(flow, dict) else None
-    return trigger.get("type") if isinstance(trigger, dict) else None
-
-
 # --------------------------------------------------------------------------- edit-script analysis
 
 def _is_component(label: str | None) -> bool:
-    return isinstance(label, str) and label.startswith(COMPONENT_PREFIXES)
+    return isinstance(label, str) and label.startswith(COMPONENT_CATEGORIES)  # FlowSim labels: category___definition___scope
 
 
 def _component_prefix(path: Sequence[str]) -> tuple[str, ...] | None:
@@ -234,7 +217,7 @@ def script_tags(operations: Sequence[EditOperation]) -> set[str]:
 
 def _bag_tags(flow: Any, reference: Any) -> set[str]:
     """Fallback when no edit script exists (a flow FlowSim cannot turn into a tree): compare step bags."""
-    logic = set(FLOW_LOGIC)
+    logic = set(FLOW_LOGIC_DEFINITIONS)
     pred, ref = Counter(flow_definitions(flow)), Counter(flow_definitions(reference))
     tags: set[str] = set()
     for name in ref - pred:
@@ -262,7 +245,7 @@ def error_tags(flow: Any, reference: Any, parse_status: str = "ok", *,
     if flow != reference:
         operations = edit_operations(flow, reference, with_inputs=True)
         tags |= script_tags(operations) if operations else _bag_tags(flow, reference)
-        if _trigger_type(flow) != _trigger_type(reference):
+        if trigger_type(flow) != trigger_type(reference):
             tags.add("wrong_trigger_type")
             tags.discard("wrong_trigger_condition")
         if Counter(flow_tables(flow)) != Counter(flow_tables(reference)):
