@@ -9,7 +9,9 @@ Two endpoints, measured in the same run:
   model itself is the bottleneck, so extra workers help little.
 
 Each measurement uses a fresh cache directory (no hits); a final pass re-runs the last
-configuration on its warm cache and reports the cache-hit throughput.
+configuration on its warm cache and reports the cache-hit throughput. ``attempts`` counts the
+HTTP requests sent (the openai client's retries included; equal to ``requests`` when nothing
+failed).
 
 Usage: python benchmarks/llm_bench.py [--requests 16] [--workers 1 2 4 8] [--delay 0.25]
        [--local-requests 8] [--max-tokens 8] [--skip-local]
@@ -79,7 +81,8 @@ def _measure(make_client, n: int, workers: list[int], max_tokens: int, tag: str)
         errors = [r.error for r in results if not r.ok]
         if errors:
             raise SystemExit(f"{tag}: {len(errors)} failed calls, first: {errors[0]}")
-        rows.append({"endpoint": tag, "workers": w, "requests": n, "wall_s": round(wall, 3),
+        rows.append({"endpoint": tag, "workers": w, "requests": n, "attempts": client.stats.network_calls,
+                     "wall_s": round(wall, 3),
                      "req_per_s": round(n / wall, 3),
                      "tokens_per_s": round(sum(r.completion_tokens for r in results) / wall, 1)})
         last_cache, last_w = cache, w
@@ -92,14 +95,15 @@ def _measure(make_client, n: int, workers: list[int], max_tokens: int, tag: str)
     client.chat_many(_conversations(n, f"{tag}-{last_w}"), concurrency=last_w, max_tokens=max_tokens)
     wall = time.perf_counter() - t0
     assert client.stats.network_calls == 0, client.stats
-    rows.append({"endpoint": f"{tag} (cached rerun)", "workers": last_w, "requests": n, "wall_s": round(wall, 4),
+    rows.append({"endpoint": f"{tag} (cached rerun)", "workers": last_w, "requests": n, "attempts": 0,
+                 "wall_s": round(wall, 4),
                  "req_per_s": round(n / wall, 1), "tokens_per_s": None,
                  "speedup_vs_1": round((n / wall) / base, 1)})
     return rows
 
 
 def _print(rows: list[dict]) -> None:
-    cols = ["endpoint", "workers", "requests", "wall_s", "req_per_s", "tokens_per_s", "speedup_vs_1"]
+    cols = ["endpoint", "workers", "requests", "attempts", "wall_s", "req_per_s", "tokens_per_s", "speedup_vs_1"]
     print(" | ".join(f"{c:>14}" for c in cols))
     for r in rows:
         print(" | ".join(f"{str(r[c]):>14}" for c in cols))

@@ -33,7 +33,8 @@ def shared_server() -> LocalServer:
 class Proxy:
     """A real HTTP server on 127.0.0.1 that forwards to ``target`` (``.../v1``), but
 
-    * answers the first ``fail_first`` POSTs with ``fail_status`` (e.g. 500 or 429), and
+    * answers the first ``fail_first`` POSTs with ``fail_status`` (e.g. 503 or 429; with
+      ``retry-after-ms: 10`` so the openai client's retries wait 10 ms), and
     * answers HTTP 400 to any request whose body has ``response_format`` when
       ``reject_response_format`` is set.
 
@@ -88,7 +89,9 @@ class Proxy:
                         proxy.bodies.append({})
                 if n <= proxy.fail_first:
                     message = {"error": {"message": "simulated failure", "type": "server_error"}}
-                    self._send(proxy.fail_status, json.dumps(message).encode(), {"Retry-After": "0"})
+                    # the openai client honours retry-after-ms: retry after 10 ms instead of its 0.5 s backoff
+                    self._send(proxy.fail_status, json.dumps(message).encode(),
+                               {"Retry-After": "0", "retry-after-ms": "10"})
                     return
                 if proxy.reject_response_format and b"response_format" in body:
                     message = {"error": {"message": "Unrecognized request argument supplied: response_format",

@@ -56,14 +56,29 @@ def test_cache_hit_on_rerun_makes_zero_calls_and_never_stores_the_key(server, tm
         assert json.loads(f.read_text())["result"]["text"]
 
 
-def test_retry_on_a_server_that_fails_the_first_request(server, tmp_path):
-    for status in (500, 429):
-        with Proxy(server.base_url, fail_first=1, fail_status=status) as proxy:
-            client = LLMClient(server.model, base_url=proxy.base_url, backoff_s=0.01, cache_dir=tmp_path / str(status))
-            result = client.chat(HELLO, max_tokens=2)
-        assert result.ok, result.error
-        assert result.attempts == 2 and proxy.posts == 2
-        assert result.text.strip()
+def test_the_openai_clients_retries_recover_from_503_twice_and_count_attempts(server, tmp_path):
+    with Proxy(server.base_url, fail_first=2, fail_status=503) as proxy:
+        client = LLMClient(server.model, base_url=proxy.base_url, max_retries=3, cache_dir=tmp_path)
+        assert client._client.max_retries == 3  # the openai client does the retrying
+        result = client.chat(HELLO, max_tokens=2)
+    assert result.ok, result.error
+    assert result.attempts == 3 and proxy.posts == 3 and client.stats.network_calls == 3
+    assert result.text.strip()
+
+
+def test_rate_limit_is_retried_and_exhausted_retries_are_classified(server, tmp_path):
+    with Proxy(server.base_url, fail_first=1, fail_status=429) as proxy:
+        client = LLMClient(server.model, base_url=proxy.base_url, cache_dir=tmp_path / "429")
+        result = client.chat(HELLO, max_tokens=2)
+    assert result.ok and result.attempts == 2 and proxy.posts == 2
+    with Proxy(server.base_url, fail_first=10, fail_status=503) as proxy:
+        client = LLMClient(server.model, base_url=proxy.base_url, max_retries=1, cache_dir=tmp_path / "503")
+        failed = client.chat(HELLO, max_tokens=2)
+        assert failed.error_kind == "server_error" and "503" in failed.error
+        assert failed.attempts == 2 and proxy.posts == 2
+        assert not list((tmp_path / "503").rglob("*.json"))  # failures are not cached
+        # a server error is not fatal: the next call is made (and fails the same way)
+        assert client.chat(HELLO, max_tokens=2).attempts == 2 and proxy.posts == 4
 
 
 def test_json_mode_falls_back_when_the_endpoint_rejects_response_format(server, tmp_path):
@@ -98,10 +113,13 @@ def test_context_overflow_is_refused_before_calling(server):
 
 def test_unreachable_server_fails_fast_with_a_clear_message():
     url = f"http://127.0.0.1:{find_free_port()}/v1"
-    client = LLMClient("m", base_url=url, backoff_s=0.01)
+    client = LLMClient("m", base_url=url, max_retries=1)
     result = client.chat(HELLO, max_tokens=2)
     assert result.error_kind == "unreachable" and url in result.error and "running" in result.error
-    assert client.chat(HELLO, max_tokens=2).attempts == 0  # later calls are skipped
+    assert result.attempts == 2  # the first attempt and the openai client's one retry
+    later = client.chat(HELLO, max_tokens=2)
+    assert later.attempts == 0 and later.error.startswith("skipped:")  # later calls are skipped
+    assert client.fatal_error == result.error
 
 
 def test_missing_key_for_a_remote_endpoint(monkeypatch):
@@ -120,7 +138,7 @@ def test_public_url_drops_credentials():
     from wfutils.llm.client import public_url
 
     assert public_url("https://user:pw@example.org:8443/v1?key=abc") == "https://example.org:8443/v1"
-    client = LLMClient("m", base_url="http://u:secretpw@127.0.0.1:9/v1", backoff_s=0.01)
+    client = LLMClient("m", base_url="http://u:secretpw@127.0.0.1:9/v1", max_retries=0)
     assert "secretpw" not in repr(client) and "secretpw" not in client.cache_id
     assert "secretpw" not in (client.chat(HELLO, max_tokens=1).error or "x")
 
@@ -149,9 +167,10 @@ def test_price_table(tmp_path):
 
 def test_response_cache_is_atomic_and_tolerates_damaged_entries(tmp_path):
     cache = ResponseCache(tmp_path)
-    key = ResponseCache.key("e", "m", HELLO, {"temperature": 0})
-    assert key != ResponseCache.key("e", "m", HELLO, {"temperature": 0.5})
-    assert key != ResponseCache.key("other", "m", HELLO, {"temperature": 0})
+    body = {"model": "m", "messages": HELLO, "temperature": 0}
+    key = ResponseCache.key("e", body)
+    assert key != ResponseCache.key("e", {**body, "temperature": 0.5})
+    assert key != ResponseCache.key("other", body)
     assert cache.get(key) is None
     cache.put(key, {"result": {"text": "hi"}})
     assert cache.get(key)["result"]["text"] == "hi"
@@ -160,3 +179,38 @@ def test_response_cache_is_atomic_and_tolerates_damaged_entries(tmp_path):
     assert cache.get(key) is None
     cache.put(key, {"result": {"text": "again"}})
     assert cache.get(key)["result"]["text"] == "again" and cache.count() == 1
+
+
+def test_the_cache_key_follows_every_part_of_the_request_sent():
+    client = LLMClient("m", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    schema = {"type": "object", "properties": {"trigger": {}}}
+
+    def key(**kwargs):
+        args = {"messages": HELLO, "max_tokens": 8, **kwargs}
+        return ResponseCache.key(client.cache_id, client.request_body(**args))
+
+    variants = [key(), key(messages=[{"role": "user", "content": "Say hello!"}]), key(max_tokens=9),
+                key(temperature=0.3), key(json_mode="object"), key(json_mode="schema", json_schema=schema),
+                key(json_mode="schema", json_schema={**schema, "required": ["trigger"]}), key(seed=1),
+                key(stop=["}"]), key(top_p=0.9)]
+    assert len(set(variants)) == len(variants)
+    assert key() == key()  # deterministic
+    other = LLMClient("m2", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    assert ResponseCache.key(other.cache_id, other.request_body(HELLO, max_tokens=8)) != key()
+
+
+def test_refresh_skips_cache_reads_and_overwrites_the_entry(server, tmp_path):
+    cache = tmp_path / "cache"
+    warm = server.client(cache_dir=cache)
+    first = warm.chat(HELLO, max_tokens=3)
+    assert first.ok and not first.cached
+    entry = next(cache.rglob("*.json"))
+    before = json.loads(entry.read_text())["created"]
+    forced = server.client(cache_dir=cache, refresh=True)
+    again = forced.chat(HELLO, max_tokens=3)
+    assert again.ok and not again.cached and again.attempts == 1 and forced.stats.network_calls == 1
+    assert json.loads(entry.read_text())["result"]["latency_s"] == again.latency_s and before
+    # per call: refresh=False reads the cache even on a refreshing client, refresh=True skips it on a normal one
+    assert forced.chat(HELLO, max_tokens=3, refresh=False).cached
+    assert not warm.chat(HELLO, max_tokens=3, refresh=True).cached
+    assert warm.chat(HELLO, max_tokens=3).cached and warm.stats.network_calls == 2

@@ -1,4 +1,5 @@
-"""wfutils.llm.strategies: templates, messages, assembly (property-based) and real runs on the local server."""
+"""wfutils.llm strategies, assembly, systems and runner: templates, messages, assembly (property-based),
+system metadata, and real runs on the local server (resume keys, force, sidecars)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.llm_server import shared_server
+from tests.llm_server import MODEL, shared_server
+from wfutils.data.predictions import SystemMeta, predictions_path, read_predictions, read_sidecar, read_system_meta
 from wfutils.data.synthetic import build_synthetic
-from wfutils.data.predictions import read_predictions
+from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES, validate_flow
+from wfutils.llm.assembly import assemble_flow
+from wfutils.llm.generation import generate
+from wfutils.llm.retrieval import Retriever
+from wfutils.llm.runner import run_system, trace_path
 from wfutils.llm.strategies import (
     STRATEGIES,
-    assemble_flow,
+    Strategy,
     build_messages,
     fixed_examples,
-    generate,
-    run_system,
+    get_strategy,
+    register_strategy,
     system_name,
     template_text,
 )
-from wfutils.llm.retrieval import Retriever
-from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES, validate_flow
+from wfutils.llm.systems import decoding_label, local_model_facts, prompted_meta
 
 
 @pytest.fixture(scope="module")
@@ -142,42 +147,143 @@ def test_decomposed_strategy_gives_a_schema_valid_flow(server, retriever, data, 
     assert len(gen.raw_outputs) == gen.calls and gen.retrieved_ids == [e.id for e in got.examples]
 
 
-def test_run_system_writes_predictions_and_a_rerun_makes_no_call(server, retriever, data, tmp_path):
+def _meta(strategy: str = "zero_shot", retrieval: str = "none", k: int = 0, system: str | None = None) -> SystemMeta:
+    return prompted_meta(system or system_name(MODEL, strategy, retrieval), strategy, base_model=MODEL,
+                         n_params=134515008, k=k, retrieval=retrieval, engine="transformers serve (test)",
+                         decoding="greedy")
+
+
+def test_prompted_meta_per_strategy():
+    expected = {  # (strategy, arm's retrieval mode) -> (k in the prompt, retrieval recorded)
+        ("zero_shot", "bm25"): (0, "none"), ("few_shot", "bm25"): (3, "none"),
+        ("rag_few_shot", "bm25"): (3, "bm25"), ("rag_few_shot", "oracle"): (3, "oracle"),
+        ("decomposed", "bm25"): (3, "bm25"), ("decomposed", "oracle"): (3, "oracle"),
+    }
+    for (strategy, mode), (k, retrieval) in expected.items():
+        meta = prompted_meta(f"s-{strategy}-{mode}", strategy, base_model="gpt-4o", n_params=0, k=3, retrieval=mode,
+                             engine="openai-compatible: https://api.openai.com/v1", decoding="greedy")
+        assert (meta.arm, meta.strategy, meta.k, meta.retrieval) == ("prompted", strategy, k, retrieval)
+        assert meta.adapter is None and meta.n_params == 0 and meta.model_sha256 is None
+    with pytest.raises(ValueError, match="bm25' or 'oracle"):
+        prompted_meta("x", "rag_few_shot", base_model="m", n_params=0, k=3, retrieval="none", engine="e", decoding="greedy")
+    assert decoding_label(0.0) == "greedy" and decoding_label(0, "schema") == "greedy+json_schema"
+    assert decoding_label(0.7, "object") == "sampling(temperature=0.7)+json_object"
+
+
+def test_registering_a_strategy_is_one_call():
+    s = register_strategy(Strategy("rag_zero_catalog", "v1", ("system", "catalog", "request"), "retrieved", True,
+                                   "single", "1", "catalogue and examples, single call"))
+    try:
+        assert get_strategy("rag_zero_catalog") is s and s.retrieval_modes == ("bm25", "oracle")
+        assert build_messages("rag_zero_catalog", "r")[-1]["content"].endswith("r")
+        with pytest.raises(ValueError, match="already registered"):
+            register_strategy(s)
+    finally:
+        STRATEGIES.pop("rag_zero_catalog")
+    with pytest.raises(FileNotFoundError, match="nope.v1.txt"):
+        register_strategy(Strategy("bad", "v1", ("nope",), "none", False, "single", "1", "missing template"))
+    assert "bad" not in STRATEGIES
+
+
+def test_local_model_facts_count_parameters_and_hash_the_gguf():
+    facts = local_model_facts(MODEL)
+    assert facts["n_params"] == 134_515_008  # SmolLM2-135M, tied embeddings counted once
+    assert len(facts["model_sha256"]) == 64 and int(facts["model_sha256"], 16) >= 0
+
+
+def test_run_system_writes_predictions_sidecar_and_a_rerun_makes_no_call(server, retriever, data, tmp_path):
     client = server.client(cache_dir=tmp_path / "llm" / "cache")
     rows = data["test"].select(range(2))
-    kwargs = dict(run_dir=tmp_path, split="test", system="smollm2-135m-zero-shot", retriever=retriever,
-                  concurrency=2, max_tokens=6, progress=False)
-    first = run_system(client, "zero_shot", rows, **kwargs)
+    meta = _meta()
+    kwargs = dict(run_dir=tmp_path, retriever=retriever, concurrency=2, max_tokens=6, progress=False)
+    first = run_system(client, meta, {"synthetic/test": rows}, **kwargs)
     assert first["written"] == 2 and first["calls"] == 2 and first["cache_hits"] == 0 and not first["errors"]
-    preds = read_predictions(tmp_path / "predictions" / "smollm2-135m-zero-shot.jsonl")
+    assert first["splits"]["synthetic/test"] == {"examples": 2, "written": 2, "already_done": 0, "failed": 0}
+    path = predictions_path(tmp_path, meta.system)
+    assert read_system_meta(path) == meta
+    assert read_sidecar(path)["resume_key"]
+    preds = read_predictions(path)
     assert sorted(p.id for p in preds) == sorted(rows["id"])
-    assert all(p.system == "smollm2-135m-zero-shot" and p.split == "test" and p.output for p in preds)
+    assert all(p.system == meta.system and p.split == "test" and p.output for p in preds)
     assert all(p.prompt_tokens > 0 and 0 < p.completion_tokens <= 6 and p.latency_s > 0 for p in preds)
-    assert {p.reference for p in preds} == set(rows["flow"])
-    again = run_system(client, "zero_shot", rows, **kwargs)
-    assert again["already_done"] == 2 and again["calls"] == 0 and again["written"] == 0
+    again = run_system(client, meta, {"synthetic/test": rows}, **kwargs)
+    assert again["already_done"] == 2 and again["calls"] == 0 and again["written"] == 0 and again["restarted"] is None
     # a lost predictions file is rebuilt from the response cache without new calls
-    (tmp_path / "predictions" / "smollm2-135m-zero-shot.jsonl").unlink()
+    path.unlink()
     before = client.stats.network_calls
-    rebuilt = run_system(client, "zero_shot", rows, **kwargs)
+    rebuilt = run_system(client, meta, {"synthetic/test": rows}, **kwargs)
     assert rebuilt["written"] == 2 and rebuilt["cache_hits"] == 2 and client.stats.network_calls == before
-    traces = (tmp_path / "llm" / "traces" / "smollm2-135m-zero-shot.jsonl").read_text().splitlines()
+    traces = trace_path(tmp_path, meta.system).read_text().splitlines()
     assert len(traces) == 4 and all(json.loads(t)["written"] for t in traces)
+
+
+def test_a_changed_resume_key_or_data_restarts_and_force_recomputes(server, retriever, data, tmp_path):
+    client = server.client(cache_dir=tmp_path / "llm" / "cache")
+    rows = data["test"].select(range(2)).to_list()
+    meta = _meta()
+    kwargs = dict(run_dir=tmp_path, retriever=retriever, concurrency=2, max_tokens=5, progress=False)
+    run_system(client, meta, {"synthetic/test": rows}, **kwargs)
+    key_before = read_sidecar(predictions_path(tmp_path, meta.system))["resume_key"]
+    calls = client.stats.network_calls
+    # the caller's key changed: the file restarts, and the unchanged requests replay from the cache
+    changed = run_system(client, meta, {"synthetic/test": rows}, key={"note": "v2"}, **kwargs)
+    assert changed["restarted"] and changed["written"] == 2 and changed["cache_hits"] == 2
+    assert client.stats.network_calls == calls
+    assert read_sidecar(predictions_path(tmp_path, meta.system))["resume_key"] != key_before
+    assert len(trace_path(tmp_path, meta.system).read_text().splitlines()) == 2  # the trace restarted too
+    # a decoding parameter changed: restart, and new requests (a different cache key)
+    fewer = run_system(client, meta, {"synthetic/test": rows}, key={"note": "v2"}, **{**kwargs, "max_tokens": 4})
+    assert fewer["restarted"] and fewer["written"] == 2 and fewer["cache_hits"] == 0
+    assert all(p.completion_tokens <= 4 for p in read_predictions(predictions_path(tmp_path, meta.system)))
+    # the run's data was rebuilt: same id, another request -> restart
+    edited = [dict(rows[0], request=rows[0]["request"] + " Also log it."), rows[1]]
+    stale = run_system(client, meta, {"synthetic/test": edited}, key={"note": "v2"}, **{**kwargs, "max_tokens": 4})
+    assert stale["restarted"].startswith("data changed") and stale["written"] == 2 and stale["cache_hits"] == 1
+    # force: restart and skip cache reads (every call goes to the server)
+    calls = client.stats.network_calls
+    forced = run_system(client, meta, {"synthetic/test": edited}, key={"note": "v2"}, force=True,
+                        **{**kwargs, "max_tokens": 4})
+    assert forced["restarted"] == "force" and forced["cache_hits"] == 0 and forced["calls"] == 2
+    assert client.stats.network_calls == calls + 2
+
+
+def test_run_system_on_two_splits_and_retrieval_from_metadata(server, retriever, data, tmp_path):
+    client = server.client(cache_dir=tmp_path / "llm" / "cache")
+    meta = _meta("rag_few_shot", "oracle", k=1)
+    splits = {"synthetic/test": data["test"].select([0]), "synthetic/ood": data["ood"].select([0])}
+    out = run_system(client, meta, splits, run_dir=tmp_path, retriever=retriever, max_tokens=3, progress=False)
+    assert out["written"] == 2 and set(out["splits"]) == set(splits)
+    preds = read_predictions(predictions_path(tmp_path, meta.system))
+    assert sorted(p.split for p in preds) == ["ood", "test"]
+    assert read_system_meta(predictions_path(tmp_path, meta.system)).retrieval == "oracle"
+    traces = [json.loads(t) for t in trace_path(tmp_path, meta.system).read_text().splitlines()]
+    for t in traces:  # oracle retrieval: the examples whose flows look like the reference
+        row = next(r for r in data["test"].to_list() + data["ood"].to_list() if r["id"] == t["id"])
+        assert t["retrieved_ids"] == [e.id for e in retriever.oracle(row["flow"], 1, exclude_ids=[row["id"]],
+                                                                      request=row["request"]).examples]
 
 
 def test_run_system_checks_its_inputs(retriever, tmp_path):
     from wfutils.llm.client import LLMClient
 
-    client = LLMClient("m", base_url="http://127.0.0.1:9/v1")
+    client = LLMClient("m", base_url="http://127.0.0.1:9/v1", max_retries=0)
     with pytest.raises(ValueError, match="record 0: field 'flow'"):
-        run_system(client, "zero_shot", [{"id": "a", "request": "r"}], run_dir=tmp_path, split="s", system="x")
+        run_system(client, _meta(system="x"), {"s": [{"id": "a", "request": "r"}]}, run_dir=tmp_path)
     with pytest.raises(ValueError, match="needs a retriever"):
-        run_system(client, "rag_few_shot", [{"id": "a", "request": "r", "flow": "{}"}], run_dir=tmp_path,
-                   split="s", system="x")
+        run_system(client, _meta("rag_few_shot", "bm25", 3, system="x"), {"s": [{"id": "a", "request": "r", "flow": "{}"}]},
+                   run_dir=tmp_path)
+    with pytest.raises(ValueError, match="ids repeat"):
+        row = {"id": "a", "request": "r", "flow": "{}"}
+        run_system(client, _meta(system="x"), {"s": [row], "t": [row]}, run_dir=tmp_path)
+    fine_tuned = SystemMeta(system="x", arm="fine-tuned", base_model="m", n_params=1)
+    with pytest.raises(ValueError, match="prompted"):
+        run_system(client, fine_tuned, {"s": []}, run_dir=tmp_path)
+    with pytest.raises(TypeError, match="split names"):
+        run_system(client, _meta(system="x"), [{"id": "a", "request": "r", "flow": "{}"}], run_dir=tmp_path)
 
 
 @pytest.mark.slow
-def test_notebook_03_runs_and_a_rerun_makes_zero_calls(tmp_path):
+def test_notebook_03_runs_a_rerun_makes_zero_calls_and_force_recomputes(tmp_path):
     import papermill as pm
 
     from wfutils.data.store import build_all
@@ -185,19 +291,33 @@ def test_notebook_03_runs_and_a_rerun_makes_zero_calls(tmp_path):
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     run_dir = tmp_path / "run"
     build_all(run_dir, n_train=60, n_test=2, n_ood=1, corpora=())
-    params = dict(run_dir=str(run_dir), strategies=["zero_shot", "decomposed"], eval_splits=["synthetic/test"],
-                  max_examples=2, max_tokens=32, step_max_tokens=8, concurrency=2, k=1)
-    for attempt in range(2):
-        pm.execute_notebook(str(repo / "notebooks" / "03_llm_prompting.ipynb"), str(tmp_path / f"out{attempt}.ipynb"),
-                            parameters=params, cwd=str(repo), progress_bar=False, kernel_name="python3")
+    params = dict(run_dir=str(run_dir), strategies=["zero_shot", "few_shot", "decomposed"],
+                  retrieval=["bm25", "oracle"], eval_splits=["synthetic/test"], max_examples=2, max_tokens=32,
+                  step_max_tokens=8, concurrency=2, k=1)
+    systems = {"smollm2-135m-zero-shot": ("zero_shot", 0, "none"), "smollm2-135m-few-shot": ("few_shot", 1, "none"),
+               "smollm2-135m-decomposed": ("decomposed", 1, "bm25"),
+               "smollm2-135m-decomposed-oracle": ("decomposed", 1, "oracle")}
+    for attempt, force in enumerate((False, False, True)):
+        out = tmp_path / f"out{attempt}.ipynb"
+        pm.execute_notebook(str(repo / "notebooks" / "03_llm_prompting.ipynb"), str(out),
+                            parameters={**params, "force": force}, cwd=str(repo), progress_bar=False,
+                            kernel_name="python3")
         summary = json.loads((run_dir / "llm" / "summary.json").read_text())
         stats = summary["models"]["smollm2-135m"]["client_stats"]
-        if attempt == 0:
-            assert stats["network_calls"] >= 4
-        else:
+        if attempt == 1:
             assert stats["network_calls"] == 0  # the rerun answers from predictions files and the cache
-    table = __import__("pandas").read_csv(run_dir / "llm" / "systems_table.csv")
-    assert set(table["system"]) == {"smollm2-135m-zero-shot", "smollm2-135m-decomposed"}
-    assert {"parse_rate", "flowsim", "flowsim_inputs", "cost_usd", "latency_s"} <= set(table.columns)
-    assert (run_dir / "llm" / "flowsim_by_system.png").exists()
+        else:
+            assert stats["network_calls"] >= 8
+        if force:
+            assert stats["cache_hits"] == 0  # force skips every cache read
+        assert set(summary["systems"]) == set(systems)
+    for system, (strategy, k, retrieval) in systems.items():
+        meta = read_system_meta(predictions_path(run_dir, system))
+        assert (meta.arm, meta.strategy, meta.k, meta.retrieval) == ("prompted", strategy, k, retrieval)
+        assert meta.base_model == "smollm2-135m" and meta.n_params == 134_515_008 and len(meta.model_sha256) == 64
+        assert meta.engine.startswith("transformers serve ") and meta.decoding == "greedy"
+        assert summary["systems"][system]["restarted"] == "force"
+    text = out.read_text()
+    assert "flowsim_with_inputs" in text and "flowsim_no_inputs" in text and '"flowsim"' not in text
+    assert not (run_dir / "llm" / "scores.parquet").exists()  # notebook 04 owns the scores
     assert "OPENAI_API_KEY" not in (run_dir / "llm" / "summary.json").read_text()

@@ -88,3 +88,11 @@ def test_flow_signature():
 def test_bad_training_rows_are_named():
     with pytest.raises(ValueError, match="record 1: field 'flow'"):
         Retriever([{"id": "a", "request": "r", "flow": "{}"}, {"id": "b", "request": "r2"}])
+
+
+def test_fingerprint_follows_the_example_pool(data):
+    a, b = Retriever(data["train"]), Retriever(list(data["train"]))
+    assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 16
+    rows = data["train"].to_list()
+    rows[0] = {**rows[0], "request": rows[0]["request"] + " Then close it."}
+    assert Retriever(rows).fingerprint != a.fingerprint

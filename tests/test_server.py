@@ -56,6 +56,9 @@ def test_shared_server_lists_its_model():
     assert server.base_url.startswith("http://127.0.0.1:") and server.name == MODEL
     assert server.cache_id == f"local:{MODEL}"  # no port: reruns on another port hit the cache
     assert server.context_window == 8192
+    from wfutils.provenance import package_version
+
+    assert server.engine == f"transformers serve {package_version('transformers')}"  # SystemMeta.engine
 
 
 def test_server_is_stopped_on_interrupt_with_no_orphan(tmp_path):

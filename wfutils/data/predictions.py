@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,6 +26,7 @@ from wfutils.provenance import code_digest
 from wfutils.storage import atomic_write_json
 
 ARMS = ("fine-tuned", "prompted")
+#: Built-in strategies; a strategy registered in wfutils.llm.strategies adds its own name.
 STRATEGIES = ("none", "zero_shot", "few_shot", "rag_few_shot", "decomposed")
 RETRIEVALS = ("none", "bm25", "oracle")
 META_SUFFIX = ".meta.json"
@@ -39,7 +41,7 @@ class SystemMeta:
     base_model: str
     n_params: int
     adapter: str | None = None
-    strategy: str = "none"  # one of STRATEGIES ("none": the fine-tuned model answers the bare request)
+    strategy: str = "none"  # a strategy name ("none": the fine-tuned model answers the bare request)
     k: int = 0  # examples in the prompt
     retrieval: str = "none"  # one of RETRIEVALS
     engine: str = ""  # what generated it, e.g. "transformers 5.24.0 (wfutils.slm.generation)", "openai-compatible: <url>"
@@ -52,8 +54,8 @@ class SystemMeta:
             problems.append("system is empty")
         if self.arm not in ARMS:
             problems.append(f"arm {self.arm!r} is not one of {ARMS}")
-        if self.strategy not in STRATEGIES:
-            problems.append(f"strategy {self.strategy!r} is not one of {STRATEGIES}")
+        if not isinstance(self.strategy, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", self.strategy):
+            problems.append(f"strategy {self.strategy!r} is not a strategy name (built in: {', '.join(STRATEGIES)})")
         if self.retrieval not in RETRIEVALS:
             problems.append(f"retrieval {self.retrieval!r} is not one of {RETRIEVALS}")
         if isinstance(self.n_params, bool) or not isinstance(self.n_params, int) or self.n_params < 0:

@@ -1,28 +1,45 @@
-"""A cached, retrying, concurrent chat client for any OpenAI-compatible endpoint.
+"""A cached, concurrent chat client for any OpenAI-compatible endpoint.
 
 >>> client = LLMClient(model="gpt-4o", cache_dir="results/dev/llm/cache")   # doctest: +SKIP
 >>> result = client.chat([{"role": "user", "content": "..."}], max_tokens=512)
->>> result.text, result.prompt_tokens, result.latency_s, result.cost_usd
+>>> result.text, result.prompt_tokens, result.latency_s, result.cost_usd, result.attempts
 
 * Endpoint: ``base_url`` argument, else ``$OPENAI_BASE_URL``, else OpenAI's API. The key
   comes from ``$OPENAI_API_KEY`` (or ``api_key=``); it is never logged, never part of a cache
   key or record, and masked in every error message and repr. A remote endpoint without a
   key fails at construction with a clear message; a local one (127.0.0.1 / localhost)
   needs none.
-* Cache: one JSON file per response under ``cache_dir`` (default
-  ``results/<run>/llm/cache``), named by the SHA-256 of (endpoint id, model, messages,
-  parameters) and written atomically, so a rerun, or a run resumed after a kill, repeats no
-  finished call. Failed calls are not cached.
-* Retries: rate limits (429), timeouts, connection errors and 5xx are retried with
-  exponential backoff and jitter (``Retry-After`` honoured); other errors are classified
-  (authentication, unknown model, context overflow, bad request) and returned, not raised,
-  so one failing system never stops the others. Fatal errors (no key, wrong key, unknown
-  model, unreachable server) stop the client's later calls at once instead of retrying
-  each one.
-* JSON mode: ``json_mode="schema"`` sends ``response_format`` with a JSON Schema,
-  ``"object"`` sends ``{"type": "json_object"}``; an endpoint that rejects it is retried
-  with the next weaker mode (schema -> object -> none) and remembered.
-* Cost: from the editable price table ``wfutils/llm/pricing.json`` (USD per 1M tokens).
+* Retries and timeouts are the ``openai`` client's own: ``max_retries`` (rate limits 429,
+  408 / 409, 5xx, timeouts and connection errors, with exponential backoff and jitter,
+  ``Retry-After`` / ``retry-after-ms`` honoured) and ``timeout_s`` per request. Every HTTP
+  attempt is counted (``ChatResult.attempts``, ``stats.network_calls``). What is left after
+  the retries is classified (``ChatResult.error_kind``: auth, unknown_model,
+  context_overflow, bad_request, rate_limit, server_error, timeout, unreachable, error) and
+  returned, not raised, so one failing system never stops the others. Fatal errors (wrong
+  key, unknown model, unreachable server) stop the client's later calls at once
+  (``skipped: ...``) instead of retrying each one.
+* JSON mode (the one retry this module does itself): ``json_mode="schema"`` sends
+  ``response_format`` with a JSON Schema, ``"object"`` sends ``{"type": "json_object"}``; an
+  endpoint that rejects it (HTTP 400/422) is asked again with the next weaker mode
+  (schema -> object -> none), and the rejected mode is remembered.
+* Cache: one JSON file per response under ``cache_dir`` (``results/<run>/llm/cache`` in a
+  run), written atomically, so a rerun, or a run resumed after a kill, repeats no finished
+  call. Failed calls are not cached. ``refresh=True`` (a run's ``force``) skips cache reads
+  and overwrites the entries with fresh responses.
+
+  **The cache key** is the SHA-256 of the endpoint identity (``cache_id``; never the key)
+  and the exact request body the client sends first: model, messages, temperature,
+  max_tokens, ``response_format`` (with the JSON Schema), seed, stop, top_p. Any change to
+  what is sent (a template, a retrieved example, a catalogue entry, the schema, a decoding
+  parameter) is therefore a different key. The code digest
+  (:func:`wfutils.provenance.code_digest`) is deliberately *not* part of it: the cached value
+  is the endpoint's raw text only, and everything code computes from it (parsing, the
+  decomposed strategy's assembly, prediction records, cost) is recomputed on every run, and
+  the next call of a multi-call strategy is built from that recomputation, so its own key
+  follows the code. Code changes restart the *predictions* files instead (their resume key
+  includes the digest, :class:`wfutils.data.predictions.PredictionWriter`), which then
+  replay from this cache at no cost. The cost of a cache hit is recomputed from the current
+  price table (:mod:`wfutils.llm.pricing`).
 """
 
 from __future__ import annotations
@@ -30,21 +47,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
-import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlparse
 
 from wfutils.llm.pricing import cost_usd
+from wfutils.storage import atomic_write_text
 
 __all__ = [
     "ChatResult",
+    "FATAL_ERRORS",
     "LLMClient",
     "LLMConfigError",
     "ResponseCache",
@@ -56,7 +73,10 @@ __all__ = [
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 JSON_MODES = ("none", "object", "schema")
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: keyed by the exact request body
+
+#: Error kinds after which the client skips its later calls.
+FATAL_ERRORS = frozenset({"auth", "unknown_model", "unreachable"})
 
 Message = dict[str, Any]
 
@@ -95,9 +115,9 @@ class ResponseCache:
         self.root.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
-    def key(endpoint_id: str, model: str, messages: Sequence[Message], params: dict[str, Any]) -> str:
-        payload = {"v": _CACHE_VERSION, "endpoint": endpoint_id, "model": model,
-                   "messages": list(messages), "params": params}
+    def key(endpoint_id: str, request: dict[str, Any]) -> str:
+        """SHA-256 of the endpoint identity and the request body (see the module docstring)."""
+        payload = {"v": _CACHE_VERSION, "endpoint": endpoint_id, "request": request}
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -105,26 +125,14 @@ class ResponseCache:
         return self.root / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        path = self.path(key)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError):  # a damaged entry is a miss; it gets rewritten
+            data = json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # missing, or damaged: a miss (the entry gets rewritten)
             return None
         return data if isinstance(data, dict) and data.get("key") == key else None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({**record, "key": key}, handle, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path(key), json.dumps({**record, "key": key}, ensure_ascii=False))
 
     def count(self) -> int:
         """Number of cached responses."""
@@ -140,11 +148,11 @@ class ChatResult:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    latency_s: float = 0.0  # of the network call that produced the text (kept on cache hits)
+    latency_s: float = 0.0  # of the network call that produced the text, retries included (kept on cache hits)
     cost_usd: float | None = 0.0
     cached: bool = False
     json_mode: str = "none"  # the mode that produced the text after any fallback
-    attempts: int = 0  # network attempts made by this call (0 on a cache hit)
+    attempts: int = 0  # HTTP attempts made by this call, the openai client's retries included (0 on a cache hit)
     error: str | None = None  # clear message; the key is never in it
     error_kind: str | None = None  # auth / unknown_model / context_overflow / unreachable / bad_request / ...
 
@@ -159,7 +167,7 @@ class ChatResult:
 @dataclass
 class _Stats:
     calls: int = 0  # chat() calls
-    network_calls: int = 0  # HTTP attempts made (including retries)
+    network_calls: int = 0  # HTTP attempts made (including the openai client's retries)
     cache_hits: int = 0
     errors: int = 0
     prompt_tokens: int = 0
@@ -167,8 +175,10 @@ class _Stats:
     cost_usd: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "lock"}
 
-_RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}
+
 _CONTEXT_PATTERNS = ("context length", "context_length", "maximum context", "too many tokens", "too long",
                      "reduce the length", "prompt is too long", "exceeds the model", "context window")
 _MODEL_PATTERNS = ("model_not_found", "does not exist", "unknown model", "no such model", "pinned to",
@@ -177,18 +187,19 @@ _FORMAT_PATTERNS = ("response_format", "json_schema", "json_object", "json mode"
 
 
 class LLMClient:
-    """Chat completions against one OpenAI-compatible endpoint and model, with cache and retries.
+    """Chat completions against one OpenAI-compatible endpoint and model, with a response cache.
 
     Parameters:
         model: the model id the endpoint answers to.
         base_url: endpoint (default ``$OPENAI_BASE_URL`` or OpenAI's API).
         api_key: default ``$OPENAI_API_KEY``; required for remote endpoints.
         cache_dir: response cache directory (None disables caching).
-        cache_id: endpoint identity used in cache keys (default: ``base_url``); a local
-            server passes a port-independent id (``LocalServer.cache_id``) so reruns hit.
-        max_retries: retries after the first attempt for retryable failures.
-        backoff_s / max_backoff_s: exponential backoff base and cap (seconds).
-        timeout_s: per-request timeout.
+        cache_id: endpoint identity used in cache keys (default: ``base_url`` without
+            credentials); a local server passes a port-independent id
+            (``LocalServer.cache_id``) so reruns hit.
+        refresh: skip cache reads (fresh responses overwrite the entries); a run's ``force``.
+        max_retries: the ``openai`` client's retries after the first attempt.
+        timeout_s: the ``openai`` client's timeout per request (seconds).
         price_name: name to look up in the price table (default ``model``).
         context_window / count_tokens: when both are given, a prompt whose token count plus
             ``max_tokens`` exceeds the window is refused before any call (``context_overflow``);
@@ -203,9 +214,8 @@ class LLMClient:
         api_key: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         cache_id: str | None = None,
+        refresh: bool = False,
         max_retries: int = 5,
-        backoff_s: float = 1.0,
-        max_backoff_s: float = 60.0,
         timeout_s: float = 600.0,
         price_name: str | None = None,
         prices: str | None = None,
@@ -220,6 +230,8 @@ class LLMClient:
             raise LLMConfigError(f"endpoint URL {base_url!r} is not an http(s) URL (set OPENAI_BASE_URL or base_url=)")
         if not model:
             raise LLMConfigError("no model given")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise LLMConfigError(f"max_retries must be a non-negative int, got {max_retries!r}")
         self.base_url = base_url
         self.model = model
         self.local = is_local_url(base_url)
@@ -234,9 +246,9 @@ class LLMClient:
         self._key = key
         self.cache_id = cache_id or public_url(base_url)
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
-        self.max_retries = int(max_retries)
-        self.backoff_s = float(backoff_s)
-        self.max_backoff_s = float(max_backoff_s)
+        self.refresh = bool(refresh)
+        self.max_retries = max_retries
+        self.timeout_s = float(timeout_s)
         self.price_name = price_name or model
         self.prices = prices
         self.context_window = context_window
@@ -244,12 +256,23 @@ class LLMClient:
         self.stats = _Stats()
         self._unsupported_modes: set[str] = set()
         self._fatal: tuple[str, str] | None = None
-        self._client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout_s)
+        self._attempts = threading.local()  # HTTP requests sent by the current thread's call
+        http_client = openai.DefaultHttpxClient(event_hooks={"request": [self._count_attempt]})
+        self._client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=max_retries, timeout=self.timeout_s,
+                                     http_client=http_client)
 
     def __repr__(self) -> str:  # never shows the key
         return f"LLMClient(model={self.model!r}, base_url={public_url(self.base_url)!r}, api_key='***', cache={str(self.cache.root) if self.cache is not None else None!r})"
 
+    @property
+    def fatal_error(self) -> str | None:
+        """The message of the fatal error that stopped this client's calls, if any."""
+        return self._fatal[1] if self._fatal is not None else None
+
     # ------------------------------------------------------------------ helpers
+    def _count_attempt(self, request: Any) -> None:  # httpx event hook: runs in the calling thread
+        self._attempts.n = getattr(self._attempts, "n", 0) + 1
+
     def _redact(self, text: str) -> str:
         return redact(text, self._key)
 
@@ -263,8 +286,8 @@ class LLMClient:
             return {"type": "json_schema", "json_schema": {"name": "flow", "schema": schema, "strict": False}}
         return None
 
-    def _classify(self, exc: Exception) -> tuple[str, str, bool]:
-        """Return (kind, message, retryable) for an exception raised by the openai client."""
+    def _classify(self, exc: Exception) -> tuple[str, str]:
+        """Return (kind, message) for an exception the openai client raised after its retries."""
         import openai
 
         status = getattr(exc, "status_code", None)
@@ -278,38 +301,22 @@ class LLMClient:
         low = body.lower()
         where = f"{public_url(self.base_url)} (model {self.model!r})"
         if isinstance(exc, openai.APITimeoutError):
-            return "timeout", f"request to {where} timed out", True
+            return "timeout", f"request to {where} timed out after {self.timeout_s:g} s ({self.max_retries} retries)"
         if isinstance(exc, openai.APIConnectionError):
-            return "unreachable", f"cannot reach the server at {public_url(self.base_url)}: is it running? ({type(exc).__name__})", True
+            return "unreachable", f"cannot reach the server at {public_url(self.base_url)}: is it running? ({type(exc).__name__})"
         if status in (401, 403):
-            return "auth", f"the endpoint {public_url(self.base_url)} rejected the API key (HTTP {status}); check OPENAI_API_KEY", False
+            return "auth", f"the endpoint {public_url(self.base_url)} rejected the API key (HTTP {status}); check OPENAI_API_KEY"
         if status == 429:
-            return "rate_limit", f"rate limited by {where}: {body}", True
-        if status is not None and status in _RETRYABLE_STATUS:
-            return "server_error", f"HTTP {status} from {where}: {body}", True
+            return "rate_limit", f"rate limited by {where} after {self.max_retries} retries: {body}"
         if any(p in low for p in _CONTEXT_PATTERNS):
-            return "context_overflow", f"prompt too long for {where} (context overflow): {body}", False
+            return "context_overflow", f"prompt too long for {where} (context overflow): {body}"
         if status == 404 or (status in (400, 422) and any(p in low for p in _MODEL_PATTERNS)):
-            return "unknown_model", f"unknown model {self.model!r} at {public_url(self.base_url)} (HTTP {status}): {body}", False
+            return "unknown_model", f"unknown model {self.model!r} at {public_url(self.base_url)} (HTTP {status}): {body}"
         if status in (400, 422):
-            return "bad_request", f"HTTP {status} from {where}: {body}", False
-        if status is not None and status >= 500:
-            return "server_error", f"HTTP {status} from {where}: {body}", True
-        return "error", f"{type(exc).__name__} from {where}: {body}", False
-
-    def _sleep_for(self, attempt: int, exc: Exception) -> float:
-        retry_after = None
-        response = getattr(exc, "response", None)
-        if response is not None:
-            try:
-                retry_after = float(response.headers.get("retry-after"))
-            except (TypeError, ValueError):
-                retry_after = None
-        delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
-        delay *= 0.5 + random.random() / 2  # jitter: 50-100 % of the exponential step
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_backoff_s))
-        return delay
+            return "bad_request", f"HTTP {status} from {where}: {body}"
+        if status is not None and status >= 500 or status in (408, 409):
+            return "server_error", f"HTTP {status} from {where} after {self.max_retries} retries: {body}"
+        return "error", f"{type(exc).__name__} from {where}: {body}"
 
     def _record(self, result: ChatResult) -> ChatResult:
         with self.stats.lock:
@@ -322,6 +329,25 @@ class LLMClient:
                 self.stats.completion_tokens += result.completion_tokens
                 self.stats.cost_usd += result.cost_usd or 0.0
         return result
+
+    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        return cost_usd(self.price_name, prompt_tokens, completion_tokens, local=self.local, prices=self.prices)
+
+    def request_body(self, messages: Sequence[Message], *, temperature: float = 0.0, max_tokens: int = 512,
+                     json_mode: str = "none", json_schema: dict[str, Any] | None = None, seed: int | None = None,
+                     stop: Sequence[str] | None = None, top_p: float | None = None) -> dict[str, Any]:
+        """The request body :meth:`chat` sends first for these arguments (what the cache key hashes)."""
+        if json_mode not in JSON_MODES:
+            raise LLMConfigError(f"json_mode must be one of {JSON_MODES}, got {json_mode!r}")
+        body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in messages],
+                                "temperature": temperature, "max_tokens": int(max_tokens)}
+        response_format = self._response_format(json_mode, json_schema)
+        if response_format is not None:
+            body["response_format"] = response_format
+        for name, value in (("seed", seed), ("stop", list(stop) if stop else None), ("top_p", top_p)):
+            if value is not None:
+                body[name] = value
+        return body
 
     # ------------------------------------------------------------------ API
     def check(self, *, max_tokens: int = 1) -> ChatResult:
@@ -341,29 +367,29 @@ class LLMClient:
         stop: Sequence[str] | None = None,
         top_p: float | None = None,
         use_cache: bool = True,
+        refresh: bool | None = None,
     ) -> ChatResult:
-        """One chat completion. Never raises for endpoint errors: see ``result.error``."""
-        if json_mode not in JSON_MODES:
-            raise LLMConfigError(f"json_mode must be one of {JSON_MODES}, got {json_mode!r}")
-        messages = [dict(m) for m in messages]
-        params: dict[str, Any] = {"temperature": temperature, "max_tokens": int(max_tokens), "json_mode": json_mode}
-        if json_mode == "schema":
-            params["json_schema"] = json_schema
-        for name, value in (("seed", seed), ("stop", list(stop) if stop else None), ("top_p", top_p)):
-            if value is not None:
-                params[name] = value
-        key = ResponseCache.key(self.cache_id, self.model, messages, params)
-        if use_cache and self.cache is not None:
+        """One chat completion. Never raises for endpoint errors: see ``result.error``.
+
+        ``use_cache=False`` neither reads nor writes the cache; ``refresh=True`` (default: the
+        client's ``refresh``) skips the read and overwrites the entry with the fresh response.
+        """
+        body = self.request_body(messages, temperature=temperature, max_tokens=max_tokens, json_mode=json_mode,
+                                 json_schema=json_schema, seed=seed, stop=stop, top_p=top_p)
+        key = ResponseCache.key(self.cache_id, body)
+        caching = use_cache and self.cache is not None
+        if caching and not (self.refresh if refresh is None else refresh):
             hit = self.cache.get(key)
-            if hit is not None:
+            if hit is not None and isinstance(hit.get("result"), dict):
                 result = ChatResult(**{k: v for k, v in hit["result"].items() if k in ChatResult.__dataclass_fields__})
                 result.cached, result.attempts = True, 0
+                result.cost_usd = self._cost(result.prompt_tokens, result.completion_tokens)
                 return self._record(result)
         if self._fatal is not None:
             kind, message = self._fatal
             return self._record(ChatResult(error=f"skipped: {message}", error_kind=kind))
         if self.context_window is not None and self.count_tokens is not None:
-            n_prompt = int(self.count_tokens(messages))
+            n_prompt = int(self.count_tokens(body["messages"]))
             if n_prompt + int(max_tokens) > self.context_window:
                 return self._record(ChatResult(
                     error=(f"prompt too long for model {self.model!r} (context overflow): {n_prompt} prompt tokens "
@@ -371,42 +397,30 @@ class LLMClient:
                     error_kind="context_overflow", prompt_tokens=n_prompt,
                 ))
 
+        # JSON-mode fallback: the requested mode, then the weaker ones not known to be rejected
         modes = [m for m in JSON_MODES[JSON_MODES.index(json_mode)::-1] if m == "none" or m not in self._unsupported_modes]
-        attempts = 0
-        mode_index = 0
-        retry = 0
-        while True:
-            mode = modes[mode_index]
-            extra: dict[str, Any] = {}
+        self._attempts.n = 0
+        t0 = time.perf_counter()
+        for mode in modes:
+            request = dict(body)
+            request.pop("response_format", None)
             response_format = self._response_format(mode, json_schema)
             if response_format is not None:
-                extra["response_format"] = response_format
-            for name in ("seed", "stop", "top_p"):
-                if name in params:
-                    extra[name] = params[name]
-            attempts += 1
-            t0 = time.perf_counter()
+                request["response_format"] = response_format
             try:
-                response = self._client.chat.completions.create(
-                    model=self.model, messages=messages, temperature=temperature, max_tokens=int(max_tokens), **extra
-                )
+                response = self._client.chat.completions.create(**request)
             except Exception as exc:  # noqa: BLE001 - classified below; nothing escapes but our own bugs
-                kind, message, retryable = self._classify(exc)
+                kind, message = self._classify(exc)
                 if response_format is not None and kind in ("bad_request", "error"):
-                    # the endpoint may not support this JSON mode: try the next weaker one, and
-                    # remember the mode as unsupported when the error says so
+                    # the endpoint may not support this JSON mode: ask again with the next weaker
+                    # one, and remember the mode when the error names it
                     if any(p in message.lower() for p in _FORMAT_PATTERNS):
                         self._unsupported_modes.add(mode)
-                    mode_index += 1
                     continue
-                limit = min(self.max_retries, 2) if kind == "unreachable" else self.max_retries
-                if retryable and retry < limit:
-                    time.sleep(self._sleep_for(retry, exc))
-                    retry += 1
-                    continue
-                if kind in ("auth", "unknown_model", "unreachable"):
+                if kind in FATAL_ERRORS:
                     self._fatal = (kind, message)
-                return self._record(ChatResult(error=message, error_kind=kind, attempts=attempts, json_mode=mode))
+                return self._record(ChatResult(error=message, error_kind=kind, attempts=self._attempts.n,
+                                               json_mode=mode, latency_s=round(time.perf_counter() - t0, 4)))
             latency = time.perf_counter() - t0
             choice = response.choices[0] if response.choices else None
             text = (choice.message.content or "") if choice is not None else ""
@@ -416,15 +430,15 @@ class LLMClient:
             result = ChatResult(
                 text=text, finish_reason=getattr(choice, "finish_reason", None),
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_s=round(latency, 4),
-                cost_usd=cost_usd(self.price_name, prompt_tokens, completion_tokens, local=self.local, prices=self.prices),
-                json_mode=mode, attempts=attempts,
+                cost_usd=self._cost(prompt_tokens, completion_tokens), json_mode=mode, attempts=self._attempts.n,
             )
-            if self.cache is not None:
+            if caching:
                 self.cache.put(key, {
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "endpoint": self.cache_id,
-                    "model": self.model, "params": params, "messages": messages, "result": result.to_dict(),
+                    "request": body, "result": result.to_dict(),
                 })
             return self._record(result)
+        raise AssertionError("unreachable: the last JSON mode is 'none', which sends no response_format")
 
     def chat_many(
         self,
@@ -446,8 +460,6 @@ class LLMClient:
             bar = tqdm(total=len(items), desc=progress if isinstance(progress, str) else self.model)
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             futures = {pool.submit(self.chat, conv, **kwargs): i for i, conv in enumerate(items)}
-            from concurrent.futures import as_completed
-
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 if bar is not None:

@@ -18,12 +18,15 @@ retriever).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable, Mapping, Sequence
 
 from wfutils.data.catalog import Action, Catalog, Table, load_catalog
+from wfutils.flows.vocabulary import as_flow_dict, components, flow_text, inputs, trigger_of, trigger_type
 
 __all__ = ["CatalogContext", "Example", "Retrieval", "Retriever", "flow_signature", "flow_tables", "tokenize"]
 
@@ -46,7 +49,7 @@ class Example:
 
     id: str
     request: str
-    flow: str  # compact JSON
+    flow: str  # compact JSON (wfutils.flows.vocabulary.flow_text)
     score: float = 0.0
 
 
@@ -84,34 +87,13 @@ class Retrieval:
     mode: str = "bm25"
 
 
-def _flow_dict(flow: Any) -> dict[str, Any]:
-    if isinstance(flow, dict):
-        return flow
-    try:
-        data = json.loads(flow)
-    except (TypeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _flow_text(flow: Any) -> str:
-    return flow if isinstance(flow, str) else json.dumps(flow, ensure_ascii=False, separators=(",", ":"))
-
-
-def _components(flow: dict[str, Any]) -> list[dict[str, Any]]:
-    comps = flow.get("components")
-    return [c for c in comps if isinstance(c, dict)] if isinstance(comps, list) else []
-
-
 def flow_tables(flow: Any, table_names: Iterable[str]) -> list[str]:
     """Tables of ``table_names`` that a flow names in any input value (in order of appearance)."""
-    flow = _flow_dict(flow)
+    flow = as_flow_dict(flow)
     known = set(table_names)
-    values: list[Any] = []
-    trigger = flow.get("trigger") if isinstance(flow.get("trigger"), dict) else {}
-    values += [i.get("value") for i in trigger.get("inputs") or [] if isinstance(i, dict)]
-    for c in _components(flow):
-        values += [i.get("value") for i in c.get("inputs") or [] if isinstance(i, dict)]
+    values = [i.get("value") for i in inputs(trigger_of(flow))]
+    for c in components(flow):
+        values += [i.get("value") for i in inputs(c)]
     out: list[str] = []
     for v in values:
         if isinstance(v, str) and v in known and v not in out:
@@ -121,10 +103,9 @@ def flow_tables(flow: Any, table_names: Iterable[str]) -> list[str]:
 
 def flow_signature(flow: Any, table_names: Iterable[str] = ()) -> list[str]:
     """Tokens describing a flow's shape: trigger type, step definitions, tables."""
-    flow = _flow_dict(flow)
-    trigger = flow.get("trigger") if isinstance(flow.get("trigger"), dict) else {}
-    tokens = [f"trigger:{trigger.get('type')}"]
-    tokens += [f"step:{c.get('definition')}" for c in _components(flow)]
+    flow = as_flow_dict(flow)
+    tokens = [f"trigger:{trigger_type(flow)}"]
+    tokens += [f"step:{c.get('definition')}" for c in components(flow)]
     tokens += [f"table:{t}" for t in flow_tables(flow, table_names)]
     return tokens
 
@@ -170,14 +151,22 @@ class Retriever:
                 if name not in row or row[name] in (None, ""):
                     raise ValueError(f"training record {i}: field {name!r} is missing or empty")
         self.catalog = catalog if catalog is not None else load_catalog()
-        self.examples_pool = [Example(id=str(r["id"]), request=str(r["request"]), flow=_flow_text(r["flow"])) for r in rows]
-        self._flows = [_flow_dict(e.flow) for e in self.examples_pool]
+        self.examples_pool = [Example(id=str(r["id"]), request=str(r["request"]), flow=flow_text(r["flow"])) for r in rows]
+        self._flows = [as_flow_dict(e.flow) for e in self.examples_pool]
         self._actions = list(self.catalog.actions.values())
         self._tables = list(self.catalog.tables.values())
         self._requests = _BM25([tokenize(e.request) for e in self.examples_pool])
         self._signatures = _BM25([flow_signature(f, self.catalog.tables) for f in self._flows])
         self._action_index = _BM25([tokenize(_action_doc(a)) for a in self._actions])
         self._table_index = _BM25([tokenize(_table_doc(t)) for t in self._tables])
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of the example pool (ids, requests, flows): part of prediction resume keys."""
+        digest = hashlib.sha256()
+        for e in self.examples_pool:
+            digest.update(json.dumps([e.id, e.request, e.flow], ensure_ascii=False).encode("utf-8"))
+        return digest.hexdigest()[:16]
 
     # ---------------------------------------------------------------- BM25
     def similar_examples(self, request: str, k: int = 3, *, exclude_ids: Iterable[str] = ()) -> list[Example]:
@@ -200,8 +189,8 @@ class Retriever:
         actions: list[Action] = []
         tables: list[Table] = [self._tables[i] for i, s in self._table_index.top(query, k_tables) if s > 0]
         for ex in examples:
-            flow = _flow_dict(ex.flow)
-            for c in _components(flow):
+            flow = as_flow_dict(ex.flow)
+            for c in components(flow):
                 a = self.catalog.actions.get(str(c.get("definition")))
                 if a is not None and a not in actions:
                     actions.append(a)
@@ -227,13 +216,13 @@ class Retriever:
     def oracle(self, reference: Any, k: int = 3, *, exclude_ids: Iterable[str] = (), request: str | None = None) -> Retrieval:
         """Perfect retrieval: the catalogue entries the reference flow uses and the training
         examples whose flows are most alike (same trigger, steps and tables)."""
-        flow = _flow_dict(reference)
+        flow = as_flow_dict(reference)
         skip = set(exclude_ids)
         hits = self._signatures.top(flow_signature(flow, self.catalog.tables), k + len(skip) + 1)
         examples = [Example(**{**self.examples_pool[i].__dict__, "score": round(s, 4)}) for i, s in hits
                     if self.examples_pool[i].id not in skip and (request is None or self.examples_pool[i].request != request)][:k]
         actions = []
-        for c in _components(flow):
+        for c in components(flow):
             a = self.catalog.actions.get(str(c.get("definition")))
             if a is not None and a not in actions:
                 actions.append(a)

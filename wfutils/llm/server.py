@@ -59,6 +59,13 @@ class LocalServer:
     context_window: int | None = None  # max_position_embeddings of the served model
 
     @property
+    def engine(self) -> str:
+        """What serves the model, for system metadata: ``transformers serve <version>``."""
+        from wfutils.provenance import package_version
+
+        return f"transformers serve {package_version('transformers')}"
+
+    @property
     def cache_id(self) -> str:
         """Endpoint identity for response caches: stable across ports and runs."""
         return f"local:{self.name}"

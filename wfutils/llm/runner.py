@@ -1,0 +1,215 @@
+"""Run one prompted system over evaluation splits: concurrency, retrieval per request, predictions, traces.
+
+:func:`run_system` writes ``<run_dir>/predictions/<system>.jsonl`` through
+:class:`wfutils.data.predictions.PredictionWriter` with the system's
+:class:`~wfutils.data.predictions.SystemMeta` (the sidecar ``<system>.meta.json``), in the
+schema the fine-tuned arm uses, and a trace per example (retrieved ids, calls, raw outputs,
+notes, errors, cost) to ``<run_dir>/llm/traces/<system>.jsonl``.
+
+Resuming: examples already in the predictions file are skipped, so a rerun of a finished
+system makes no call. The file restarts (and its trace with it) when the resume key changed:
+the metadata, the code digest, the endpoint and model, the decoding parameters, the
+strategy's version, the example pool (fixed examples or the retriever's training pool) and
+whatever the caller passes as ``key``; or when a stored record's request or reference no
+longer matches the data (the run's data was rebuilt); or with ``force=True``, which also
+skips response-cache reads (fresh calls overwrite the cache entries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from wfutils.data.catalog import load_catalog
+from wfutils.data.predictions import Prediction, PredictionWriter, SystemMeta, predictions_path, read_predictions
+from wfutils.flows.vocabulary import flow_text
+from wfutils.llm.client import LLMClient
+from wfutils.llm.generation import Generation, generate
+from wfutils.llm.retrieval import CatalogContext, Example, Retriever
+from wfutils.llm.strategies import fixed_examples, get_strategy
+
+__all__ = ["TRANSIENT_ERRORS", "run_system", "trace_path"]
+
+#: Errors after which no prediction is written (a rerun retries the example).
+TRANSIENT_ERRORS = frozenset({"unreachable", "timeout", "rate_limit", "server_error", "auth", "unknown_model", "error"})
+
+
+def trace_path(run_dir: str | Path, system: str) -> Path:
+    """Where a prompted system's per-example traces live."""
+    return Path(run_dir) / "llm" / "traces" / f"{system}.jsonl"
+
+
+def _rows(split: str, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = [dict(r) for r in (rows.to_list() if hasattr(rows, "to_list") else rows)]
+    for i, row in enumerate(out):
+        for name in ("id", "request", "flow"):
+            if name not in row or row[name] in (None, ""):
+                raise ValueError(f"{split} record {i}: field {name!r} is missing or empty")
+    return out
+
+
+def _examples_digest(examples: Sequence[Example]) -> str:
+    blob = json.dumps([[e.id, e.request, e.flow] for e in examples], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _stale(path: Path, rows: Sequence[tuple[str, dict[str, Any]]]) -> bool:
+    """True when a stored record's request or reference differs from the current row with its id."""
+    if not path.is_file():
+        return False
+    try:
+        stored = {p.id: p for p in read_predictions(path)}
+    except ValueError:
+        return False  # the writer reports a damaged file
+    for _, row in rows:
+        p = stored.get(str(row["id"]))
+        if p is not None and (p.request != row["request"] or p.reference != flow_text(row["flow"])):
+            return True
+    return False
+
+
+def run_system(
+    client: LLMClient,
+    meta: SystemMeta,
+    splits: Mapping[str, Iterable[Mapping[str, Any]]],
+    *,
+    run_dir: str | Path,
+    retriever: Retriever | None = None,
+    few_shot: Sequence[Example] | None = None,
+    concurrency: int = 4,
+    temperature: float = 0.0,
+    max_tokens: int = 512,
+    step_max_tokens: int = 128,
+    json_mode: str = "none",
+    key: Any = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the system ``meta`` describes (its strategy, ``k`` examples, retrieval) over ``splits``.
+
+    ``splits`` maps evaluation splits (``<dataset>/<split>`` such as ``synthetic/test``, or a
+    bare split name) to rows with ``id``, ``request`` and ``flow`` (the reference); records
+    carry the split name (``test``), as the fine-tuned arm's do, and ids must be unique
+    across splits (one predictions file holds them all). Strategies with retrieval need ``retriever``; ``few_shot`` needs ``few_shot``
+    examples or a retriever to pick ``meta.k`` of them from (:func:`fixed_examples`).
+    An example whose call failed for a transient reason (server down, rate limit, key,
+    unknown model) is not written, so a rerun retries it; a deterministic failure (context
+    overflow, bad request) is written with empty output. Returns a summary dict.
+    """
+    if meta.arm != "prompted":
+        raise ValueError(f"system {meta.system!r}: run_system runs prompted systems, metadata says arm {meta.arm!r}")
+    s = get_strategy(meta.strategy)
+    if not isinstance(splits, Mapping):
+        raise TypeError("splits must map split names to rows, e.g. {'test': rows}")
+    if s.uses_examples == "retrieved":
+        if retriever is None:
+            raise ValueError(f"strategy {s.name!r} needs a retriever (wfutils.llm.retrieval.Retriever over the training split)")
+        if meta.retrieval not in ("bm25", "oracle"):
+            raise ValueError(f"strategy {s.name!r} retrieves: metadata retrieval must be 'bm25' or 'oracle', got {meta.retrieval!r}")
+    elif meta.retrieval != "none":
+        raise ValueError(f"strategy {s.name!r} retrieves nothing: metadata retrieval must be 'none', got {meta.retrieval!r}")
+    if s.uses_examples == "fixed" and few_shot is None:
+        if retriever is None:
+            raise ValueError("strategy 'few_shot' needs few_shot= examples or a retriever to pick them from")
+        few_shot = fixed_examples([{"id": e.id, "request": e.request, "flow": e.flow} for e in retriever.examples_pool],
+                                  meta.k)
+    todo_all = [(split, row) for split, rows in splits.items() for row in _rows(split, rows)]
+    ids = [str(row["id"]) for _, row in todo_all]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise ValueError(f"system {meta.system!r}: ids repeat across splits {list(splits)} ({dup}); one file holds them all")
+
+    examples_key = {"none": None, "fixed": _examples_digest(few_shot or ()),
+                    "retrieved": retriever.fingerprint if retriever is not None else None}[s.uses_examples]
+    resume_key = {"endpoint": client.cache_id, "model": client.model, "strategy_version": s.version,
+                  "temperature": temperature, "max_tokens": max_tokens, "json_mode": json_mode,
+                  "step_max_tokens": step_max_tokens if s.pipeline == "decomposed" else None,
+                  "examples": examples_key, "caller": key}
+    run_dir = Path(run_dir)
+    out_path = predictions_path(run_dir, meta.system)
+    traces = trace_path(run_dir, meta.system)
+    traces.parent.mkdir(parents=True, exist_ok=True)
+    catalog = retriever.catalog if retriever is not None else load_catalog()
+    stale = not force and _stale(out_path, todo_all)
+
+    def one(row: dict[str, Any]) -> Generation:
+        examples: Sequence[Example] = ()
+        context: CatalogContext | None = None
+        if s.uses_examples == "fixed":
+            examples = few_shot or ()
+        elif s.uses_examples == "retrieved":
+            got = (retriever.oracle(row["flow"], meta.k, exclude_ids=[row["id"]], request=row["request"])
+                   if meta.retrieval == "oracle" else retriever.retrieve(row["request"], meta.k, exclude_ids=[row["id"]]))
+            examples, context = got.examples, got.catalog
+        return generate(client, s, row["request"], examples=examples, catalog_context=context, catalog=catalog,
+                        temperature=temperature, max_tokens=max_tokens, step_max_tokens=step_max_tokens,
+                        json_mode=json_mode, refresh=True if force else None)
+
+    summary: dict[str, Any] = {
+        "system": meta.system, "meta": meta.to_dict(), "strategy_version": s.version, "model": client.model,
+        "endpoint": client.cache_id, "temperature": temperature, "max_tokens": max_tokens, "json_mode": json_mode,
+        "concurrency": concurrency, "examples": len(todo_all), "written": 0, "already_done": 0, "failed": 0,
+        "errors": {}, "calls": 0, "attempts": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
+        "cost_usd": 0.0, "restarted": None,
+        "splits": {split: {"examples": 0, "written": 0, "already_done": 0, "failed": 0} for split in splits},
+    }
+    for split, _ in todo_all:
+        summary["splits"][split]["examples"] += 1
+    t0 = time.perf_counter()
+    lock = threading.Lock()
+    with PredictionWriter(out_path, meta, key=resume_key, force=force or stale) as writer:
+        if writer.restarted:
+            summary["restarted"] = "data changed since these predictions were written" if stale else writer.restart_reason
+            traces.unlink(missing_ok=True)
+        todo = [(split, row) for split, row in todo_all if str(row["id"]) not in writer.done_ids]
+        summary["already_done"] = len(todo_all) - len(todo)
+        for split, row in todo_all:
+            if str(row["id"]) in writer.done_ids:
+                summary["splits"][split]["already_done"] += 1
+        bar = None
+        if progress and todo:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc=meta.system, unit="flow")
+        with open(traces, "a", encoding="utf-8") as trace, ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
+            futures = {pool.submit(one, row): (split, row) for split, row in todo}
+            for future in as_completed(futures):
+                split, row = futures[future]
+                gen = future.result()
+                with lock:
+                    for name in ("calls", "attempts", "cache_hits", "prompt_tokens", "completion_tokens"):
+                        summary[name] += getattr(gen, name)
+                    if summary["cost_usd"] is not None:
+                        summary["cost_usd"] = None if gen.cost_usd is None else summary["cost_usd"] + gen.cost_usd
+                    if gen.error:
+                        kind = gen.error_kind or "error"
+                        summary["errors"][kind] = summary["errors"].get(kind, 0) + 1
+                        summary.setdefault("first_error", gen.error)
+                    transient = gen.error is not None and (gen.error_kind or "error") in TRANSIENT_ERRORS
+                    if transient:
+                        summary["failed"] += 1
+                        summary["splits"][split]["failed"] += 1
+                    else:
+                        writer.write(Prediction.from_output(
+                            id=str(row["id"]), split=split.rpartition("/")[2], system=meta.system, request=row["request"],
+                            reference=flow_text(row["flow"]), output=gen.output if not gen.error else "",
+                            latency_s=round(gen.latency_s, 4), prompt_tokens=gen.prompt_tokens,
+                            completion_tokens=gen.completion_tokens))
+                        summary["written"] += 1
+                        summary["splits"][split]["written"] += 1
+                    trace.write(json.dumps({"id": str(row["id"]), "split": split, "system": meta.system,
+                                            "written": not transient, **asdict(gen)}, ensure_ascii=False) + "\n")
+                    trace.flush()
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+    summary["wall_s"] = round(time.perf_counter() - t0, 3)
+    summary["predictions"] = str(out_path)
+    return summary
