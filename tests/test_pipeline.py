@@ -164,3 +164,111 @@ def test_book_refuses_a_run_computed_by_other_code(tmp_path: Path) -> None:
     assert stale_notebooks(run_dir) == ["04_evaluation"]
     with pytest.raises(BookError, match=r"stale notebooks: 04_evaluation\. Rerun them: .*--profile smoke --run old"):
         build(run_dir)
+
+
+def _sleeping_notebooks(folder: Path) -> Path:
+    folder.mkdir()
+    _notebook(folder / "01_sleep.ipynb", 'run_dir = "results/dev"',
+              "import os, time\nfrom pathlib import Path\nPath(run_dir).mkdir(parents=True, exist_ok=True)\n"
+              "Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\ntime.sleep(120)")
+    return folder
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_interrupt_stops_the_kernel_marks_the_manifest_and_says_how_to_resume(tmp_path: Path, signal_name: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    notebooks = _sleeping_notebooks(tmp_path / "nbs")
+    results = tmp_path / "results"
+    script = ("import sys\nfrom pathlib import Path\nfrom wfutils.study import pipeline\n"
+              "pipeline.RESULTS_DIR = Path(sys.argv[1])\npipeline.NOTEBOOKS_DIR = Path(sys.argv[2])\n"
+              "from unittest import mock\n"
+              "with mock.patch.object(pipeline, 'load_profiles', return_value={'tiny': {}}):\n"
+              "    sys.exit(pipeline.main(['--profile', 'tiny', '--run', 'r']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(results), str(notebooks)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    pid_file = results / "r" / "kernel.pid"
+    deadline = time.monotonic() + 90
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pid_file.exists(), proc.stderr.read() if proc.poll() is not None else "kernel never started"
+    kernel_pid = int(pid_file.read_text())
+    proc.send_signal(getattr(signal, signal_name))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == (130 if signal_name == "SIGINT" else 143)
+    assert "Traceback" not in stderr
+    assert f"interrupted ({signal_name}) during 01_sleep" in stderr and "Resume with: python -m wfutils.pipeline" in stderr
+    manifest = json.loads((results / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["notebooks"][-1]["status"] == "interrupted"
+    for _ in range(50):  # the kernel is shut down, not orphaned
+        try:
+            os.kill(kernel_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(kernel_pid, signal.SIGKILL)
+        pytest.fail("the notebook's kernel outlived the interrupted pipeline")
+
+
+def test_parameter_values_are_checked_against_the_parameters_cell_before_any_work(tmp_path: Path) -> None:
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    _notebook(folder / "01_typed.ipynb",
+              'run_dir = "results/dev"\nseed = 0\nrate = 0.5\nflag = False\nnames = ["a"]\n'
+              'max_steps = None  # int: overrides epochs\nmode = "intersect"  # "error", "exclude" or "intersect"',
+              "raise SystemExit('must not run')")
+    profiles = {"tiny": {}}
+    ok = plan("tiny", tmp_path / "r", {"seed": 3, "rate": 1, "max_steps": 10, "mode": "error"}, folder, profiles=profiles)
+    assert ok[0].parameters["rate"] == 1
+    bad = {"seed": "abc", "rate": "fast", "flag": 1, "names": "a", "max_steps": "abc", "mode": "everything"}
+    with pytest.raises(PipelineError) as error:
+        run("tiny", "r", bad, results_dir=tmp_path / "results", notebooks_dir=folder, progress=False, profiles=profiles)
+    message = str(error.value)
+    assert "notebook 01_typed: parameter seed must be int, got 'abc' (str)" in message
+    assert "parameter rate must be int or float, got 'fast'" in message
+    assert "parameter flag must be bool, got 1 (int)" in message
+    assert "parameter names must be list, got 'a'" in message
+    assert "parameter max_steps must be int or None, got 'abc'" in message
+    assert "parameter mode must be one of 'error', 'exclude', 'intersect', got 'everything'" in message
+    assert not (tmp_path / "results").exists()  # nothing written
+
+
+def test_shipped_notebooks_reject_a_bad_seed(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="notebook 01_data_exploration: parameter seed must be int, got 'abc'"):
+        plan("smoke", tmp_path / "r", parse_overrides(["seed=abc"]))
+    with pytest.raises(PipelineError, match="parameter max_steps must be int or None, got 'abc'"):
+        plan("smoke", tmp_path / "r", parse_overrides(["02_slm_finetuning.max_steps=abc"]))
+
+
+def test_unusable_run_folders_and_missing_data_are_reported_before_work(notebooks: Path, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    from wfutils.study.pipeline import check_inputs, resolve_run_dir
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "afile").write_text("not a folder")
+    with pytest.raises(PipelineError, match="afile exists and is not a folder"):
+        run("tiny", "afile", results_dir=results, notebooks_dir=notebooks, progress=False, profiles=PROFILES)
+    (results / "r2").mkdir()
+    (results / "r2" / "notebooks").write_text("in the way")
+    with pytest.raises(PipelineError, match=r"r2/notebooks is a file"):
+        run("tiny", "r2", results_dir=results, notebooks_dir=notebooks, progress=False, profiles=PROFILES)
+    assert not (results / "r2" / "manifest.json").exists()
+    elsewhere = tmp_path / "elsewhere" / "mine"
+    assert resolve_run_dir(str(elsewhere), "tiny", results) == elsewhere.resolve()
+    manifest = run("tiny", str(elsewhere), results_dir=results, notebooks_dir=notebooks, progress=False, profiles=PROFILES)
+    assert manifest["run_dir"] == str(elsewhere.resolve()) and (elsewhere / "total.txt").exists()
+
+    (elsewhere / "manifest.json").write_text('{"profile": "tiny", "notebooks": [')  # truncated
+    again = run("tiny", str(elsewhere), results_dir=results, notebooks_dir=notebooks, progress=False, profiles=PROFILES)
+    assert again["status"] == "ok" and [e.get("skipped", False) for e in again["notebooks"]] == [False, False]
+
+    monkeypatch.setenv("WFBOOK_SHARED_DATA", str(tmp_path / "nonexistent"))
+    steps = plan("smoke", tmp_path / "s")
+    with pytest.raises(PipelineError, match=r"corpus 'n8n' needs .*nonexistent/awesome-n8n-templates"):
+        check_inputs(steps)

