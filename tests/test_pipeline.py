@@ -272,3 +272,33 @@ def test_unusable_run_folders_and_missing_data_are_reported_before_work(notebook
     steps = plan("smoke", tmp_path / "s")
     with pytest.raises(PipelineError, match=r"corpus 'n8n' needs .*nonexistent/awesome-n8n-templates"):
         check_inputs(steps)
+
+
+def test_terminal_shows_live_cell_and_progress_lines_and_executed_copy_keeps_no_bars(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import nbformat
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    _notebook(folder / "01_train.ipynb", 'run_dir = "results/dev"',
+              "import sys, time\nfrom tqdm.auto import tqdm\n"
+              "for step in tqdm(range(4), desc='train', mininterval=0):\n    time.sleep(0.6)\n"
+              "print('a real message', file=sys.stderr)\nprint('done')")
+    script = ("import sys\nfrom pathlib import Path\nfrom unittest import mock\nfrom wfutils.study import pipeline\n"
+              "pipeline.RESULTS_DIR = Path(sys.argv[1])\npipeline.NOTEBOOKS_DIR = Path(sys.argv[2])\n"
+              "with mock.patch.object(pipeline, 'load_profiles', return_value={'tiny': {}}):\n"
+              "    sys.exit(pipeline.main(['--profile', 'tiny', '--run', 'r']))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "results"), str(folder)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "01_train: cell" in out.stderr and "/3" in out.stderr, out.stderr  # cell i/N of the running notebook
+    assert "train:" in out.stderr and "4/4" in out.stderr  # the notebook's own progress line
+    assert "without encryption" not in out.stderr  # the kernel's warning stays in its log
+    executed = nbformat.read(str(tmp_path / "results" / "r" / "notebooks" / "01_train.ipynb"), as_version=4)
+    streams = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+    text = "".join(o.text for o in streams)
+    assert "a real message" in text and "done" in text and "train:" not in text and "%|" not in text
+    log = (tmp_path / "results" / "r" / "notebooks" / "01_train.kernel.log").read_text()
+    assert "without encryption" in log

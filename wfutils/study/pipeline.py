@@ -36,6 +36,7 @@ import yaml
 from wfutils.provenance import TRACKED_PACKAGES, code_digest, version_record
 from wfutils.storage import atomic_write_json
 from wfutils.study.parameters import parameter_problems, parameter_specs
+from wfutils.study.progress import LiveStatus, register_engine, strip_progress_bars
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -335,11 +336,12 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
                 start = time.perf_counter()
                 tmp_output = output.with_suffix(".running.ipynb")
                 try:
-                    # Executed copies are read as documents: progress bars would only add noise there.
-                    os.environ.setdefault("TQDM_DISABLE", "1")
+                    # The notebook's progress bars feed the live status line, at most every 2 s.
+                    os.environ.setdefault("TQDM_MININTERVAL", "2")
                     papermill.execute_notebook(
                         str(step.path), str(tmp_output), parameters=step.parameters, kernel_name="python3",
-                        cwd=str(REPO_ROOT), progress_bar=False, log_output=False,
+                        cwd=str(REPO_ROOT), progress_bar=False, log_output=False, engine_name=register_engine(),
+                        live=LiveStatus(step.name, enabled=progress),
                         kernel_manager_class=_kernel_manager_logging_to(executed_dir / f"{step.name}.kernel.log"),
                     )
                 except (KeyboardInterrupt, Interrupted):
@@ -353,6 +355,7 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
                     manifest.update(status="failed", finished=_now())
                     atomic_write_json(manifest_path, manifest)
                     raise PipelineError(entry["error"] + f" (executed copy: {tmp_output})") from None
+                strip_progress_bars(tmp_output)  # the executed copy is read as a document
                 os.replace(tmp_output, output)
                 entry.update(status="ok", finished=_now(), duration_s=round(time.perf_counter() - start, 1))
                 manifest["notebooks"].append(entry)
