@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed
 PROFILE ?= default
 RUN ?= $(PROFILE)
 
-.PHONY: env study smoke book check-book test test-all bench clean
+.PHONY: help env study smoke book check-book test test-all bench lab clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 20
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +27,7 @@ study: env  ## run the whole study (PROFILE=default) and build the book
 	$(PY) -m wfutils.pipeline --profile $(PROFILE) --run $(RUN)
 	$(MAKE) book RUN=$(RUN)
 
-book: env  ## render results/$(RUN) as the book in _build/html
+book: env  ## render results/RUN (default: the profile name) as the book in _build/html
 	$(PY) -m wfutils.book --run results/$(RUN)
 
 check-book:  ## open the built book in headless Chromium: figures load, glued numbers present
@@ -36,7 +40,7 @@ smoke: env  ## the smoke profile end to end (minutes), then the browser check
 test: env  ## the test suite (fast; slow end-to-end checks are `make test-all`)
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: env
+test-all: env  ## every test, the slow end-to-end ones included
 	$(PY) -m pytest -q
 
 bench: env  ## speed benchmarks, printing ratios against baselines measured in the same run
@@ -46,5 +50,8 @@ bench: env  ## speed benchmarks, printing ratios against baselines measured in t
 	$(PY) benchmarks/slm_bench.py
 	$(PY) benchmarks/llm_bench.py
 
-clean:
+lab: env  ## open the notebooks in JupyterLab (jupyter notebook works too: .venv/bin/jupyter notebook)
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:  ## remove the built book
 	rm -rf _build

@@ -137,3 +137,21 @@ def test_installed_non_editable_the_package_finds_its_data(tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr[-2000:]
     code_digest.cache_clear()
     assert out.stdout.strip() == code_digest()  # same sources and data, same digest
+
+
+def test_make_help_lists_every_target_with_one_line() -> None:
+    root = PACKAGE.parent
+    out = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True, check=True).stdout
+    listed = {line.split()[1] for line in out.splitlines() if line.strip().startswith("make ")}
+    declared = set()
+    for line in (root / "Makefile").read_text().splitlines():
+        if line.startswith(".PHONY:"):
+            declared = set(line.split(":", 1)[1].split())
+    assert declared and listed == declared
+
+
+def test_jupyter_lab_and_notebook_are_installed_with_the_environment() -> None:
+    bin_dir = Path(sys.executable).parent
+    for app in ("lab", "notebook"):
+        out = subprocess.run([str(bin_dir / "jupyter"), app, "--version"], capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.strip()[0].isdigit(), (app, out.stderr[-500:])
