@@ -1,11 +1,11 @@
-"""Real corpora converters on the shared data (read in place) and on broken copies."""
+"""The registered n8n and Logic Apps converters on the shared data (read in place) and on broken copies."""
 
 import json
 import shutil
 
 import pytest
 
-from wfutils.data.corpora import load_logic_apps, load_n8n, shared_data_root
+from wfutils.data.corpora import load_corpus, load_logic_apps, load_n8n, shared_data_root
 from wfutils.flows.schema import validate_flow
 
 ROOT = shared_data_root()
@@ -14,7 +14,7 @@ needs_data = pytest.mark.skipif(not (ROOT / "awesome-n8n-templates").is_dir(), r
 
 @needs_data
 def test_n8n_yield_and_validity():
-    dd = load_n8n()
+    dd = load_corpus("n8n")
     ds = dd["test"]
     assert len(ds) >= 190
     assert set(ds["domain"]) == {"n8n"}
@@ -28,7 +28,7 @@ def test_n8n_yield_and_validity():
 
 @needs_data
 def test_n8n_flow_logic_mapping():
-    ds = load_n8n()["test"]
+    ds = load_corpus("n8n")["test"]
     defs = [c["definition"] for f in ds["flow"] for c in json.loads(f)["components"]]
     assert {"IF", "FOREACH", "ELSE"} <= set(defs)
     assert "sticky_note" not in defs
@@ -38,7 +38,7 @@ def test_n8n_flow_logic_mapping():
 
 @needs_data
 def test_logic_apps_yield_nesting_and_requests():
-    ds = load_logic_apps()["test"]
+    ds = load_corpus("logic_apps")["test"]
     assert len(ds) == 60
     nested = 0
     for row in ds:
@@ -62,7 +62,7 @@ def test_broken_copies_are_reported_not_dropped(tmp_path):
     import urllib.parse
     target = dst / urllib.parse.unquote(rows[0].split("](")[-1].rstrip(") |"))
     target.write_text("{ not json", encoding="utf-8")
-    dd = load_n8n(dst)
+    dd = load_corpus("n8n", root=dst)
     reasons = " | ".join(f"{p}: {r}" for p, r in dd.skipped)
     assert "ghost.json" in reasons and "missing file" in reasons
     assert "unparseable JSON" in reasons and target.name in reasons
@@ -72,6 +72,10 @@ def test_broken_copies_are_reported_not_dropped(tmp_path):
 def test_missing_folder_names_the_path(tmp_path, monkeypatch):
     monkeypatch.setenv("WFBOOK_SHARED_DATA", str(tmp_path / "moved"))
     with pytest.raises(FileNotFoundError, match="moved"):
-        load_n8n()
+        load_corpus("n8n")
     with pytest.raises(FileNotFoundError, match="logic-apps-templates"):
+        load_corpus("logic_apps")
+    with pytest.raises(FileNotFoundError, match="moved/awesome-n8n-templates"):  # the former entry points remain
+        load_n8n()
+    with pytest.raises(FileNotFoundError, match="moved/logic-apps-templates"):
         load_logic_apps()

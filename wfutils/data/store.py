@@ -2,8 +2,9 @@
 
 Every data set is a :class:`datasets.DatasetDict` with the columns of :mod:`wfutils.data.records`.
 :func:`build_all` builds the synthetic corpus (:func:`wfutils.data.synthetic.build_synthetic`:
-``train`` / ``validation`` / ``test`` / ``ood``) and the requested public corpora
-(:mod:`wfutils.data.corpora`: split ``test``) and saves them.
+``train`` / ``validation`` / ``test`` / ``ood``) and the requested corpora (:mod:`wfutils.data.corpora`:
+registered converters by name, split ``test``; JSON Lines files by path, saved under their stem
+with the splits they have) and saves them.
 
 A run stores each data set as ``results/<run>/data/<name>/<split>.parquet`` plus the same rows
 as ``<split>.jsonl`` and an ``info.json`` (parameters, sizes, versions, skipped items).
@@ -17,12 +18,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from datasets import Dataset, DatasetDict
 
 from wfutils.data.catalog import load_catalog
-from wfutils.data.corpora import load_logic_apps, load_n8n
+from wfutils.data.corpora import convert_corpus, corpus_folder, load_jsonl_corpus, resolve_corpora
 from wfutils.data.records import COLUMNS
 from wfutils.data.synthetic import DEFAULT_SIZES, build_synthetic
 from wfutils.flows.vocabulary import flow_depth, trigger_kind
@@ -122,9 +123,29 @@ def load_run_data(run_dir: str | os.PathLike[str], *, include_train: bool = Fals
 
 def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = DEFAULT_SIZES["train"],
               n_test: int = DEFAULT_SIZES["test"], n_ood: int = DEFAULT_SIZES["ood"],
-              n_validation: int = DEFAULT_SIZES["validation"], corpora: Iterable[str] = ("n8n", "logic_apps"), shared_data: str | os.PathLike[str] | None = None
-              ) -> dict[str, DatasetDict]:
-    """Build the synthetic corpus and the requested real corpora and save them under ``run_dir``."""
+              n_validation: int = DEFAULT_SIZES["validation"],
+              corpora: Iterable[str | os.PathLike[str]] | str = ("n8n", "logic_apps"),
+              shared_data: str | os.PathLike[str] | None = None,
+              jsonl_sizes: Mapping[str, float | int] | None = None) -> dict[str, DatasetDict]:
+    """Build the synthetic corpus and the requested corpora and save them under ``run_dir``.
+
+    ``corpora`` holds converter names (``n8n``, ``logic_apps``, any registered one; read from
+    ``shared_data``) and paths of JSON Lines files (saved as ``data/<stem>/`` with their own
+    splits, or split by ``seed`` with ``jsonl_sizes``, see :func:`wfutils.data.corpora.seed_split_sizes`).
+    The list is checked first (unknown names, stems that clash, missing folders or files) and
+    JSON Lines files are read and checked before anything is built or written. Returns the data
+    sets by name (``synthetic`` first, then the corpora in the order given).
+    """
+    specs = resolve_corpora(corpora)
+    for spec in specs:  # fail on a missing corpus folder before the synthetic corpus is built
+        if spec.converter is not None:
+            corpus_folder(spec.converter, shared_data=shared_data)
+    files: dict[str, tuple[DatasetDict, float]] = {}
+    for spec in specs:
+        if spec.path is not None:
+            t0 = time.perf_counter()
+            files[spec.name] = (load_jsonl_corpus(spec.path, seed=seed, sizes=jsonl_sizes), time.perf_counter() - t0)
+
     built: dict[str, DatasetDict] = {}
     t0 = time.perf_counter()
     built["synthetic"] = build_synthetic(seed, n_train, n_test, n_ood, n_validation)
@@ -132,15 +153,16 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
                  params={"seed": seed, "n_train": n_train, "n_validation": n_validation, "n_test": n_test, "n_ood": n_ood,
                          "holdout_tables": sorted(load_catalog().holdout_tables),
                          "holdout_actions": sorted(load_catalog().holdout_actions)})
-    loaders = {"n8n": load_n8n, "logic_apps": load_logic_apps}
-    for name in corpora:
-        if name not in loaders:
-            raise ValueError(f"unknown corpus {name!r} (known: {', '.join(loaders)})")
-        t0 = time.perf_counter()
-        dd = loaders[name](shared_data)
-        built[name] = dd
-        save_dataset(dd, run_dir, name, skipped=getattr(dd, "skipped", []), seconds=time.perf_counter() - t0,
-                     params={"root": str(getattr(dd, "root", ""))})
+    for spec in specs:
+        if spec.path is not None:
+            dd, seconds = files[spec.name]
+        else:
+            t0 = time.perf_counter()
+            dd = convert_corpus(spec.converter, shared_data=shared_data)
+            seconds = time.perf_counter() - t0
+        built[spec.name] = dd
+        save_dataset(dd, run_dir, spec.name, skipped=getattr(dd, "skipped", []), seconds=seconds,
+                     params=getattr(dd, "params", {}))
     return built
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -132,7 +133,8 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
     if unknown_sections:
         raise PipelineError(f"profile {profile_name!r} names unknown notebook(s): {', '.join(unknown_sections)}")
 
-    overrides = dict(overrides or {})
+    overrides = {key: (_absolute_corpus_paths(value) if key.rpartition(".")[2] == "corpora" else value)
+                 for key, value in (overrides or {}).items()}
     all_names = set().union(*declared.values())
     for key in overrides:
         target, _, name = key.rpartition(".")
@@ -169,24 +171,36 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
 
 
 def check_inputs(steps: list[NotebookStep]) -> None:
-    """Inputs the notebooks will read, checked before any of them starts (the shared corpora)."""
-    from wfutils.data.corpora import LOGIC_APPS_DIR, N8N_DIR, shared_data_root
+    """Inputs the notebooks will read, checked before any of them starts (corpus names and JSON Lines files)."""
+    from wfutils.data.corpora import check_corpora
 
     problems = []
     for step in steps:
         corpora = step.parameters.get("corpora")
-        if not corpora or not isinstance(corpora, list):
+        if not corpora:
             continue
-        root = shared_data_root(step.parameters.get("shared_data"))
-        folders = {"n8n": N8N_DIR, "logic_apps": LOGIC_APPS_DIR}
-        for name in corpora:
-            folder = folders.get(name)
-            if folder and not (root / folder).is_dir():
-                problems.append(f"notebook {step.name}: corpus {name!r} needs {root / folder}, which does not exist "
-                                f"(set WFBOOK_SHARED_DATA or -p shared_data=... to the folder holding {folder}/, "
-                                f"or leave {name!r} out of -p corpora=[...])")
+        problems += [f"notebook {step.name}: {problem}" for problem in
+                     check_corpora(corpora, step.parameters.get("shared_data"), base_dir=REPO_ROOT)]
     if problems:
-        raise PipelineError("missing input data, nothing was run:\n  " + "\n  ".join(problems))
+        raise PipelineError("missing or unusable input data, nothing was run:\n  " + "\n  ".join(problems))
+
+
+def _absolute_corpus_paths(value: Any) -> Any:
+    """Corpus paths given relative to the user's working directory, made absolute (notebooks run elsewhere)."""
+    from wfutils.data.corpora import is_corpus_path
+
+    if not isinstance(value, list):
+        return value
+    return [str(Path(item).expanduser().resolve()) if isinstance(item, str) and is_corpus_path(item) else item
+            for item in value]
+
+
+def _input_digests(step: NotebookStep) -> dict[str, str]:
+    """Contents a notebook reads that its parameters only name (JSON Lines corpora)."""
+    from wfutils.data.corpora import corpus_file_digests
+
+    corpora = step.parameters.get("corpora")
+    return corpus_file_digests(corpora, base_dir=REPO_ROOT) if corpora else {}
 
 
 def resolve_run_dir(run_name: str | None, profile_name: str, results_dir: Path | None = None) -> Path:
@@ -227,13 +241,15 @@ def _display_path(path: Path) -> str:
 
 
 def fingerprint(step: NotebookStep, upstream: str, digest_of_code: str) -> str:
-    """What a notebook's result depends on: its source, parameters, upstream notebooks and the ``wfutils`` code."""
+    """What a notebook's result depends on: its source, parameters, upstream notebooks, the ``wfutils`` code
+    and the contents of the files its parameters name (JSON Lines corpora)."""
     digest = hashlib.sha256()
     digest.update(step.path.read_bytes())
     parameters = {k: v for k, v in step.parameters.items() if k not in UNFINGERPRINTED}
     digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     digest.update(upstream.encode())
     digest.update(digest_of_code.encode())
+    digest.update(json.dumps(_input_digests(step), sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -361,6 +377,9 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
                 manifest["notebooks"].append(entry)
                 atomic_write_json(manifest_path, manifest)
     except (KeyboardInterrupt, Interrupted) as exc:
+        # The executor's background tasks (kernel liveness polls) die with the kernel; their
+        # "Task exception was never retrieved" reports would only bury the one line that matters.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         signal_name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
         if entry and entry not in manifest["notebooks"]:
             entry.update(status="interrupted", finished=_now())
