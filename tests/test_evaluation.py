@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wfutils.data.predictions import Prediction, PredictionWriter, SystemMeta, meta_path, predictions_path
-from wfutils.evaluation import scoring, selection
+from wfutils.data.predictions import DataWarning, Prediction, PredictionWriter, SystemMeta, meta_path, predictions_path
+from wfutils.evaluation import loading, scoring, selection
 from wfutils.evaluation import statistics as stats
 from wfutils.evaluation.result import META_COLUMNS, SCORE_COLUMNS
 from wfutils.evaluation.scoring import METRICS, evaluate_run
@@ -223,7 +223,8 @@ def test_costs_come_from_traces_local_engines_and_the_base_models_list_price(tmp
     traces.mkdir(parents=True)
     (traces / f"{LLM}.jsonl").write_text(json.dumps({"id": "sn-test-0", "cost_usd": 0.5, "written": True}) + "\n"
                                          + '{"id": "sn-test-1", "cost_')  # a line cut short by a kill
-    s = evaluate_run(run, progress=False).scores
+    with pytest.warns(DataWarning, match=r"gpt-4o-few-shot.jsonl:2: unreadable trace line"):
+        s = evaluate_run(run, progress=False).scores
     assert value(s, "house-model-zero-shot", "sn-test-0", "cost_usd") == pytest.approx(1000 * 0.15e-6 + 100 * 0.6e-6)
     assert np.isnan(value(s, "mystery-zero-shot", "sn-test-0", "cost_usd"))  # unknown: never a guessed 0
     assert value(s, LLM, "sn-test-0", "cost_usd") == 0.5  # what the prompting arm recorded
@@ -310,11 +311,19 @@ def test_notebooks_run_on_a_run_with_only_small_prediction_files(tmp_path: Path)
     repo = Path(__file__).resolve().parent.parent
     for with_data in (True, False):
         run = make_run(tmp_path / f"run-{with_data}", with_data=with_data)
+        with open(predictions_path(run, LLM), "a") as handle:
+            handle.write('{"id": "sn-test-9", "spl')  # a write cut short: a note naming file:line
+        (run / "eval" / "figures").mkdir(parents=True)
+        (run / "eval" / ".summary.csv.x1.tmp").write_text("half")  # an interrupted write of a previous run
         for name in ("04_evaluation", "05_error_analysis"):
+            if name.startswith("05"):
+                (run / "eval" / "figures" / ".error_rates.png.x2.tmp").write_text("half")
             papermill.execute_notebook(str(repo / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}-{with_data}.ipynb"),
                                        parameters={"run_dir": str(run), "n_bootstrap": 200} if name.startswith("04")
                                        else {"run_dir": str(run)}, progress_bar=False)
         out = run / "eval"
+        notes = json.loads((out / "info.json").read_text())["notes"]
+        assert any(f"{LLM}.jsonl:4: the last line is incomplete" in note for note in notes), notes
         table = pd.read_csv(out / "paper_claims.csv")
         assert set(table["verdict"]) == {"not testable here"}  # 3 paired examples, no oracle system
         for figure in ("flowsim_per_system", "paired_differences", "quality_cost_latency", "error_rates"):
@@ -327,3 +336,117 @@ def test_notebooks_run_on_a_run_with_only_small_prediction_files(tmp_path: Path)
         tags = pd.read_parquet(out / "errors.parquet")
         assert set(tags[tags.system == LLM]["tag"]) == {"wrong_trigger_type", "invalid_json", "none"}
         assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- nothing lost or changed silently
+
+def test_an_empty_predictions_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "empty")
+    with PredictionWriter(predictions_path(run, "gpt-4o-zero-shot"), prompted_meta("gpt-4o-zero-shot")):
+        pass  # every call failed: the file exists, with its sidecar, and holds nothing
+    with pytest.raises(ValueError, match=r"gpt-4o-zero-shot.jsonl is empty: system 'gpt-4o-zero-shot' produced no"):
+        evaluate_run(run, progress=False)
+    predictions_path(run, "gpt-4o-zero-shot").write_text('{"id": "sn-test-0", "spl')  # only a write cut short
+    with pytest.warns(DataWarning), pytest.raises(ValueError, match="holds no complete prediction"):
+        evaluate_run(run, progress=False)
+    ev = evaluate_run(run, [SLM, LLM], progress=False)  # naming the others is the explicit way out
+    assert set(ev.systems) == {SLM, LLM}
+
+
+def test_a_last_record_without_its_newline_is_scored_and_a_cut_one_is_a_note(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "tail")
+    path = predictions_path(run, SLM)
+    assert json.loads(path.read_text().splitlines()[-1])["id"] == "sn-ood-1"
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    ev = evaluate_run(run, progress=False)  # on_incomplete="error": nothing is missing
+    assert "sn-ood-1" in set(ev.scores[ev.scores.system == SLM]["id"])
+    assert ev.coverage.set_index(["system", "subset"]).loc[(SLM, "ood"), "status"] == "complete"
+    # an unfinished last line is a write cut short: reported with file:line, and the subset is incomplete
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])
+    with loading.data_notes() as notes:
+        ev = evaluate_run(run, on_incomplete="exclude", progress=False)
+    assert any(f"{SLM}.jsonl:{len(lines)}: the last line is incomplete" in n for n in notes), notes
+    assert any(f"{SLM} on ood: 1 of 2" in n for n in ev.notes)
+
+
+def test_stored_parse_status_and_flow_are_recomputed_not_trusted(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "lying")
+    path = predictions_path(run, LLM)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert records[1]["id"] == "sn-test-1"
+    records[1].update(output="I cannot do that.", flow=INCIDENT, parse_status="ok")  # a stored flow, a refusal
+    records[0].update(flow=None, parse_status="invalid")  # a parseable output stored as invalid
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    ev = evaluate_run(run, progress=False)
+    for metric in ("json_valid", "schema_valid", "trigger_match"):
+        assert value(ev.scores, LLM, "sn-test-1", metric) == 0.0, metric
+    assert value(ev.scores, LLM, "sn-test-0", "json_valid") == 1.0
+    row = ev.predictions.set_index(["system", "id"]).loc[(LLM, "sn-test-1")]
+    assert row["parse_status"] == "invalid" and pd.isna(row["flow"])
+
+
+def test_a_sidecar_without_its_predictions_file_is_a_note(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "orphan")
+    predictions_path(run, LLM).unlink()
+    with loading.data_notes() as notes:
+        ev = evaluate_run(run, progress=False)
+    assert ev.systems == [SLM]
+    assert any(f"{LLM}.meta.json: system {LLM!r} has metadata but no predictions file" in n for n in notes), notes
+
+
+def test_a_record_naming_another_system_is_an_error(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "stranger")
+    path = predictions_path(run, LLM)
+    path.write_text(path.read_text().replace(f'"system": "{LLM}"', '"system": "someone-else"', 1))
+    with pytest.raises(ValueError, match=r"gpt-4o-few-shot.jsonl: record 1 .* names system 'someone-else'"):
+        evaluate_run(run, progress=False)
+
+
+def test_unusable_traced_costs_are_unknown_with_a_note_and_glued_records_are_read(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "badcost")
+    traces = run / "llm" / "traces"
+    traces.mkdir(parents=True)
+    (traces / f"{LLM}.jsonl").write_text(
+        '{"id": "sn-test-0", "cost_usd": NaN, "written": true}\n'
+        '{"id": "sn-test-1", "cost_usd": -5, "written": true}\n'
+        '{"id": "sn-test-2", "cost_usd": 1e308, "written": true}\n')
+    write_system(run, finetuned_meta("slm-inf"), {i: "{}" for i in EXAMPLES})
+    (traces / "slm-inf.jsonl").write_text('{"id": "sn-test-0", "cost_usd": Infinity, "written": true}\n'
+                                          '{"id": "sn-test-1", "cost_usd": "0.1", "written": true}\n'
+                                          # an old writer glued a rerun's record onto a fragment
+                                          '{"id": "sn-test-2", "cost_{"id": "sn-test-2", "cost_usd": 0.25, '
+                                          '"written": true}\n')
+    with loading.data_notes() as notes:
+        ev = evaluate_run(run, progress=False)
+    for system, ident in ((LLM, "sn-test-0"), (LLM, "sn-test-1"), (LLM, "sn-test-2"), ("slm-inf", "sn-test-0"),
+                          ("slm-inf", "sn-test-1")):
+        assert np.isnan(value(ev.scores, system, ident, "cost_usd")), (system, ident)  # unknown, never list price
+    assert value(ev.scores, "slm-inf", "sn-test-2", "cost_usd") == 0.25  # the traced cost, not the local 0
+    assert value(ev.scores, "slm-inf", "sn-ood-0", "cost_usd") == 0.0
+    text = "\n".join(notes)
+    for where in (f"{LLM}.jsonl:1", f"{LLM}.jsonl:2", f"{LLM}.jsonl:3", "slm-inf.jsonl:1", "slm-inf.jsonl:2",
+                  "slm-inf.jsonl:3: a fragment"):
+        assert where in text, (where, text)
+    assert np.isnan(cost_table(ev.scores).set_index("system").loc[LLM, "usd_per_1000_flows"])
+
+
+def test_only_loopback_endpoints_are_local(tmp_path: Path) -> None:
+    from wfutils.evaluation.costs import runs_locally
+
+    for url, local in (("http://127.0.0.1:8000/v1", True), ("http://127.9.9.9/v1", True),
+                       ("http://localhost:1/v1", True), ("http://[::1]:80/v1", True),
+                       ("http://0.0.0.0:8000/v1", False), ("http://10.1.2.3/v1", False),
+                       ("http://localhost.example.com/v1", False), ("https://api.openai.com/v1", False)):
+        assert runs_locally(prompted_meta(engine=f"openai-compatible: {url}")) is local, url
+
+
+def test_save_evaluation_removes_leftovers_of_interrupted_writes(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "leftovers")
+    (run / "eval" / "figures").mkdir(parents=True)
+    stale = [run / "eval" / ".summary.csv.a1b2c3.tmp", run / "eval" / "figures" / ".x.png.zz.tmp"]
+    for path in stale:
+        path.write_text("half")
+    save_evaluation(evaluate_run(run, progress=False), run)
+    assert not any(p.exists() for p in stale) and (run / "eval" / "scores.parquet").is_file()
+    assert not [p for p in (run / "eval").rglob("*.tmp")]

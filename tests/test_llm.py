@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.llm_server import Proxy, shared_server
-from wfutils.llm.client import LLMClient, LLMConfigError, ResponseCache, is_local_url, redact
+from wfutils.llm.client import LLMClient, LLMConfigError, ResponseCache, check_base_url, is_local_url, redact
 from wfutils.llm.pricing import cost_usd
 from wfutils.llm.server import find_free_port
 
@@ -138,14 +138,54 @@ def test_public_url_drops_credentials():
     from wfutils.llm.client import public_url
 
     assert public_url("https://user:pw@example.org:8443/v1?key=abc") == "https://example.org:8443/v1"
-    client = LLMClient("m", base_url="http://u:secretpw@127.0.0.1:9/v1", max_retries=0)
-    assert "secretpw" not in repr(client) and "secretpw" not in client.cache_id
-    assert "secretpw" not in (client.chat(HELLO, max_tokens=1).error or "x")
+
+
+def test_credentials_or_a_query_in_the_url_are_refused_without_repeating_them(monkeypatch):
+    import base64
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    forms = ["secretpw", base64.b64encode(b"u:secretpw").decode(), base64.b64encode(b"secretpw").decode()]
+    for url in ("http://u:secretpw@127.0.0.1:9/v1", "https://u:secretpw@example.org/v1", "http://:secretpw@host/v1",
+                "http://secretpw@host/v1", "u:secretpw@host/v1", "http://u:secretpw@host:bad/v1",
+                "http://u:secret%40pw@host/v1"):
+        for make in (lambda: LLMClient("m", base_url=url, max_retries=0), lambda: check_base_url(url)):
+            with pytest.raises(LLMConfigError) as info:
+                make()
+            message = str(info.value)
+            assert not any(f in message for f in forms) and "secret%40pw" not in message, (url, message)
+            assert "credentials" in message or "not a valid" in message or "not an http" in message, message
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://u:secretpw@127.0.0.1:9/v1")  # from the environment too
+    with pytest.raises(LLMConfigError, match=r"http://\*\*\*@127.0.0.1:9/v1 carries credentials"):
+        LLMClient("m")
+    for url in ("https://example.org/v1?api-key=secretpw", "https://example.org/v1#secretpw"):
+        with pytest.raises(LLMConfigError, match="query string") as info:
+            check_base_url(url)
+        assert "secretpw" not in str(info.value)
+    assert check_base_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/v1" and check_base_url(None) is None
+
+
+def test_only_loopback_addresses_are_local(monkeypatch):
+    for url in ("http://127.0.0.1:8000/v1", "http://127.3.4.5/v1", "http://localhost/v1", "http://LOCALHOST:1/v1",
+                "http://[::1]:8000/v1"):
+        assert is_local_url(url), url
+    for url in ("http://0.0.0.0:8000/v1", "http://[::]:8000/v1", "http://10.0.0.2/v1", "http://192.168.1.1/v1",
+                "http://localhost.example.org/v1", "http://128.0.0.1/v1", "https://api.openai.com/v1", "nonsense"):
+        assert not is_local_url(url), url
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(LLMConfigError, match="OPENAI_API_KEY is not set.*0.0.0.0 and other addresses are not local"):
+        LLMClient("m", base_url="http://0.0.0.0:8000/v1")  # needs a key, is priced as hosted
+    assert LLMClient("m", base_url="http://127.0.0.1:9/v1").local
 
 
 def test_redact():
+    import base64
+
     assert SECRET not in redact(f"bad key {SECRET} given", SECRET)
     assert "sk-abcdefghijkl" not in redact("Incorrect API key provided: sk-abcdefghijklmnop", None)
+    b64 = base64.b64encode(SECRET.encode()).decode()
+    basic = base64.b64encode(b"user:hunter2-password").decode()
+    text = redact(f"echo: {b64} / Authorization: Basic {basic} / authorization=Bearer tok-123456", SECRET)
+    assert b64 not in text and basic not in text and "tok-123456" not in text
 
 
 def test_price_table(tmp_path):
@@ -163,6 +203,13 @@ def test_price_table(tmp_path):
     broken.write_text(json.dumps({"models": {"bad": {"input": "x"}}}))
     with pytest.raises(ValueError, match="bad"):
         cost_usd("bad", 1, 1, prices=str(broken))
+    for price in ("NaN", "-5", "1e308", "Infinity"):
+        broken.write_text('{"models": {"odd": {"input": %s, "output": 1}}}' % price)
+        with pytest.raises(ValueError, match="odd.*negative, not finite"):
+            cost_usd("odd", 1, 1, prices=str(broken))
+        from wfutils.llm.pricing import load_prices
+
+        load_prices.cache_clear()
 
 
 def test_response_cache_is_atomic_and_tolerates_damaged_entries(tmp_path):
@@ -179,6 +226,26 @@ def test_response_cache_is_atomic_and_tolerates_damaged_entries(tmp_path):
     assert cache.get(key) is None
     cache.put(key, {"result": {"text": "again"}})
     assert cache.get(key)["result"]["text"] == "again" and cache.count() == 1
+
+
+@pytest.mark.parametrize("entry", [None, [], "text", 3, {"key": "k"}, {"result": None}, {"result": []},
+                                   {"result": "hi"}, {"result": {"text": None}}, {"result": {"text": 5}},
+                                   {"result": {"text": "x", "prompt_tokens": "12"}},
+                                   {"result": {"text": "x", "completion_tokens": -1}},
+                                   {"result": {"text": "x", "latency_s": float("nan")}},
+                                   {"result": {"text": "x", "json_mode": "yaml"}},
+                                   {"result": {"text": "x", "error": "boom"}}])
+def test_a_cache_entry_of_any_shape_is_a_miss_never_a_crash(entry, tmp_path):
+    url = f"http://127.0.0.1:{find_free_port()}/v1"  # nothing listens: a miss becomes an unreachable error
+    client = LLMClient("m", base_url=url, max_retries=0, cache_dir=tmp_path)
+    client.cache.get = lambda key: entry  # whatever ResponseCache.get hands back
+    result = client.chat(HELLO, max_tokens=2)
+    assert result.error_kind == "unreachable" and not result.cached
+    client.cache.get = lambda key: (_ for _ in ()).throw(OSError("disk gone"))
+    assert not client.chat(HELLO, max_tokens=2).cached
+    client.cache.get = lambda key: {"key": key, "result": {"text": "ok", "prompt_tokens": 3, "completion_tokens": 1}}
+    hit = client.chat(HELLO, max_tokens=2)
+    assert hit.cached and hit.text == "ok" and hit.cost_usd == 0.0 and hit.attempts == 0
 
 
 def test_the_cache_key_follows_every_part_of_the_request_sent():

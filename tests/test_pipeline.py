@@ -302,3 +302,15 @@ def test_terminal_shows_live_cell_and_progress_lines_and_executed_copy_keeps_no_
     assert "a real message" in text and "done" in text and "train:" not in text and "%|" not in text
     log = (tmp_path / "results" / "r" / "notebooks" / "01_train.kernel.log").read_text()
     assert "without encryption" in log
+
+
+def test_credentials_in_a_base_url_are_refused_before_anything_is_written(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(PipelineError, match="parameter base_url refused") as error:
+        run("smoke", "creds", parse_overrides(["03_llm_prompting.base_url=http://alice:s3cret-pass@127.0.0.1:9/v1"]),
+            results_dir=tmp_path, progress=False)
+    assert "s3cret-pass" not in str(error.value)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://alice:s3cret-pass@127.0.0.1:9/v1")
+    with pytest.raises(PipelineError, match="OPENAI_BASE_URL refused") as error:
+        run("smoke", "creds", results_dir=tmp_path, progress=False)
+    assert "s3cret-pass" not in str(error.value)
+    assert not (tmp_path / "creds").exists()

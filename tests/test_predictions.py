@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from wfutils.data.predictions import (PREDICTION_FIELDS, Prediction, PredictionWriter, SystemMeta, meta_path,
-                                      predictions_path, read_predictions, read_sidecar, read_system_meta)
+from wfutils.data.predictions import (PREDICTION_FIELDS, DataWarning, Prediction, PredictionWriter, SystemMeta,
+                                      end_jsonl_cleanly, meta_path, predictions_path, read_predictions, read_sidecar,
+                                      read_system_meta)
 from wfutils.provenance import code_digest
 
 META = SystemMeta(system="toy", arm="prompted", base_model="smollm2-135m", n_params=134_515_008, strategy="few_shot",
@@ -40,11 +41,92 @@ def test_resume_completes_a_partial_file(tmp_path: Path) -> None:
         writer.write(record(1))
     with open(path, "a") as handle:  # a write cut short by a kill
         handle.write(record(2).to_json()[:25])
-    with PredictionWriter(path, META) as writer:
-        assert writer.done_ids == {"ex-1"}
-        for i in (1, 2, 3):
-            writer.write(record(i))
+    with pytest.warns(DataWarning, match=r"toy.jsonl:2: the last line is incomplete"):
+        assert [r.id for r in read_predictions(path)] == ["ex-1"]
+    with pytest.warns(DataWarning, match=r"toy.jsonl:2: the last line is incomplete"):
+        with PredictionWriter(path, META) as writer:
+            assert writer.done_ids == {"ex-1"} and writer.repaired == "cut line removed"
+            for i in (1, 2, 3):
+                writer.write(record(i))
     assert [r.id for r in read_predictions(path)] == ["ex-1", "ex-2", "ex-3"]
+
+
+def test_a_complete_last_record_without_its_newline_is_read_and_kept(tmp_path: Path) -> None:
+    path = predictions_path(tmp_path, "toy")
+    with PredictionWriter(path, META) as writer:
+        writer.write(record(1))
+        writer.write(record(2))
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # the kill came between the record and its newline
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to report: the record is whole
+        assert [r.id for r in read_predictions(path)] == ["ex-1", "ex-2"]
+        with PredictionWriter(path, META) as writer:
+            assert writer.done_ids == {"ex-1", "ex-2"} and writer.repaired == "newline added"
+            writer.write(record(2))  # already done: skipped
+            writer.write(record(3))
+    assert path.read_text().count("\n") == 3
+    assert [r.id for r in read_predictions(path)] == ["ex-1", "ex-2", "ex-3"]
+
+
+def test_unreadable_bytes_are_errors_naming_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = record(1).to_json().encode()
+    path.write_bytes(good + b"\n" + good.replace(b"request 1", b"request \xff\xfe") + b"\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid UTF-8"):
+        read_predictions(path)
+    path.write_bytes(b"\xff" + good + b"\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: not valid UTF-8"):
+        read_predictions(path)
+    path.write_bytes(good + b"\n" + good[:-1] + b"\n")  # a broken line that has its newline is no cut write
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid JSON"):
+        read_predictions(path)
+    path.write_bytes(good + b"\n" + b'{"id": "x"}')  # a whole JSON object missing fields: malformed, not cut
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: missing field"):
+        read_predictions(path)
+    bad = json.loads(good)
+    bad["latency_s"] = -1
+    path.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: field 'latency_s' is -1"):
+        read_predictions(path)
+
+
+def test_parse_status_and_flow_are_recomputed_from_the_output_never_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "toy.jsonl"
+    lying = json.loads(record(1).to_json())
+    lying.update(output="I cannot do that.")  # stored flow and parse_status still say "a valid flow"
+    assert lying["parse_status"] == "ok" and lying["flow"]
+    modest = json.loads(record(2).to_json())
+    modest.update(flow=None, parse_status="invalid")  # a valid output stored as invalid
+    other = json.loads(record(3).to_json())
+    other.update(flow={"trigger": {"type": "weekly"}, "components": []}, parse_status="some-old-status")
+    path.write_text("\n".join(json.dumps(r) for r in (lying, modest, other)) + "\n")
+    got = read_predictions(path)
+    assert (got[0].parse_status, got[0].flow) == ("invalid", None)
+    assert (got[1].parse_status, got[1].flow) == ("ok", {"trigger": {"type": "daily"}, "components": []})
+    assert (got[2].parse_status, got[2].flow) == ("ok", {"trigger": {"type": "daily"}, "components": []})
+
+
+def test_end_jsonl_cleanly_keeps_whole_records_and_removes_fragments(tmp_path: Path) -> None:
+    path = tmp_path / "trace.jsonl"
+    assert end_jsonl_cleanly(path) is None  # no file
+    path.write_text('{"id": "a"}\n{"id": "b"}')
+    assert end_jsonl_cleanly(path) == "newline added" and path.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+    assert end_jsonl_cleanly(path) is None
+    with open(path, "a") as handle:
+        handle.write('{"id": "c", "cost_')
+    with pytest.warns(DataWarning, match=r"trace.jsonl:3: the last line is incomplete"):
+        assert end_jsonl_cleanly(path) == "cut line removed"
+    assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+
+
+def test_the_writer_refuses_a_record_of_another_system(tmp_path: Path) -> None:
+    path = predictions_path(tmp_path, "toy")
+    stranger = Prediction(**{**json.loads(record(1).to_json()), "system": "other"})
+    with PredictionWriter(path, META) as writer:
+        with pytest.raises(ValueError, match="names system 'other'"):
+            writer.write(stranger)
 
 
 def test_malformed_records_name_file_and_line(tmp_path: Path) -> None:

@@ -263,6 +263,81 @@ def test_run_system_on_two_splits_and_retrieval_from_metadata(server, retriever,
                                                                       request=row["request"]).examples]
 
 
+def test_a_trace_line_cut_by_a_kill_is_never_glued_to_the_next_record(server, retriever, data, tmp_path):
+    from wfutils.data.predictions import DataWarning
+    from wfutils.evaluation.costs import trace_costs
+
+    client = server.client(cache_dir=tmp_path / "llm" / "cache")
+    rows = data["test"].select(range(2)).to_list()
+    meta = _meta()
+    kwargs = dict(run_dir=tmp_path, retriever=retriever, concurrency=1, max_tokens=3, progress=False)
+    run_system(client, meta, {"synthetic/test": rows}, **kwargs)
+    # the kill: the second example's prediction never made it, its trace line was cut mid-write
+    path, traces = predictions_path(tmp_path, meta.system), trace_path(tmp_path, meta.system)
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n")
+    last = json.loads(lines[1])["id"]
+    trace_lines = traces.read_text().splitlines()
+    kept = [t for t in trace_lines if json.loads(t)["id"] != last]
+    traces.write_text("\n".join(kept) + "\n" + '{"id": "%s", "split": "synthetic/test", "cost_' % last)
+    with pytest.warns(DataWarning, match=r"%s.jsonl:2: the last line is incomplete" % meta.system):
+        again = run_system(client, meta, {"synthetic/test": rows}, **kwargs)
+    assert again["written"] == 1 and again["cache_hits"] == 1
+    records = [json.loads(t) for t in traces.read_text().splitlines()]  # every line is a whole record
+    assert [r["id"] for r in records] == [json.loads(lines[0])["id"], last]
+    assert trace_costs(tmp_path, meta.system)[last] == 0.0  # the traced cost, not the list price
+
+
+def test_run_system_survives_cache_entries_of_any_shape_and_internal_errors(server, retriever, data, tmp_path):
+    from wfutils.llm.client import ResponseCache
+    from wfutils.llm.strategies import build_messages
+
+    client = server.client(cache_dir=tmp_path / "llm" / "cache")
+    row = data["test"][0]
+    body = client.request_body(build_messages("zero_shot", row["request"]), max_tokens=3)
+    key = ResponseCache.key(client.cache_id, body)
+    meta = _meta()
+    kwargs = dict(run_dir=tmp_path, retriever=retriever, max_tokens=3, progress=False)
+    for entry in ({"result": None}, {"result": {"text": None}}, {"result": {"text": 7, "prompt_tokens": "x"}},
+                  {"result": ["a"]}):
+        client.cache.put(key, entry)  # what a damaged or foreign cache entry holds
+        out = run_system(client, meta, {"synthetic/test": [row]}, force=False, key=str(entry), **kwargs)
+        assert out["written"] == 1 and out["cache_hits"] == 0 and not out["errors"], out
+        (pred,) = read_predictions(predictions_path(tmp_path, meta.system))
+        assert isinstance(pred.output, str) and pred.output and pred.completion_tokens > 0
+        assert isinstance(client.cache.get(key)["result"]["text"], str)  # the entry was rewritten
+    original = client.cache.get
+    for shape in (None, [], "x", 3, {"result": None}, {"key": key, "result": None}):
+        client.cache.get = lambda k, shape=shape: shape  # whatever ResponseCache.get may return
+        out = run_system(client, meta, {"synthetic/test": [row]}, key=f"get {shape!r}", **kwargs)
+        assert out["written"] == 1 and not out["errors"], (shape, out)
+    client.cache.get = original
+
+    def broken(*args, **kw):
+        raise RuntimeError("a bug somewhere below run_system")
+
+    client.chat, chat = broken, client.chat
+    out = run_system(client, meta, {"synthetic/test": [row]}, key="broken", **kwargs)
+    assert out["written"] == 0 and out["failed"] == 1 and out["errors"] == {"internal": 1}
+    assert "RuntimeError: a bug somewhere below run_system" in out["first_error"]
+    client.chat = chat
+    out = run_system(client, meta, {"synthetic/test": [row]}, key="broken", **kwargs)  # retried on the next run
+    assert out["written"] == 1 and out["cache_hits"] == 1
+
+
+def test_trace_values_are_checked_before_they_are_written():
+    from wfutils.llm.generation import Generation
+    from wfutils.llm.runner import _checked
+
+    for cost in (float("nan"), -5.0, 1e308, float("inf"), "0.1", True):
+        gen = _checked(Generation(output="x", cost_usd=cost))
+        assert gen.cost_usd is None and any("not a cost" in n for n in gen.notes), cost
+        json.dumps({"cost_usd": gen.cost_usd}, allow_nan=False)
+    assert _checked(Generation(output="x", cost_usd=0.25)).cost_usd == 0.25
+    odd = _checked(Generation(output=None, prompt_tokens=-3, latency_s=float("nan")))  # type: ignore[arg-type]
+    assert (odd.output, odd.prompt_tokens, odd.latency_s) == ("", 0, 0.0) and len(odd.notes) == 3
+
+
 def test_run_system_checks_its_inputs(retriever, tmp_path):
     from wfutils.llm.client import LLMClient
 
@@ -283,8 +358,15 @@ def test_run_system_checks_its_inputs(retriever, tmp_path):
 
 
 @pytest.mark.slow
-def test_notebook_03_runs_a_rerun_makes_zero_calls_and_force_recomputes(tmp_path):
+def test_notebook_03_runs_a_rerun_makes_zero_calls_and_force_recomputes(tmp_path, monkeypatch):
+    import base64
+    import secrets
+
     import papermill as pm
+
+    key = "sk-nb03-" + secrets.token_hex(12)  # planted: the kernel's client sends it to the local server
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
     from wfutils.data.store import build_all
 
@@ -321,3 +403,6 @@ def test_notebook_03_runs_a_rerun_makes_zero_calls_and_force_recomputes(tmp_path
     assert "flowsim_with_inputs" in text and "flowsim_no_inputs" in text and '"flowsim"' not in text
     assert not (run_dir / "llm" / "scores.parquet").exists()  # notebook 04 owns the scores
     assert "OPENAI_API_KEY" not in (run_dir / "llm" / "summary.json").read_text()
+    forms = [key.encode(), base64.b64encode(key.encode()).rstrip(b"="), base64.b64encode(b":" + key.encode()).rstrip(b"=")]
+    files = [p for p in [*run_dir.rglob("*"), *tmp_path.glob("out*.ipynb")] if p.is_file()]
+    assert not [str(p) for p in files for f in forms if f in p.read_bytes()]  # notebooks, cache, traces, server log

@@ -9,6 +9,13 @@ Files are appended to record by record, so a killed run resumes: :class:`Predict
 knows which ids are already done and a rerun completes the file instead of overwriting it, as
 long as the resume key (the system's metadata, the code digest and whatever the caller adds,
 e.g. the adapter's fingerprint) is unchanged; otherwise, or with ``force``, it starts afresh.
+
+Reading (:func:`read_predictions`) never loses or trusts silently: a complete last record
+without its newline is read; only an unfinished (unparsable) last line counts as a write cut
+short, and it is reported (a :class:`DataWarning` naming ``file:line``) and redone by the
+writer; any other unreadable line (bad JSON, invalid UTF-8, a missing field) is a ValueError
+naming ``file:line``. ``flow`` and ``parse_status`` are recomputed from ``output`` on every read
+(:func:`wfutils.flows.parsing.parse_flow`): the stored values are never used.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from wfutils.flows.parsing import PARSE_STATUSES, parse_flow
+from wfutils.flows.limits import value_problem
+from wfutils.flows.parsing import parse_flow
 from wfutils.provenance import code_digest
 from wfutils.storage import atomic_write_json
 
@@ -30,6 +39,11 @@ ARMS = ("fine-tuned", "prompted")
 STRATEGIES = ("none", "zero_shot", "few_shot", "rag_few_shot", "decomposed")
 RETRIEVALS = ("none", "bm25", "oracle")
 META_SUFFIX = ".meta.json"
+
+
+class DataWarning(UserWarning):
+    """Something in a run's files was skipped or repaired (a write cut short, an unusable value);
+    the message names ``file:line``. Evaluation turns these into explicit notes."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +154,14 @@ class Prediction:
         prompt_tokens: int,
         completion_tokens: int,
     ) -> "Prediction":
-        """Build a record from raw model text, parsing it with :func:`wfutils.flows.parsing.parse_flow`."""
+        """Build a record from raw model text, parsing it with :func:`wfutils.flows.parsing.parse_flow`.
+
+        Never raises on the text: output beyond the caps of :mod:`wfutils.flows.limits` gets parse
+        status ``too_large`` / ``too_deep`` and no flow. Output that is not text (None, bytes) is
+        made text (``""``, UTF-8 with replacement characters), and lone surrogates (which no UTF-8
+        file can hold) become U+FFFD, so that the record can always be written and read back.
+        """
+        output = _as_text(output)
         parsed = parse_flow(output)
         return cls(
             id=str(id), split=split, system=system, request=request, reference=reference,
@@ -149,7 +170,44 @@ class Prediction:
         )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        """The record as one JSON line (without the newline); UTF-8-encodable.
+
+        Never raises for a record built by :meth:`from_output`. Lone surrogates (only in a flow
+        decoded from ``\\ud800``-style escapes, or in a record built by hand) are written escaped
+        and read back as they were; a flow that cannot be serialised at all (a hand-built record)
+        is written as null with the parse status naming why (``too_deep`` / ``too_large`` /
+        ``invalid``).
+        """
+        record = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: asdict would recurse into the flow
+        try:
+            text = json.dumps(record, ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):
+            problem = value_problem(self.flow)
+            record["flow"], record["parse_status"] = None, problem.status if problem is not None else "invalid"
+            text = json.dumps(record, ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(record)
+        return text
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _as_text(output: Any) -> str:
+    """Model output as text that UTF-8 can hold (see :meth:`Prediction.from_output`)."""
+    if output is None:
+        return ""
+    if isinstance(output, (bytes, bytearray)):
+        return bytes(output).decode("utf-8", errors="replace")
+    if not isinstance(output, str):
+        output = str(output)
+    try:
+        output.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE_RE.sub("\ufffd", output)
+    return output
 
 
 PREDICTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Prediction))
@@ -178,34 +236,106 @@ def _record_from_dict(data: Any, where: str) -> Prediction:
         value = data[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ValueError(f"{where}: field {name!r} has type {type(value).__name__}")
-    if data["parse_status"] not in PARSE_STATUSES:
-        raise ValueError(f"{where}: parse_status {data['parse_status']!r} is not one of {PARSE_STATUSES}")
-    return Prediction(**data)
+    for name in ("latency_s", "prompt_tokens", "completion_tokens"):
+        value = data[name]
+        if not (value >= 0 and value != float("inf")):  # NaN fails the first test
+            raise ValueError(f"{where}: field {name!r} is {value!r}, expected a finite non-negative number")
+    # never trusted: what the output parses to is recomputed from the output itself
+    parsed = parse_flow(data["output"])
+    return Prediction(**{**data, "flow": parsed.flow, "parse_status": parsed.status})
+
+
+def _tail_state(tail: bytes, is_record: Callable[[bytes], bool]) -> str | None:
+    """What the bytes after a file's last newline are: None (nothing), ``blank``, ``complete`` or ``cut``."""
+    if not tail:
+        return None
+    if not tail.strip():
+        return "blank"
+    return "complete" if is_record(tail) else "cut"
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+
+
+def end_jsonl_cleanly(path: str | os.PathLike[str], *, is_record: Callable[[bytes], bool] = _is_json_object,
+                      warn: bool = True) -> str | None:
+    """Make a JSONL file end with a newline before anything is appended to it (so that a new record is
+    never glued onto an old fragment). A last line without its newline is kept when ``is_record`` says
+    it is complete (a newline is added) and removed when it is not (a write cut short; reported as a
+    :class:`DataWarning` naming ``file:line`` when ``warn``). Returns ``"newline added"``,
+    ``"cut line removed"`` or None (nothing to do, or no file)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    cut = data.rfind(b"\n") + 1
+    state = _tail_state(data[cut:], is_record)
+    if state is None:
+        return None
+    if state == "complete":
+        with open(path, "ab") as handle:
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return "newline added"
+    if warn and state == "cut":
+        line = data.count(b"\n", 0, cut) + 1
+        warnings.warn(f"{path}:{line}: the last line is incomplete ({len(data) - cut} bytes, "
+                      "a write cut short); removed before appending", DataWarning, stacklevel=2)
+    with open(path, "r+b") as handle:
+        handle.truncate(cut)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return "cut line removed"
+
+
+def _scan(path: Path) -> tuple[list[Prediction], str | None]:
+    """Records of a predictions file and the state of its last line (see :func:`_tail_state`)."""
+    if not path.exists():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    records: list[Prediction] = []
+    for number, raw in enumerate(lines[:-1], start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{where}: not valid UTF-8 (byte {exc.start} of the line); the file is damaged") from None
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{where}: JSON nested too deeply to read") from None
+        records.append(_record_from_dict(obj, where))
+    tail = lines[-1]
+    state = _tail_state(tail, _is_json_object)
+    where = f"{path}:{len(lines)}"
+    if state == "complete":  # a whole record whose newline was not written yet: it counts
+        records.append(_record_from_dict(json.loads(tail.decode("utf-8")), where))
+    elif state == "cut":
+        warnings.warn(f"{where}: the last line is incomplete ({len(tail)} bytes, a write cut short); it is ignored "
+                      "and the writer redoes that example", DataWarning, stacklevel=3)
+    return records, state
 
 
 def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
-    """Read a predictions file; a malformed record raises ValueError naming file and line.
+    """Read a predictions file; ``flow`` and ``parse_status`` are recomputed from ``output``.
 
-    A last line without its newline (a write cut short by a kill) is ignored: the writer
-    will redo that example.
+    A malformed or unreadable line (bad JSON, invalid UTF-8, a missing or mistyped field) raises
+    ValueError naming file and line. The last line may lack its newline: a complete record there
+    is read; an unfinished one (a write cut short by a kill) is ignored with a
+    :class:`DataWarning` naming file and line, and the writer redoes that example. An empty
+    file gives ``[]`` (evaluation refuses it: :func:`wfutils.evaluation.loading.load_system`).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"predictions file not found: {path}")
-    records: list[Prediction] = []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    complete = lines[:-1]  # the piece after the last newline is empty or an unfinished write
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-        records.append(_record_from_dict(data, where))
-    return records
+    return _scan(Path(path))[0]
 
 
 class PredictionWriter:
@@ -233,6 +363,7 @@ class PredictionWriter:
         self.done_ids: set[str] = set()
         self.restarted = False
         self.restart_reason: str | None = None
+        self.repaired: str | None = None  # what end_jsonl_cleanly did to the last line on resuming
         if self.path.exists():
             stored = _stored_resume_key(self.path)
             if force:
@@ -244,19 +375,13 @@ class PredictionWriter:
                 self.path.unlink()
                 self.restarted = True
             else:
-                records = read_predictions(self.path)
+                records, _ = _scan(self.path)  # warns about a cut last line
                 self.done_ids = {r.id for r in records}
-                self._truncate_unfinished_line()
+                # a complete last record gets its newline, a cut one is removed (and redone)
+                self.repaired = end_jsonl_cleanly(self.path, warn=False)
         atomic_write_json(meta_path(self.path), {**meta.to_dict(), "code_digest": code_digest(),
                                                   "resume_key": self.resume_key})
         self._handle = None
-
-    def _truncate_unfinished_line(self) -> None:
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as handle:
-                handle.truncate(cut)
 
     def __enter__(self) -> "PredictionWriter":
         self._handle = open(self.path, "a", encoding="utf-8")
@@ -269,6 +394,9 @@ class PredictionWriter:
         """Append one record (skipped if its id is already in the file)."""
         if self._handle is None:
             raise RuntimeError("PredictionWriter must be used as a context manager")
+        if record.system != self.meta.system:
+            raise ValueError(f"{self.path}: record {record.id!r} names system {record.system!r}, the file holds "
+                             f"{self.meta.system!r}")
         if record.id in self.done_ids:
             return
         self._handle.write(record.to_json() + "\n")

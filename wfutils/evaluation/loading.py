@@ -10,6 +10,13 @@ What a system *is* (arm, base model, strategy, retrieval, k, parameters) comes f
 without its sidecar, or with an unknown arm, is an error naming the file, raised before any
 prediction is read or scored.
 
+Nothing is lost or dropped silently: an empty predictions file is an error naming it
+(:func:`load_system`; a system that produced nothing never just vanishes from the scores), as
+are unreadable lines (``file:line``), records naming another system and unknown system names.
+What reading skips or repairs (a write cut short in a predictions file, an unusable cost in a
+trace) is a :class:`~wfutils.data.predictions.DataWarning`; :func:`data_notes` collects those
+as the evaluation's notes.
+
 Examples of the synthetic ``validation`` split (:data:`SELECTION_SPLIT`) are for choosing
 between fine-tuned systems; :func:`is_selection_split` tells them apart so that they never enter
 the test tables.
@@ -19,13 +26,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from wfutils.data.predictions import Prediction, SystemMeta, predictions_path, read_predictions, read_system_meta
+from wfutils.data.predictions import (META_SUFFIX, DataWarning, Prediction, SystemMeta, meta_path, predictions_path,
+                                      read_predictions, read_system_meta)
 from wfutils.data.store import available_datasets, data_dir, load_run_data
 from wfutils.evaluation.taxonomy import vocabulary
 from wfutils.flows.vocabulary import flow_features
@@ -50,10 +60,19 @@ def load_system_metas(run_dir: str | os.PathLike[str], systems: Sequence[str] | 
     """The :class:`SystemMeta` of each named system (default: every predictions file of the run).
 
     Raises FileNotFoundError when a predictions file or its sidecar is missing and ValueError
-    when a sidecar is invalid (unknown arm, missing field), each naming the file.
+    when a sidecar is invalid (unknown arm, missing field), each naming the file. With
+    ``systems=None``, a sidecar without its predictions file is a
+    :class:`~wfutils.data.predictions.DataWarning` (a note).
     """
     run_dir = Path(run_dir)
     names = list(systems) if systems is not None else list_systems(run_dir)
+    if systems is None:  # a sidecar whose predictions file is gone: said, not skipped silently
+        folder = run_dir / "predictions"
+        for sidecar in sorted(folder.glob(f"*{META_SUFFIX}")) if folder.is_dir() else ():
+            name = sidecar.name.removesuffix(META_SUFFIX)
+            if name not in names:
+                warnings.warn(f"{sidecar}: system {name!r} has metadata but no predictions file ({name}.jsonl); "
+                              "it is not evaluated", DataWarning, stacklevel=2)
     if not names:
         raise FileNotFoundError(f"no predictions files under {run_dir / 'predictions'}")
     metas: dict[str, SystemMeta] = {}
@@ -67,15 +86,53 @@ def load_system_metas(run_dir: str | os.PathLike[str], systems: Sequence[str] | 
 
 
 def load_system(path: str | os.PathLike[str]) -> list[Prediction]:
-    """Read one predictions file; duplicate ids raise ValueError naming the file, id and records."""
+    """Read one predictions file for evaluation (:func:`wfutils.data.predictions.read_predictions`).
+
+    ValueError naming the file when it holds no prediction (an empty file, or only a write cut
+    short: the system produced nothing, and is never silently left out of the scores), when a
+    record names another system than the file's, or for duplicate ids (with the records).
+    """
+    path = Path(path)
     records = read_predictions(path)
+    system = path.name.removesuffix(".jsonl")
+    if not records:
+        what = "is empty" if path.stat().st_size == 0 else "holds no complete prediction"
+        raise ValueError(
+            f"{path} {what}: system {system!r} produced no prediction (every call failed? see llm/summary.json "
+            f"or the arm's log). It is not left out of the scores silently: rerun it, or remove {path.name} and "
+            f"{meta_path(path).name} to evaluate without it, or name the systems to evaluate (systems=[...])")
     seen: dict[str, int] = {}
     for line, record in enumerate(records, start=1):
+        if record.system != system:
+            raise ValueError(f"{path}: record {line} (id {record.id!r}) names system {record.system!r}, "
+                             f"the file holds {system!r}")
         if record.id in seen:
             raise ValueError(f"{path}: duplicate id {record.id!r} (records {seen[record.id]} and {line}); "
                              "one prediction per example is expected")
         seen[record.id] = line
     return records
+
+
+@contextmanager
+def data_notes() -> Iterator[list[str]]:
+    """Collect the :class:`~wfutils.data.predictions.DataWarning` messages raised inside the block.
+
+    >>> with data_notes() as notes:                                    # doctest: +SKIP
+    ...     ev = evaluate_run(run_dir)
+    >>> ev.notes += notes        # e.g. "predictions/x.jsonl:4: the last line is incomplete ..."
+
+    The list is filled when the block ends; other warnings are passed on unchanged.
+    """
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield notes
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            if str(w.message) not in notes:
+                notes.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def load_predictions(run_dir: str | os.PathLike[str], systems: Iterable[str]) -> dict[str, list[Prediction]]:

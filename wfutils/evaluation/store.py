@@ -6,6 +6,8 @@ Everything goes under ``results/<run>/eval/`` and is written atomically (:mod:`w
 ``predictions.parquet``, ``coverage.csv``, ``systems.json`` (every system's
 :class:`SystemMeta`), ``info.json`` (metrics, notes, parameters, :func:`wfutils.provenance.version_record`),
 plus whatever tables (:func:`save_table`) and figures (:func:`save_figure`) the notebooks add.
+Temporary files of an interrupted write (unique names, ``.<name>.<random>.tmp``) are removed
+when a notebook starts writing (:func:`remove_eval_leftovers`; :func:`save_evaluation` does it first).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from wfutils.data.predictions import SystemMeta
 from wfutils.evaluation.result import CATEGORY_COLUMNS, SCORE_COLUMNS, Evaluation
 from wfutils.evaluation.scoring import METRICS
 from wfutils.provenance import version_record
-from wfutils.storage import atomic_write, atomic_write_json
+from wfutils.storage import atomic_write, atomic_write_json, remove_leftovers
 
 #: Version of the layout below; :func:`load_evaluation` refuses another one.
 FORMAT = 2
@@ -32,6 +34,11 @@ FIGURES = "figures"
 def eval_dir(run_dir: str | os.PathLike[str]) -> Path:
     """``<run_dir>/eval``."""
     return Path(run_dir) / "eval"
+
+
+def remove_eval_leftovers(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Delete what interrupted writes left under ``eval/`` (call before a notebook's first write)."""
+    return remove_leftovers(eval_dir(run_dir))
 
 
 def save_table(table: pd.DataFrame, run_dir: str | os.PathLike[str], name: str, *, index: bool = False) -> Path:
@@ -54,6 +61,7 @@ def save_evaluation(evaluation: Evaluation, run_dir: str | os.PathLike[str], *,
                     params: dict[str, Any] | None = None) -> Path:
     """Write the evaluation's tables, ``systems.json`` and ``info.json`` under ``eval/``; returns the folder."""
     out = eval_dir(run_dir)
+    remove_eval_leftovers(run_dir)
     save_table(evaluation.scores, run_dir, "scores.parquet")
     save_table(evaluation.selection_scores, run_dir, "selection_scores.parquet")
     save_table(evaluation.examples, run_dir, "examples.parquet")

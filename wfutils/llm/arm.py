@@ -7,6 +7,11 @@ OpenAI-compatible endpoint, describes every system with a
 and runs it with :func:`wfutils.llm.runner.run_system`. The response cache lives in
 ``<run_dir>/llm/cache``; ``<run_dir>/llm/summary.json`` (parameters, version record, per
 system metadata, per split counts, tokens, cost, errors) is written atomically.
+
+The endpoint URL is checked before anything else (:func:`wfutils.llm.client.check_base_url`):
+one carrying credentials (``http://user:password@host/v1``) or a query string is refused with
+an :class:`~wfutils.llm.client.LLMConfigError` that does not repeat them. Temporary files an
+interrupted run left under ``<run_dir>/llm`` are removed first (:func:`wfutils.storage.remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from wfutils.data.store import load_run_data, parse_eval_splits
-from wfutils.llm.client import LLMClient, LLMConfigError, public_url
+from wfutils.llm.client import LLMClient, LLMConfigError, check_base_url, public_url
 from wfutils.llm.retrieval import Retriever
 from wfutils.llm.runner import run_system
 from wfutils.llm.strategies import fixed_examples, get_strategy, system_name
 from wfutils.llm.systems import decoding_label, local_model_facts, prompted_meta
 from wfutils.provenance import version_record
-from wfutils.storage import atomic_write_json
+from wfutils.storage import atomic_write_json, remove_leftovers
 
 __all__ = ["run_arm", "summary_path"]
 
@@ -69,6 +74,7 @@ def run_arm(
     the others still run. ``force`` recomputes every system: predictions files restart and
     response-cache reads are skipped. Returns the summary written to ``llm/summary.json``.
     """
+    base_url = check_base_url(base_url or os.environ.get("OPENAI_BASE_URL"))  # before any work; never echoes a password
     wanted_strategies = [get_strategy(name) for name in strategies]
     for mode in retrieval:
         if mode not in ("bm25", "oracle"):
@@ -89,7 +95,7 @@ def run_arm(
         rows = data[name][split].to_list()
         splits[f"{name}/{split}"] = rows[:max_examples] if max_examples is not None else rows
     cache_dir = run_dir / "llm" / "cache"
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+    remove_leftovers(run_dir / "llm")  # temporary files of an interrupted run (cache entries, summary)
     decoding = decoding_label(temperature, json_mode)
     t0 = time.perf_counter()
     summary: dict[str, Any] = {

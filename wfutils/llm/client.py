@@ -6,9 +6,13 @@
 
 * Endpoint: ``base_url`` argument, else ``$OPENAI_BASE_URL``, else OpenAI's API. The key
   comes from ``$OPENAI_API_KEY`` (or ``api_key=``); it is never logged, never part of a cache
-  key or record, and masked in every error message and repr. A remote endpoint without a
-  key fails at construction with a clear message; a local one (127.0.0.1 / localhost)
-  needs none.
+  key or record, and masked (as it is and base64-encoded) in every error message, response
+  text and repr. A remote endpoint without a key fails at construction with a clear message;
+  a local one (loopback only: 127.0.0.0/8, ``localhost``, ``::1``; not ``0.0.0.0``) needs none.
+  Credentials inside the URL (``http://user:password@host/v1``: the HTTP client would send
+  them as ``Authorization: Basic ...`` instead of the key) and query strings are refused
+  before anything is done (:func:`check_base_url`, :class:`LLMConfigError`; the message
+  never repeats them).
 * Retries and timeouts are the ``openai`` client's own: ``max_retries`` (rate limits 429,
   408 / 409, 5xx, timeouts and connection errors, with exponential backoff and jitter,
   ``Retry-After`` / ``retry-after-ms`` honoured) and ``timeout_s`` per request. Every HTTP
@@ -44,8 +48,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import ipaddress
 import json
+import math
 import os
 import re
 import threading
@@ -54,7 +61,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from wfutils.llm.pricing import cost_usd
 from wfutils.storage import atomic_write_text
@@ -65,6 +72,7 @@ __all__ = [
     "LLMClient",
     "LLMConfigError",
     "ResponseCache",
+    "check_base_url",
     "is_local_url",
     "public_url",
     "redact",
@@ -72,7 +80,6 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 JSON_MODES = ("none", "object", "schema")
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 _CACHE_VERSION = 2  # 2: keyed by the exact request body
 
 #: Error kinds after which the client skips its later calls.
@@ -86,9 +93,77 @@ class LLMConfigError(ValueError):
 
 
 def is_local_url(base_url: str) -> bool:
-    """True when ``base_url`` points at this machine (no API key needed, zero cost)."""
-    host = urlparse(base_url).hostname or ""
-    return host in _LOCAL_HOSTS
+    """True when ``base_url`` points at this machine's loopback interface (no API key needed, zero cost).
+
+    Only 127.0.0.0/8, ``localhost`` and ``::1`` are local. ``0.0.0.0`` (every interface of some
+    machine, not an address to call), private addresses and host names are not: a server
+    reachable there may be another machine's, so it needs a key and is priced as hosted.
+    """
+    try:
+        host = (urlparse(str(base_url)).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if address.version == 4:
+        return address in ipaddress.ip_network("127.0.0.0/8")
+    return address == ipaddress.IPv6Address("::1")
+
+
+def _masked(url: str) -> str:
+    """``url`` with anything before an ``@`` in its authority replaced by ``***`` (for messages)."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return (f"{scheme}://" if sep else "") + authority + slash + path.split("?")[0].split("#")[0]
+
+
+def check_base_url(url: str | None) -> str | None:
+    """Check an endpoint URL before anything uses it; returns it without a trailing ``/`` (None stays None).
+
+    Raises :class:`LLMConfigError` (whose message never repeats a password) when the URL
+
+    * carries credentials (``http://user:password@host/v1``): the HTTP client would send them
+      as ``Authorization: Basic ...`` instead of the API key, and the URL would end up in
+      manifests, notebooks and logs. Put the key in ``$OPENAI_API_KEY`` instead;
+    * has a query string or fragment (often a key, e.g. ``?api-key=...``; the openai client
+      would also glue the request path onto it);
+    * is not an ``http(s)://host...`` URL.
+
+    The pipeline calls it on ``base_url`` parameters before writing its manifest;
+    :class:`LLMClient` and :func:`wfutils.llm.arm.run_arm` call it before any work.
+    """
+    if url is None:
+        return None
+    text = str(url).strip()
+    shown = _masked(text)
+    if "@" in text.partition("://")[2].partition("/")[0] or ("://" not in text and "@" in text.partition("/")[0]):
+        raise LLMConfigError(
+            f"endpoint URL {shown} carries credentials (user:password@): refused, the HTTP client would send "
+            "them instead of the API key and the URL would be recorded; remove them from the URL and put the "
+            "key in $OPENAI_API_KEY")
+    try:
+        parsed = urlparse(text)
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise LLMConfigError(f"endpoint URL {shown} is not a valid http(s) URL (set OPENAI_BASE_URL or base_url=)") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise LLMConfigError(f"endpoint URL {shown} is not an http(s) URL (set OPENAI_BASE_URL or base_url=)")
+    if parsed.username is not None or parsed.password is not None:  # defensive: caught above
+        raise LLMConfigError(f"endpoint URL {shown} carries credentials: refused (put the key in $OPENAI_API_KEY)")
+    if parsed.query or parsed.fragment or "?" in text or "#" in text:
+        raise LLMConfigError(
+            f"endpoint URL {shown} has a query string or fragment (not shown): refused, it may hold a key and the "
+            "openai client does not support it; put the key in $OPENAI_API_KEY")
+    return text.rstrip("/")
 
 
 def public_url(url: str) -> str:
@@ -99,10 +174,32 @@ def public_url(url: str) -> str:
     return parsed._replace(netloc=netloc, query="", fragment="").geturl()
 
 
+def secret_forms(secret: str | None) -> list[str]:
+    """The shapes ``secret`` can take on the wire or in an echo: as is, URL-encoded, base64 (also as
+    the password of Basic auth, ``base64(":" + secret)``), longest first; empty for short secrets."""
+    if not secret or len(secret) < 4:
+        return []
+    forms = {secret, quote(secret, safe="")}
+    for raw in (secret, f":{secret}"):
+        data = raw.encode("utf-8")
+        forms.update({base64.b64encode(data).decode(), base64.b64encode(data).decode().rstrip("="),
+                      base64.urlsafe_b64encode(data).decode().rstrip("=")})
+    return sorted(forms, key=len, reverse=True)
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """Replace ``secret`` in any of its :func:`secret_forms` in ``text`` with ``***`` (nothing else changes)."""
+    for form in secret_forms(secret):
+        if form in text:
+            text = text.replace(form, "***")
+    return text
+
+
 def redact(text: str, secret: str | None) -> str:
-    """Replace every occurrence of ``secret`` (and common key shapes) in ``text`` with ``***``."""
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "***")
+    """Replace every occurrence of ``secret`` (as is, URL-encoded or base64), ``Authorization`` header
+    values and common key shapes in ``text`` with ``***``."""
+    text = scrub(text, secret)
+    text = re.sub(r"(?i)\b(authorization\W{1,4}(?:basic|bearer)\s+)[A-Za-z0-9+/=_.\-]+", r"\1***", text)
     return re.sub(r"\b(sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,})", "***", text)
 
 
@@ -125,11 +222,16 @@ class ResponseCache:
         return self.root / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The entry stored under ``key``, or None (a miss): missing, unreadable, not JSON (however
+        nested), or poisoned -- not an object, another key, or a ``result`` that is not an object.
+        Never raises; the entry gets rewritten on the next successful call."""
         try:
             data = json.loads(self.path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # missing, or damaged: a miss (the entry gets rewritten)
+        except (OSError, ValueError, RecursionError):
             return None
-        return data if isinstance(data, dict) and data.get("key") == key else None
+        if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("result"), dict):
+            return None
+        return data
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         atomic_write_text(self.path(key), json.dumps({**record, "key": key}, ensure_ascii=False))
@@ -224,10 +326,7 @@ class LLMClient:
     ) -> None:
         import openai
 
-        base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        parsed = urlparse(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise LLMConfigError(f"endpoint URL {base_url!r} is not an http(s) URL (set OPENAI_BASE_URL or base_url=)")
+        base_url = check_base_url(base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL)
         if not model:
             raise LLMConfigError("no model given")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -240,10 +339,12 @@ class LLMClient:
             if not self.local:
                 raise LLMConfigError(
                     f"OPENAI_API_KEY is not set: the remote endpoint {public_url(base_url)} needs an API key "
-                    f"(export OPENAI_API_KEY=..., or point OPENAI_BASE_URL at a local server)"
+                    f"(export OPENAI_API_KEY=..., or point OPENAI_BASE_URL at a server on this machine's loopback "
+                    f"address, http://127.0.0.1:<port>/v1; 0.0.0.0 and other addresses are not local)"
                 )
             key = "no-key-needed-for-local-server"
         self._key = key
+        self._secret = None if key == "no-key-needed-for-local-server" else key
         self.cache_id = cache_id or public_url(base_url)
         self.cache = ResponseCache(cache_dir) if cache_dir is not None else None
         self.refresh = bool(refresh)
@@ -275,6 +376,30 @@ class LLMClient:
 
     def _redact(self, text: str) -> str:
         return redact(text, self._key)
+
+    def _scrub(self, text: str) -> str:
+        """The response text without the key in any form (an endpoint that echoes requests)."""
+        return scrub(text, self._secret) if self._secret else text
+
+    def _cached_result(self, hit: Any) -> ChatResult | None:
+        """The :class:`ChatResult` of a cache entry, or None (a miss) when the entry is not a well-formed
+        successful result: whatever shape a damaged or foreign entry has, it is never trusted nor raised on."""
+        result = hit.get("result") if isinstance(hit, dict) else None
+        if not isinstance(result, dict):
+            return None
+        text = result.get("text")
+        counts = [result.get("prompt_tokens", 0), result.get("completion_tokens", 0)]
+        latency = result.get("latency_s", 0.0)
+        finish = result.get("finish_reason")
+        mode = result.get("json_mode", "none")
+        if (not isinstance(text, str) or result.get("error") is not None
+                or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in counts)
+                or isinstance(latency, bool) or not isinstance(latency, (int, float)) or not math.isfinite(latency)
+                or latency < 0 or not (finish is None or isinstance(finish, str)) or mode not in JSON_MODES):
+            return None
+        return ChatResult(text=self._scrub(text), finish_reason=finish, prompt_tokens=counts[0],
+                          completion_tokens=counts[1], latency_s=float(latency), json_mode=mode, cached=True,
+                          attempts=0, cost_usd=self._cost(counts[0], counts[1]))
 
     @staticmethod
     def _response_format(mode: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -379,12 +504,12 @@ class LLMClient:
         key = ResponseCache.key(self.cache_id, body)
         caching = use_cache and self.cache is not None
         if caching and not (self.refresh if refresh is None else refresh):
-            hit = self.cache.get(key)
-            if hit is not None and isinstance(hit.get("result"), dict):
-                result = ChatResult(**{k: v for k, v in hit["result"].items() if k in ChatResult.__dataclass_fields__})
-                result.cached, result.attempts = True, 0
-                result.cost_usd = self._cost(result.prompt_tokens, result.completion_tokens)
-                return self._record(result)
+            try:
+                cached = self._cached_result(self.cache.get(key))
+            except Exception:  # noqa: BLE001 - an unreadable entry of any shape is a miss (and gets rewritten)
+                cached = None
+            if cached is not None:
+                return self._record(cached)
         if self._fatal is not None:
             kind, message = self._fatal
             return self._record(ChatResult(error=f"skipped: {message}", error_kind=kind))
@@ -423,7 +548,7 @@ class LLMClient:
                                                json_mode=mode, latency_s=round(time.perf_counter() - t0, 4)))
             latency = time.perf_counter() - t0
             choice = response.choices[0] if response.choices else None
-            text = (choice.message.content or "") if choice is not None else ""
+            text = self._scrub((choice.message.content or "") if choice is not None else "")
             usage = response.usage
             prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
             completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)

@@ -6,9 +6,16 @@ The table is the editable ``wfutils/llm/pricing.json``; local endpoints cost 0.
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+
+#: The highest price per 1M tokens a table may state (a sanity bound: today's dearest models are below 1000).
+MAX_PRICE_PER_1M = 100_000.0
+#: The highest cost one example may have (USD); a trace saying more is damaged, not priced.
+MAX_COST_PER_EXAMPLE_USD = 1000.0
+
 
 @lru_cache(maxsize=8)
 def load_prices(path: str | None = None) -> dict[str, dict[str, float]]:
@@ -29,6 +36,9 @@ def load_prices(path: str | None = None) -> dict[str, dict[str, float]]:
             table[name] = {"input": float(entry["input"]), "output": float(entry["output"])}
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"price table {where}: model {name!r} needs numeric 'input' and 'output'") from None
+        if not all(math.isfinite(v) and 0 <= v <= MAX_PRICE_PER_1M for v in table[name].values()):
+            raise ValueError(f"price table {where}: model {name!r} has a price that is negative, not finite or above "
+                             f"{MAX_PRICE_PER_1M:g} USD per 1M tokens: {table[name]}")
     return table
 
 

@@ -13,12 +13,20 @@ strategy's version, the example pool (fixed examples or the retriever's training
 whatever the caller passes as ``key``; or when a stored record's request or reference no
 longer matches the data (the run's data was rebuilt); or with ``force=True``, which also
 skips response-cache reads (fresh calls overwrite the cache entries).
+
+Traces are appended safely: an unfinished last line left by a kill is removed first (a
+complete one gets its newline; :func:`wfutils.data.predictions.end_jsonl_cleanly`), so a new
+record is never glued onto a fragment, and every line is strict JSON whose ``cost_usd`` is a
+finite number from 0 to ``MAX_COST_PER_EXAMPLE_USD`` or null (unknown, with a note). An example whose generation raised
+(a bug, or a cache entry of an unexpected shape that got past the client) is reported as an
+``internal`` error and retried on the next run; the run itself goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,17 +35,44 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from wfutils.data.catalog import load_catalog
-from wfutils.data.predictions import Prediction, PredictionWriter, SystemMeta, predictions_path, read_predictions
+from wfutils.data.predictions import (Prediction, PredictionWriter, SystemMeta, end_jsonl_cleanly, predictions_path,
+                                      read_predictions)
 from wfutils.flows.vocabulary import flow_text
 from wfutils.llm.client import LLMClient
 from wfutils.llm.generation import Generation, generate
+from wfutils.llm.pricing import MAX_COST_PER_EXAMPLE_USD
 from wfutils.llm.retrieval import CatalogContext, Example, Retriever
 from wfutils.llm.strategies import fixed_examples, get_strategy
 
 __all__ = ["TRANSIENT_ERRORS", "run_system", "trace_path"]
 
 #: Errors after which no prediction is written (a rerun retries the example).
-TRANSIENT_ERRORS = frozenset({"unreachable", "timeout", "rate_limit", "server_error", "auth", "unknown_model", "error"})
+TRANSIENT_ERRORS = frozenset({"unreachable", "timeout", "rate_limit", "server_error", "auth", "unknown_model", "error",
+                              "internal"})
+
+
+def _checked(gen: Generation) -> Generation:
+    """``gen`` with values a trace and a prediction can hold: text output, non-negative counts, and a
+    finite cost from 0 to :data:`~wfutils.llm.pricing.MAX_COST_PER_EXAMPLE_USD` (anything else becomes an
+    unknown cost, None, with a note)."""
+    if not isinstance(gen.output, str):
+        gen.notes.append(f"output of type {type(gen.output).__name__} replaced by an empty string")
+        gen.output = ""
+    cost = gen.cost_usd
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost)
+                             or not 0 <= cost <= MAX_COST_PER_EXAMPLE_USD):
+        gen.notes.append(f"cost {cost!r} is not a cost; recorded as unknown")
+        gen.cost_usd = None
+    for name in ("prompt_tokens", "completion_tokens", "calls", "cache_hits", "attempts"):
+        value = getattr(gen, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            gen.notes.append(f"{name} {value!r} is not a count; recorded as 0")
+            setattr(gen, name, 0)
+    latency = gen.latency_s
+    if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not math.isfinite(latency) or latency < 0:
+        gen.notes.append(f"latency {latency!r} is not a duration; recorded as 0")
+        gen.latency_s = 0.0
+    return gen
 
 
 def trace_path(run_dir: str | Path, system: str) -> Path:
@@ -139,6 +174,13 @@ def run_system(
     stale = not force and _stale(out_path, todo_all)
 
     def one(row: dict[str, Any]) -> Generation:
+        try:
+            return _checked(generate_row(row))
+        except Exception as exc:  # noqa: BLE001 - one example's failure never stops the run; reported, retried later
+            return Generation(error=f"internal error while generating {row['id']!r}: {type(exc).__name__}: "
+                                    f"{client._redact(str(exc))[:500]}", error_kind="internal")
+
+    def generate_row(row: dict[str, Any]) -> Generation:
         examples: Sequence[Example] = ()
         context: CatalogContext | None = None
         if s.uses_examples == "fixed":
@@ -177,6 +219,7 @@ def run_system(
             from tqdm import tqdm
 
             bar = tqdm(total=len(todo), desc=meta.system, unit="flow")
+        end_jsonl_cleanly(traces)  # a line cut short by a kill is removed, never glued to the next record
         with open(traces, "a", encoding="utf-8") as trace, ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
             futures = {pool.submit(one, row): (split, row) for split, row in todo}
             for future in as_completed(futures):
@@ -204,7 +247,8 @@ def run_system(
                         summary["written"] += 1
                         summary["splits"][split]["written"] += 1
                     trace.write(json.dumps({"id": str(row["id"]), "split": split, "system": meta.system,
-                                            "written": not transient, **asdict(gen)}, ensure_ascii=False) + "\n")
+                                            "written": not transient, **asdict(gen)}, ensure_ascii=False,
+                                           allow_nan=False) + "\n")
                     trace.flush()
                 if bar is not None:
                     bar.update(1)

@@ -34,6 +34,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from wfutils.llm.client import LLMConfigError, check_base_url
 from wfutils.provenance import TRACKED_PACKAGES, code_digest, version_record
 from wfutils.storage import atomic_write_json
 from wfutils.study.parameters import parameter_problems, parameter_specs
@@ -163,6 +164,11 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
                 parameters[name] = value
         if "run_dir" in names:
             parameters["run_dir"] = _display_path(run_dir)
+        if parameters.get("base_url") is not None:
+            try:
+                check_base_url(parameters["base_url"])
+            except LLMConfigError as exc:  # the message never repeats a password
+                raise PipelineError(f"notebook {path.stem}: parameter base_url refused, nothing was run: {exc}") from None
         problems += parameter_problems(path.stem, parameter_specs(path), parameters)
         steps.append(NotebookStep(path.stem, path, parameters))
     if problems:
@@ -309,6 +315,10 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
 
     results_dir = RESULTS_DIR if results_dir is None else results_dir
     notebooks_dir = NOTEBOOKS_DIR if notebooks_dir is None else notebooks_dir
+    try:
+        check_base_url(os.environ.get("OPENAI_BASE_URL"))
+    except LLMConfigError as exc:
+        raise PipelineError(f"OPENAI_BASE_URL refused, nothing was run: {exc}") from None
     run_dir = resolve_run_dir(run_name, profile_name, results_dir)
     steps = plan(profile_name, run_dir, overrides, notebooks_dir, only, profiles)
     check_inputs(steps)
