@@ -103,3 +103,31 @@ def test_dequantised_copy_matches_gguf_logits(smollm2_dir):
     ids = tokenizer(text, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.allclose(ref(ids).logits, model(ids).logits, atol=1e-4)
+
+
+def test_model_sha256_is_that_of_the_gguf_and_is_recorded(smollm2_dir, tmp_path):
+    import hashlib
+
+    from wfutils.models import file_sha256, model_sha256
+
+    gguf = find_gguf("smollm2-135m")
+    expected = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    assert file_sha256(gguf) == expected
+    assert model_sha256("smollm2-135m") == expected == model_sha256(smollm2_dir)
+    assert json.loads((smollm2_dir / "wfbook_model.json").read_text())["source_sha256"] == expected
+    # a model that did not come from a GGUF: unknown
+    (tmp_path / "config.json").write_text("{}")
+    assert model_sha256(tmp_path) is None and model_sha256("someone/not-a-gguf-model") is None
+
+
+def test_count_parameters_and_threads():
+    from wfutils.models import count_parameters, set_threads
+
+    layer = torch.nn.Linear(3, 2)
+    tied = torch.nn.Sequential(layer, layer)  # shared weights counted once
+    assert count_parameters(tied) == 3 * 2 + 2
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

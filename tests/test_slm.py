@@ -1,38 +1,52 @@
-"""wfutils.slm.training + wfutils.slm.generation: a tiny real LoRA fine-tune of SmolLM2-135M.
+"""wfutils.slm (formatting, training through TRL's SFTTrainer, generation): a tiny real LoRA fine-tune of SmolLM2-135M.
 
 Everything runs on the real model and tokenizer; examples are short and runs are a few steps
-so the module stays within a minute or so on 2 CPU cores.
+so the fast tests stay within a couple of minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from wfutils.slm.generation import default_max_new_tokens, generate_batch, generate_predictions
-from wfutils.models import ModelNotFoundError, load_model_and_tokenizer
-from wfutils.flows.parsing import dumps_flow
-from wfutils.data.predictions import PREDICTION_FIELDS, read_predictions
-from wfutils.slm.training import (
+from wfutils.data.predictions import PREDICTION_FIELDS, read_predictions, read_sidecar, read_system_meta
+from wfutils.flows.vocabulary import flow_text
+from wfutils.models import ModelNotFoundError, count_parameters, load_model_and_tokenizer
+from wfutils.slm.formatting import (
     IGNORE_INDEX,
+    SYSTEM_PROMPT,
+    end_of_turn_id,
+    prompt_token_ids,
+    stop_token_ids,
+    training_messages,
+)
+from wfutils.slm.generation import (
+    decoding_schema,
+    default_max_new_tokens,
+    generate_batch,
+    generate_for_run,
+    generate_predictions,
+    slm_system_meta,
+)
+from wfutils.slm.training import (
     TrainConfig,
-    collate,
     encode_dataset,
     encode_example,
-    length_grouped_batches,
     load_finetuned,
-    prompt_token_ids,
     read_training_record,
     system_name,
     train_lora,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _flow(trigger: str, table: str, definition: str, name: str, value: str) -> str:
-    return dumps_flow({
+    return flow_text({
         "trigger": {"type": trigger, "inputs": [{"name": "table", "value": table}]},
         "components": [{"order": 1, "category": "action", "definition": definition, "scope": "global",
                         "inputs": [{"name": name, "value": value}]}],
@@ -49,8 +63,8 @@ PAIRS = [
     {"id": "p4", "request": "When a user is created, log a message.",
      "flow": _flow("record_create", "sys_user", "log", "message", "user created")},
 ]
-TINY = dict(max_steps=4, batch_size=2, learning_rate=3e-3, warmup_steps=0, lora_r=8, lora_alpha=16,
-            max_length=160, checkpoint_every=2, num_threads=None)
+TINY = dict(max_steps=4, batch_size=2, grad_accum=1, learning_rate=3e-3, warmup_steps=0, lora_r=8, lora_alpha=16,
+            max_length=160, checkpoint_every=2, gradient_checkpointing=False)
 
 
 @pytest.fixture(scope="module")
@@ -62,34 +76,59 @@ def base():
 def trained(base, tmp_path_factory):
     model, tokenizer = base
     out = tmp_path_factory.mktemp("slm") / "run"
-    result = train_lora(PAIRS, out, TrainConfig(**TINY), model=copy.deepcopy(model), tokenizer=tokenizer,
-                        progress=False)
-    return result
+    return train_lora(PAIRS, out, TrainConfig(**TINY), model=copy.deepcopy(model), tokenizer=tokenizer,
+                      progress=False)
 
 
 # ---------------------------------------------------------------- prompt formatting and masking
 
 
-def test_loss_mask_covers_exactly_the_flow_and_end_of_turn(base):
+def test_completion_is_the_flow_and_end_of_turn_and_only_it_carries_loss(base):
     _, tok = base
     ex = encode_example(tok, PAIRS[0]["request"], json.loads(PAIRS[0]["flow"]), id="p1")
     prompt = prompt_token_ids(tok, PAIRS[0]["request"])
     assert ex.input_ids[:len(prompt)] == prompt
     assert ex.labels[:len(prompt)] == [IGNORE_INDEX] * len(prompt)
+    assert ex.completion_mask == [0] * len(prompt) + [1] * (len(ex) - len(prompt))
     target = ex.labels[len(prompt):]
     assert IGNORE_INDEX not in target and target == ex.input_ids[len(prompt):]
-    assert target[-1] == tok.convert_tokens_to_ids("<|im_end|>")
+    assert target[-1] == tok.convert_tokens_to_ids("<|im_end|>") == end_of_turn_id(tok)
     assert tok.decode(target[:-1]) == PAIRS[0]["flow"]  # compact JSON, byte for byte
     text = tok.decode(prompt)
-    assert text.endswith("<|im_start|>assistant\n") and PAIRS[0]["request"] in text
+    assert text.endswith("<|im_start|>assistant\n") and PAIRS[0]["request"] in text and SYSTEM_PROMPT in text
+    assert end_of_turn_id(tok) in stop_token_ids(tok)
 
 
-def test_context_goes_into_the_masked_prompt(base):
+def test_trainer_batches_mask_prompt_and_padding(trained, base):
+    """The labels the trainer actually trains on: -100 on every prompt and padding position."""
+    _, tok = base
+    trainer = trained.trainer
+    for i, pair in enumerate(PAIRS):
+        row = trainer.train_dataset[i]
+        n_prompt = len(prompt_token_ids(tok, pair["request"]))
+        assert row["input_ids"] == encode_example(tok, pair["request"], pair["flow"]).input_ids
+        assert row["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
+        assert row["labels"][n_prompt:] == row["input_ids"][n_prompt:]
+    batch = next(iter(trainer.get_train_dataloader()))
+    labels, mask, ids = batch["labels"], batch["attention_mask"], batch["input_ids"]
+    assert (labels[mask == 0] == IGNORE_INDEX).all()
+    for row in range(ids.shape[0]):
+        real = ids[row][mask[row] == 1].tolist()
+        pair = next(p for p in PAIRS if encode_example(tok, p["request"], p["flow"]).input_ids == real)
+        n_prompt = len(prompt_token_ids(tok, pair["request"]))
+        kept = labels[row][mask[row] == 1]
+        assert (kept[:n_prompt] == IGNORE_INDEX).all() and (kept[n_prompt:] != IGNORE_INDEX).all()
+
+
+def test_context_and_few_shot_turns_go_into_the_masked_prompt(base):
     _, tok = base
     ex = encode_example(tok, "Email the assignee.", PAIRS[0]["flow"], context="send_email(to, subject, body)")
     prompt_text = tok.decode([t for t, lab in zip(ex.input_ids, ex.labels) if lab == IGNORE_INDEX])
     assert "send_email(to, subject, body)" in prompt_text
     assert "send_email(to" not in tok.decode([lab for lab in ex.labels if lab != IGNORE_INDEX])
+    messages = training_messages("r", examples=[("q", json.loads(PAIRS[1]["flow"]))])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[2]["content"] == PAIRS[1]["flow"]  # the one flow text form
 
 
 def test_bad_training_data_is_rejected_before_training(base, tmp_path):
@@ -111,28 +150,41 @@ def test_bad_training_data_is_rejected_before_training(base, tmp_path):
         train_lora([], tmp_path / "x", TrainConfig(), model=object(), tokenizer=tok, progress=False)
     with pytest.raises(ValueError, match="truncation"):
         TrainConfig(truncation="cut")
+    with pytest.raises(ValueError, match="select_best needs eval_every"):
+        TrainConfig(select_best=True)
 
 
-def test_length_grouped_batches_cover_each_example_once_with_little_padding():
-    lengths = [(i * 37) % 200 + 20 for i in range(100)]
-    batches = length_grouped_batches(lengths, 8, seed=3)
-    assert sorted(i for b in batches for i in b) == list(range(100))
-    assert batches == length_grouped_batches(lengths, 8, seed=3)
-    assert batches != length_grouped_batches(lengths, 8, seed=4)
-    padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
-    naive = [list(range(k, min(k + 8, 100))) for k in range(0, 100, 8)]
-    naive_padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in naive)
-    assert padding < naive_padding / 10
+# ---------------------------------------------------------------- defaults in one place
 
 
-def test_collate_pads_right_and_masks_padding(base):
-    _, tok = base
-    exs = [encode_example(tok, p["request"], p["flow"]) for p in PAIRS[:2]]
-    ids, mask, labels = collate(exs, pad_id=tok.pad_token_id)
-    assert ids.shape == (2, max(len(e) for e in exs))
-    for row, e in enumerate(exs):
-        assert ids[row, :len(e)].tolist() == e.input_ids and int(mask[row].sum()) == len(e)
-        assert (labels[row, len(e):] == IGNORE_INDEX).all()
+def _notebook_parameters() -> dict:
+    nb = json.loads((ROOT / "notebooks" / "02_slm_finetuning.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")  # committed without outputs
+    namespace: dict = {}
+    exec("".join(cell["source"]), namespace)
+    return {k: v for k, v in namespace.items() if not k.startswith("__")}
+
+
+def test_notebook_parameters_equal_trainconfig_defaults():
+    params = _notebook_parameters()
+    defaults = TrainConfig().to_dict()
+    shared = set(params) & set(defaults)
+    assert {"batch_size", "grad_accum", "max_length", "truncation", "gradient_checkpointing", "learning_rate",
+            "lora_r", "lora_targets", "max_grad_norm", "epochs"} <= shared
+    assert {k: params[k] for k in shared} == {k: defaults[k] for k in shared}
+    assert params["force"] is False and params["constrained"] is False
+
+
+def test_cli_flags_mirror_trainconfig():
+    from wfutils.slm.__main__ import build_parser
+
+    args = vars(build_parser().parse_args(["--run-dir", "r"]))
+    assert {k: args[k] for k in TrainConfig().to_dict()} == TrainConfig().to_dict()
+    args = vars(build_parser().parse_args(["--run-dir", "r", "--no-gradient-checkpointing", "--max-steps", "3",
+                                           "--max-grad-norm", "0.5", "--force"]))
+    assert args["gradient_checkpointing"] is False and args["max_steps"] == 3 and args["max_grad_norm"] == 0.5
+    assert args["force"] is True
 
 
 # ---------------------------------------------------------------- training
@@ -141,15 +193,41 @@ def test_collate_pads_right_and_masks_padding(base):
 def test_tiny_finetune_lowers_the_loss_and_writes_a_record(trained):
     record = trained.record
     losses = [p["loss"] for p in record["loss_curve"]]
-    assert len(losses) == 4 == record["steps"]
+    assert len(losses) == 4 == record["steps"] == record["total_steps"]
+    assert [p["step"] for p in record["loss_curve"]] == [1, 2, 3, 4]
     assert losses[-1] < 0.6 * losses[0], losses
+    assert record["final_loss"] == losses[-1] and record["stopped_by"] is None
     assert record["status"] == "complete" and record["n_examples"] == 4
-    assert record["config"]["lora_r"] == 8 and record["versions"]["peft"]
-    assert record["tokens_per_s"] > 0 and record["train_seconds"] > 0
+    assert record["config"]["lora_r"] == 8 and record["config"]["max_grad_norm"] == 1.0
+    assert record["versions"]["trl"] and record["versions"]["peft"] and record["code_digest"]
+    assert record["trainer"].startswith("TargetOnlyLossSFTTrainer (trl ")
+    assert record["tokens_per_s"] > 0 and record["train_seconds"] > 0 and record["peak_rss_gib"] > 0
+    assert record["tokens"] == 2 * sum(len(encode_example(trained.trainer.processing_class, p["request"], p["flow"]))
+                                       for p in PAIRS)  # two epochs of the four pairs
+    assert all(e["grad_norm"] is not None for e in record["loss_curve"])
     assert 0 < record["n_trainable_params"] < 0.05 * record["n_params"]
     assert (trained.adapter_dir / "adapter_config.json").is_file()
-    assert not (trained.out_dir / "checkpoint").exists()
+    assert not (trained.out_dir / "checkpoints").exists()
+    assert not list(trained.out_dir.glob(".*tmp"))
     assert read_training_record(trained.out_dir) == record
+
+
+def test_target_only_loss_hook_equals_the_trainers_own_loss(trained):
+    from trl import SFTTrainer
+
+    trainer = trained.trainer
+    assert isinstance(trainer, SFTTrainer) and type(trainer).__name__ == "TargetOnlyLossSFTTrainer"
+    batch = next(iter(trainer.get_train_dataloader()))
+    n_items = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+    model = trainer.model
+    model.train()
+    try:
+        with torch.no_grad():
+            hook = trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items)
+            own = SFTTrainer.compute_loss(trainer, model, dict(batch), num_items_in_batch=n_items)
+    finally:
+        model.eval()
+    assert float(hook) == pytest.approx(float(own), rel=1e-4) and float(hook) > 0
 
 
 def test_finished_run_is_reused(trained, base):
@@ -158,31 +236,105 @@ def test_finished_run_is_reused(trained, base):
     assert again.reused and again.record["fingerprint"] == trained.record["fingerprint"]
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(trained, base, tmp_path):
+def test_reuse_follows_the_code_digest_and_force_retrains(base, tmp_path, monkeypatch):
+    import wfutils.provenance
+
     model, tok = base
     out = tmp_path / "run"
-    first = train_lora(PAIRS, out, TrainConfig(**TINY), model=copy.deepcopy(model), tokenizer=tok,
-                       progress=False, stop_after_steps=2)
-    assert not first.complete and first.record["steps"] == 2
-    assert (out / "checkpoint" / "adapter.safetensors").is_file() and not (out / "training_record.json").exists()
+    config = TrainConfig(**{**TINY, "max_steps": 1})
+    first = train_lora(PAIRS, out, config, model=copy.deepcopy(model), tokenizer=tok, progress=False)
+    assert not first.reused
+    assert train_lora(PAIRS, out, config, model=object(), tokenizer=tok, progress=False).reused
+    # the installed code changed: the adapter is stale
+    monkeypatch.setattr(wfutils.provenance, "code_digest", lambda: "0123456789abcdef")
+    changed = train_lora(PAIRS, out, config, model=copy.deepcopy(model), tokenizer=tok, progress=False)
+    assert not changed.reused and changed.record["fingerprint"] != first.record["fingerprint"]
+    assert changed.record["code_digest"] == "0123456789abcdef"
+    assert train_lora(PAIRS, out, config, model=object(), tokenizer=tok, progress=False).reused
+    # force: retrained although nothing changed
+    forced = train_lora(PAIRS, out, config, model=copy.deepcopy(model), tokenizer=tok, progress=False, force=True)
+    assert not forced.reused and forced.record["finished"] >= changed.record["finished"]
+    assert forced.record["fingerprint"] == changed.record["fingerprint"]
+    assert read_training_record(out)["wall_seconds_this_session"] == forced.record["wall_seconds_this_session"]
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def _kill_after_checkpoint(step: int):
+    from transformers import TrainerCallback
+
+    class KillAfterCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise _Killed(f"killed after the checkpoint of step {step}")
+
+    return KillAfterCheckpoint()
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(trained, base, tmp_path):
+    model, tok = base
+    out = tmp_path / "run"
+    with pytest.raises(_Killed):
+        train_lora(PAIRS, out, TrainConfig(**TINY), model=copy.deepcopy(model), tokenizer=tok, progress=False,
+                   callbacks=[_kill_after_checkpoint(2)])
+    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "training_record.json").exists()
     second = train_lora(PAIRS, out, TrainConfig(**TINY), model=copy.deepcopy(model), tokenizer=tok, progress=False)
-    assert second.complete and second.record["resumed_from_step"] == 2 and second.record["steps"] == 4
-    resumed = [p["loss"] for p in second.record["loss_curve"]]
+    record = second.record
+    assert not second.reused and record["resumed_from_step"] == 2 and record["steps"] == 4
+    assert [p["step"] for p in record["loss_curve"]] == [1, 2, 3, 4]  # the curve of the first session is kept
+    resumed = [p["loss"] for p in record["loss_curve"]]
     straight = [p["loss"] for p in trained.record["loss_curve"]]
-    assert resumed == pytest.approx(straight, rel=1e-3)
+    assert resumed == pytest.approx(straight, rel=1e-3)  # same batches, same optimizer state: same run
+    assert not (out / "checkpoints").exists()
+
+
+def test_checkpoints_of_another_configuration_are_not_resumed(base, tmp_path):
+    model, tok = base
+    out = tmp_path / "run"
+    with pytest.raises(_Killed):
+        train_lora(PAIRS, out, TrainConfig(**{**TINY, "max_steps": 3, "checkpoint_every": 1}),
+                   model=copy.deepcopy(model), tokenizer=tok, progress=False, callbacks=[_kill_after_checkpoint(1)])
+    other = train_lora(PAIRS, out, TrainConfig(**{**TINY, "max_steps": 1, "learning_rate": 1e-3}),
+                       model=copy.deepcopy(model), tokenizer=tok, progress=False)
+    assert other.record["resumed_from_step"] is None and other.record["steps"] == 1
+
+
+def test_time_budget_keeps_the_adapter_trained_so_far(base, tmp_path):
+    model, tok = base
+    config = TrainConfig(**{**TINY, "max_steps": 50})
+    result = train_lora(PAIRS, tmp_path / "tb", config, model=copy.deepcopy(model), tokenizer=tok, progress=False,
+                        time_budget_s=0.01)
+    record = result.record
+    assert record["stopped_by"] == "time_budget" and record["steps"] == 1
+    assert record["total_steps"] == 50 and (result.adapter_dir / "adapter_config.json").is_file()
+    again = train_lora(PAIRS, tmp_path / "tb", config, model=object(), tokenizer=tok, progress=False, time_budget_s=0.01)
+    assert again.reused
+
+
+def test_gradient_checkpointing_gives_the_same_first_step(trained, base, tmp_path):
+    model, tok = base
+    config = TrainConfig(**{**TINY, "max_steps": 1, "gradient_checkpointing": True})
+    result = train_lora(PAIRS, tmp_path / "gc", config, model=copy.deepcopy(model), tokenizer=tok, progress=False)
+    assert result.record["config"]["gradient_checkpointing"] is True
+    assert result.record["loss_curve"][0]["loss"] == pytest.approx(trained.record["loss_curve"][0]["loss"], rel=1e-4)
 
 
 # ---------------------------------------------------------------- generation and predictions
 
 
 def _mean_loss(model, tok) -> float:
-    exs = [encode_example(tok, p["request"], p["flow"]) for p in PAIRS]
-    ids, mask, labels = collate(exs, tok.pad_token_id)
+    losses = []
     with torch.no_grad():
-        return float(model(input_ids=ids, attention_mask=mask, labels=labels).loss)
+        for p in PAIRS:
+            ex = encode_example(tok, p["request"], p["flow"])
+            out = model(input_ids=torch.tensor([ex.input_ids]), labels=torch.tensor([ex.labels]))
+            losses.append(float(out.loss))
+    return sum(losses) / len(losses)
 
 
-def test_adapter_reloads_and_writes_resumable_predictions(trained, base, tmp_path):
+def test_adapter_reloads_and_writes_resumable_predictions_with_their_metadata(trained, base, tmp_path):
     model, tok = load_finetuned(trained.out_dir, device="cpu")
     # The reloaded (merged) adapter is the trained model: same loss, far below the base model's.
     reloaded, in_memory, untouched = _mean_loss(model, tok), _mean_loss(trained.model, tok), _mean_loss(base[0], tok)
@@ -190,26 +342,73 @@ def test_adapter_reloads_and_writes_resumable_predictions(trained, base, tmp_pat
     system = system_name("smollm2-135m")
     assert system == "slm-smollm2-135m-lora"
     path = tmp_path / "predictions" / f"{system}.jsonl"
+    meta = slm_system_meta(system, model, base_model="smollm2-135m", adapter="slm/adapter")
+    key = {"adapter": trained.record["fingerprint"]}
     rows = PAIRS[:3]
-    generate_predictions(model, tok, rows, path, system=system, split="test", batch_size=3,
-                         max_new_tokens=20, progress=False)
+
+    def generate(**kwargs):
+        generate_predictions(model, tok, rows, path, meta=meta, split="test", batch_size=3, max_new_tokens=12,
+                             progress=False, **kwargs)
+
+    generate(key=key)
     records = read_predictions(path)
     assert sorted(r.id for r in records) == ["p1", "p2", "p3"]
-    raw = json.loads(path.read_text().splitlines()[0])
-    assert tuple(raw) == PREDICTION_FIELDS
+    assert tuple(json.loads(path.read_text().splitlines()[0])) == PREDICTION_FIELDS
     for r in records:
         assert r.system == system and r.split == "test" and r.reference == PAIRS[int(r.id[1]) - 1]["flow"]
         assert r.prompt_tokens == len(prompt_token_ids(tok, r.request))
-        assert 0 < r.completion_tokens <= 20 and r.latency_s > 0
+        assert 0 < r.completion_tokens <= 12 and r.latency_s > 0
         assert r.output.startswith("{"), r.output  # JSON straight away, no prose
-        assert r.parse_status in ("ok", "repaired", "truncated", "invalid", "empty")
+    sidecar = read_system_meta(path)
+    assert (sidecar.arm, sidecar.strategy, sidecar.k, sidecar.retrieval) == ("fine-tuned", "none", 0, "none")
+    assert sidecar.adapter == "slm/adapter" and sidecar.base_model == "smollm2-135m"
+    assert sidecar.n_params == count_parameters(model) == pytest.approx(134.5e6, rel=0.02)
+    assert sidecar.decoding == "greedy" and sidecar.engine.startswith("transformers ")
+    assert sidecar.model_sha256 and len(sidecar.model_sha256) == 64
     # A partial file is completed, not overwritten.
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:2]))
-    generate_predictions(model, tok, rows, path, system=system, split="test", batch_size=3,
-                         max_new_tokens=20, progress=False)
+    generate(key=key)
     assert path.read_text().splitlines(keepends=True)[:2] == lines[:2]
     assert sorted(r.id for r in read_predictions(path)) == ["p1", "p2", "p3"]
+    # Another adapter (or force) regenerates the whole file.
+    path.write_text("".join(lines[:2]))
+    stored_key = read_sidecar(path)["resume_key"]
+    generate(key={"adapter": "another-fingerprint"})
+    assert read_sidecar(path)["resume_key"] != stored_key and len(read_predictions(path)) == 3
+    path.write_text("".join(lines[:1]).replace(json.loads(lines[0])["output"], "stale"))
+    generate(key={"adapter": "another-fingerprint"}, force=True)
+    assert len(read_predictions(path)) == 3 and "stale" not in path.read_text()
+
+
+def test_few_shot_baseline_is_the_prompted_arm(base, tmp_path):
+    model, tok = base
+    system = system_name("smollm2-135m", "2shot")
+    path = tmp_path / f"{system}.jsonl"
+    meta = slm_system_meta(system, model, base_model="smollm2-135m", arm="prompted", k=2)
+    generate_predictions(model, tok, PAIRS[3:], path, meta=meta, split="test", max_new_tokens=4, progress=False,
+                         examples=[(p["request"], p["flow"]) for p in PAIRS[:2]], key={"examples": ["p1", "p2"]})
+    sidecar = read_system_meta(path)
+    assert (sidecar.arm, sidecar.strategy, sidecar.k, sidecar.adapter) == ("prompted", "few_shot", 2, None)
+    record = read_predictions(path)[0]
+    assert record.prompt_tokens == len(prompt_token_ids(tok, PAIRS[3]["request"],
+                                                        examples=[(p["request"], p["flow"]) for p in PAIRS[:2]]))
+
+
+def test_generation_runs_on_the_validation_split(base, tmp_path):
+    from wfutils.data.store import build_all
+
+    model, tok = base
+    run = tmp_path / "run"
+    build_all(run, n_train=4, n_validation=3, n_test=2, n_ood=1, corpora=())
+    meta = slm_system_meta("slm-val", model, base_model="smollm2-135m", arm="prompted", k=0)
+    summary = generate_for_run(model, tok, run, meta=meta, eval_splits=["synthetic/validation"], limit=2,
+                               max_new_tokens=4, progress=False)
+    records = read_predictions(run / "predictions" / "slm-val.jsonl")
+    assert len(records) == 2 and {r.split for r in records} == {"validation"}
+    assert summary["splits"]["synthetic/validation"]["generated"] == 2
+    with pytest.raises(ValueError, match="not found"):
+        generate_for_run(model, tok, run, meta=meta, eval_splits=["synthetic/nope"], progress=False)
 
 
 def test_batched_greedy_matches_one_at_a_time(base):
@@ -222,73 +421,45 @@ def test_batched_greedy_matches_one_at_a_time(base):
         assert b.text == s.text and b.completion_tokens == s.completion_tokens
 
 
-def test_rows_that_stop_early_leave_the_batch_with_the_tokens_of_model_generate(base):
-    import torch
-
-    from wfutils.slm.generation import _stop_ids
-
-    model, tok = base
-    requests = ["Reply with the single word yes.", "Say hello to the user in one short sentence.",
-                "Create an incident when a user is deleted and email the admin."]
-    prompts = [prompt_token_ids(tok, r) for r in requests]
-    batched = generate_batch(model, tok, prompts, max_new_tokens=40)
-    stop = _stop_ids(tok)
-    lengths = []
-    for prompt, got in zip(prompts, batched):
-        ids = torch.tensor([prompt])
-        new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=40, do_sample=False,
-                             eos_token_id=stop, pad_token_id=tok.pad_token_id)[0, len(prompt):].tolist()
-        n = next((k + 1 for k, t in enumerate(new) if t in stop), len(new))
-        assert got.text == tok.decode(new[:n], skip_special_tokens=True)
-        assert got.completion_tokens == n
-        lengths.append(n)
-    assert len(set(lengths)) > 1 and min(lengths) < 40  # rows did stop at different steps
-
-
 def test_max_new_tokens_follows_reference_lengths(base):
     _, tok = base
     short = default_max_new_tokens(tok, [p["flow"] for p in PAIRS])
     longest = max(len(tok(p["flow"], add_special_tokens=False)["input_ids"]) for p in PAIRS)
     assert longest < short <= longest * 1.25 + 16
+    meta = slm_system_meta("s", torch.nn.Linear(1, 1), base_model="x", arm="prompted")
     with pytest.raises(ValueError, match="field 'request'"):
-        generate_predictions(None, tok, [{"id": "a", "flow": "{}"}], "unused.jsonl", system="s", split="test")
+        generate_predictions(None, tok, [{"id": "a", "flow": "{}"}], "s.jsonl", meta=meta, split="test")
 
 
+def test_decoding_schema_keeps_the_flow_schema_rules():
+    from jsonschema import Draft202012Validator
 
-@pytest.mark.slow
-def test_notebook_02_runs_end_to_end(tmp_path):
-    """papermill run of notebook 02 on a tiny run: trains, plots, generates for both systems."""
-    from pathlib import Path
+    from wfutils.flows.schema import validate_flow
 
-    import papermill
+    validator = Draft202012Validator(decoding_schema())
+    good = json.loads(PAIRS[0]["flow"])
+    logic = {"trigger": {"type": "daily"}, "components": [{"order": 1, "category": "flowlogic", "definition": "IF"}]}
+    bad_logic = {"trigger": {"type": "daily"},
+                 "components": [{"order": 1, "category": "flowlogic", "definition": "send_email"}]}
+    for flow in (good, logic, bad_logic):
+        assert validator.is_valid(flow) == (validate_flow(flow) == []), flow
+    assert not validator.is_valid(bad_logic)
 
-    from wfutils.data.store import build_all
 
-    run = tmp_path / "run"
-    build_all(run, n_train=16, n_test=2, n_ood=1, corpora=())
-    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "02_slm_finetuning.ipynb"
-    papermill.execute_notebook(
-        str(notebook), str(tmp_path / "02.ipynb"), kernel_name="python3", progress_bar=False,
-        parameters={"run_dir": str(run), "max_steps": 2, "batch_size": 4, "eval_splits": ["synthetic/test"],
-                    "eval_limit": 2, "max_new_tokens_cap": 24, "few_shot_baseline": 1, "lora_r": 4})
-    record = read_training_record(run / "slm")
-    assert record["steps"] == 2 and (run / "slm" / "loss_curve.png").is_file()
-    for system in ("slm-smollm2-135m-lora", "slm-smollm2-135m-1shot"):
-        records = read_predictions(run / "predictions" / f"{system}.jsonl")
-        assert len(records) == 2 and {r.split for r in records} == {"test"}
-    summary = json.loads((run / "slm" / "generation_summary.json").read_text())
-    assert set(summary) == {"slm-smollm2-135m-lora", "slm-smollm2-135m-1shot"}
+# ---------------------------------------------------------------- slow
 
 
 @pytest.mark.slow
 def test_schema_constrained_decoding_keeps_output_inside_the_flow_schema(trained, tmp_path):
-    from wfutils.slm.generation import schema_constraint
     from wfutils.flows.schema import validate_flow
+    from wfutils.slm.generation import schema_constraint
 
     model, tok = load_finetuned(trained.out_dir, device="cpu")
-    path = tmp_path / "constrained.jsonl"
-    generate_predictions(model, tok, PAIRS[:2], path, system="slm-c", split="test", batch_size=2,
-                         max_new_tokens=110, logits_processor_factory=schema_constraint(tok), progress=False)
+    path = tmp_path / "slm-c.jsonl"
+    meta = slm_system_meta("slm-c", model, base_model="smollm2-135m", adapter="adapter", constrained=True)
+    generate_predictions(model, tok, PAIRS[:2], path, meta=meta, split="test", batch_size=2, max_new_tokens=110,
+                         constraint=schema_constraint(tok), progress=False)
+    assert read_system_meta(path).decoding == "constrained"
     for r in read_predictions(path):
         assert r.parse_status in ("ok", "truncated"), r.output
         if r.parse_status == "ok":
@@ -297,21 +468,48 @@ def test_schema_constrained_decoding_keeps_output_inside_the_flow_schema(trained
             assert r.completion_tokens == 110 and r.output.lstrip().startswith("{")
 
 
-def test_gradient_checkpointing_gives_the_same_first_step(trained, base, tmp_path):
+@pytest.mark.slow
+def test_validation_loss_selects_the_best_checkpoint(base, tmp_path):
     model, tok = base
-    config = TrainConfig(**{**TINY, "max_steps": 1, "gradient_checkpointing": True})
-    result = train_lora(PAIRS, tmp_path / "gc", config, model=copy.deepcopy(model), tokenizer=tok, progress=False)
-    assert result.record["config"]["gradient_checkpointing"] is True
-    assert result.record["loss_curve"][0]["loss"] == pytest.approx(trained.record["loss_curve"][0]["loss"], rel=1e-4)
-
-
-def test_time_budget_keeps_the_adapter_trained_so_far(base, tmp_path):
-    model, tok = base
-    config = TrainConfig(**{**TINY, "max_steps": 50})
-    result = train_lora(PAIRS, tmp_path / "tb", config, model=copy.deepcopy(model), tokenizer=tok, progress=False,
-                        time_budget_s=0.01)
+    config = TrainConfig(**{**TINY, "eval_every": 2, "select_best": True})
+    result = train_lora(PAIRS[:3], tmp_path / "sel", config, eval_rows=PAIRS[3:], model=copy.deepcopy(model),
+                        tokenizer=tok, progress=False)
     record = result.record
-    assert result.complete and record["stopped_by"] == "time_budget" and record["steps"] == 1
-    assert record["total_steps"] == 50 and (result.adapter_dir / "adapter_config.json").is_file()
-    again = train_lora(PAIRS, tmp_path / "tb", config, model=object(), tokenizer=tok, progress=False, time_budget_s=0.01)
-    assert again.reused
+    assert [v["step"] for v in record["validation_loss"]] == [2, 4] and record["n_validation_examples"] == 1
+    best = min(record["validation_loss"], key=lambda v: v["loss"])["step"]
+    assert record["best_checkpoint"].endswith(f"checkpoint-{best}")
+
+
+@pytest.mark.slow
+def test_notebook_02_runs_end_to_end(tmp_path):
+    """papermill run of notebook 02 on a tiny run: trains, plots, generates for both systems with their metadata."""
+    import papermill
+
+    from wfutils.data.store import build_all
+
+    run = tmp_path / "run"
+    build_all(run, n_train=16, n_validation=2, n_test=2, n_ood=1, corpora=())
+    params = {"run_dir": str(run), "max_steps": 2, "batch_size": 2, "grad_accum": 1, "gradient_checkpointing": False,
+              "eval_splits": ["synthetic/test"], "eval_limit": 2, "max_new_tokens_cap": 24, "few_shot_baseline": 1,
+              "lora_r": 4}
+    papermill.execute_notebook(str(ROOT / "notebooks" / "02_slm_finetuning.ipynb"), str(tmp_path / "02.ipynb"),
+                               kernel_name="python3", progress_bar=False, parameters=params)
+    record = read_training_record(run / "slm")
+    assert record["steps"] == 2 and (run / "slm" / "loss_curve.png").is_file()
+    arms = {"slm-smollm2-135m-lora": ("fine-tuned", "none", 0), "slm-smollm2-135m-1shot": ("prompted", "few_shot", 1)}
+    for system, (arm, strategy, k) in arms.items():
+        records = read_predictions(run / "predictions" / f"{system}.jsonl")
+        assert len(records) == 2 and {r.split for r in records} == {"test"}
+        meta = read_system_meta(run / "predictions" / f"{system}.jsonl")
+        assert (meta.arm, meta.strategy, meta.k) == (arm, strategy, k)
+    assert read_system_meta(run / "predictions" / "slm-smollm2-135m-lora.jsonl").adapter == "slm/adapter"
+    summary = json.loads((run / "slm" / "generation_summary.json").read_text())
+    assert set(summary) == set(arms)
+    executed = (tmp_path / "02.ipynb").read_text()
+    assert "flowsim_with_inputs" in executed and "flowsim_no_inputs" in executed
+    # force = True retrains and regenerates
+    papermill.execute_notebook(str(ROOT / "notebooks" / "02_slm_finetuning.ipynb"), str(tmp_path / "02b.ipynb"),
+                               kernel_name="python3", progress_bar=False,
+                               parameters={**params, "few_shot_baseline": 0, "force": True})
+    assert read_training_record(run / "slm")["finished"] >= record["finished"]
+    assert "trained into" in (tmp_path / "02b.ipynb").read_text()

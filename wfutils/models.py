@@ -14,6 +14,7 @@ A model is named in one of three ways:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -22,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from wfutils.storage import atomic_dir, atomic_write_json
 
 __all__ = [
     "KNOWN_MODELS",
@@ -32,6 +35,10 @@ __all__ = [
     "resolve_model",
     "load_model_and_tokenizer",
     "model_slug",
+    "model_sha256",
+    "file_sha256",
+    "count_parameters",
+    "set_threads",
 ]
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -136,16 +143,11 @@ def _dequantise_gguf(name: str, target: Path) -> None:
     if config.tie_word_embeddings:
         model.tie_weights()
     del gguf_model
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
     info = {
         "name": name,
         "source": str(gguf),
         "source_bytes": gguf.stat().st_size,
+        "source_sha256": file_sha256(gguf),
         "package": KNOWN_MODELS[name].package,
         "license": KNOWN_MODELS[name].license,
         "description": KNOWN_MODELS[name].description,
@@ -154,14 +156,81 @@ def _dequantise_gguf(name: str, target: Path) -> None:
         "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (tmp / _PROVENANCE_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / _PROVENANCE_FILE, info)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_sha256(name_or_path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of the GGUF file a model came from, when known (a known name or a directory wfbook dequantised).
+
+    The hash is stored in the cached copy's ``wfbook_model.json``; copies made before it was
+    recorded get it computed from the installed GGUF (about a second) and written back.
+    Models that did not come from a GGUF (hub ids, other local directories) give None.
+    """
+    text = str(name_or_path)
+    directory = cache_dir() / "models" / text if text in KNOWN_MODELS else Path(text).expanduser()
+    info_path = directory / _PROVENANCE_FILE
+    info: dict[str, Any] = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {}
+    if isinstance(info.get("source_sha256"), str):
+        return info["source_sha256"]
+    name = text if text in KNOWN_MODELS else info.get("name")
+    if name not in KNOWN_MODELS:
+        return None
     try:
-        os.replace(tmp, target)
-    except OSError:
-        # Another process finished first (target exists and is non-empty): keep theirs.
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not _is_model_dir(target):
-            raise
+        sha = file_sha256(find_gguf(name))
+    except ModelNotFoundError:
+        return None
+    if info_path.is_file():
+        atomic_write_json(info_path, {**info, "source_sha256": sha})
+    return sha
+
+
+def count_parameters(model: Any) -> int:
+    """Number of parameters of a torch model (shared tensors counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return int(total)
+
+
+def set_threads(num_threads: int | None = None) -> int:
+    """Set torch's CPU threads and return the count.
+
+    ``None`` means ``$WFBOOK_TORCH_THREADS`` if set, else every CPU this process may use. On a
+    small machine shared with other CPU-heavy work, set ``WFBOOK_TORCH_THREADS=1``: more
+    OpenMP threads than idle cores makes every matrix product wait on busy cores (measured
+    here to slow generation down 2-4x).
+    """
+    import torch
+
+    if num_threads is None and os.environ.get("WFBOOK_TORCH_THREADS"):
+        num_threads = int(os.environ["WFBOOK_TORCH_THREADS"])
+    if num_threads is None:
+        try:
+            num_threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - non-Linux
+            num_threads = os.cpu_count() or 1
+    torch.set_num_threads(max(1, int(num_threads)))
+    return torch.get_num_threads()
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
