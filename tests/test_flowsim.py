@@ -244,3 +244,77 @@ def test_edit_script_costs_add_up_to_the_distance(a: dict, b: dict, with_inputs:
     assert flow_similarity(a, b, with_inputs=with_inputs) == pytest.approx(expected, abs=1e-12)
     assert sum(op.candidate is not None for op in ops) == len(t1.render().split("\n"))
     assert sum(op.reference is not None for op in ops) == len(t2.render().split("\n"))
+
+
+# --------------------------------------------------------------------------- caps (wfutils.flows.limits)
+
+_ORDERS = st.one_of(st.integers(-1, 4), st.sampled_from([1.0, 2.5, True, False, None, "1", "2", "a", float("nan")]),
+                    st.lists(st.integers(0, 2), max_size=1))
+
+
+@st.composite
+def _odd_components(draw) -> list:
+    out = []
+    for _ in range(draw(st.integers(0, 7))):
+        component = {"definition": draw(st.sampled_from(["log", "IF"]))}
+        if draw(st.booleans()):
+            component["order"] = draw(_ORDERS)
+        if draw(st.booleans()):
+            component["block"] = draw(_ORDERS)
+        if draw(st.integers(0, 3)) == 0:
+            component["inputs"] = [{"name": "condition", "value": "a=1"}]
+        out.append(component)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(_odd_components(), st.booleans())
+def test_bounded_tree_is_the_published_tree(components: list, with_inputs: bool) -> None:
+    """The bounded construction (indexed children, node budget) builds the published tree or fails where it fails."""
+    flow_ = {"trigger": {"type": "daily"}, "components": components}
+    try:
+        expected = flow_tree(flow_, with_inputs=with_inputs).render()
+    except RecursionError:  # pragma: no cover - not with 7 components
+        raise
+    except Exception:  # noqa: BLE001 - the published code fails: so must the bounded one
+        with pytest.raises(Exception):  # noqa: B017 - whatever the published code raised
+            flow_tree(flow_, with_inputs=with_inputs, bounded=True)
+        return
+    assert flow_tree(flow_, with_inputs=with_inputs, bounded=True).render() == expected
+
+
+def test_caps_give_zero_and_name_the_cap() -> None:
+    from wfutils.flows import limits
+    from wfutils.flows.flowsim import TreeError, prepared
+
+    deep = {"trigger": {"type": "daily"}, "components": [{"order": 1, "definition": "log", "inputs": [
+        {"name": "message", "value": [[[[["x"]]]]] * 2}]}]}
+    assert flow_similarity(deep, copy.deepcopy(deep)) == 1.0  # JSON depth 9: fine
+    too_deep = json.loads(json.dumps(deep))
+    value = "x"
+    for _ in range(limits.MAX_JSON_DEPTH):
+        value = [value]
+    too_deep["components"][0]["inputs"][0]["value"] = value
+    for candidate in (too_deep, json.dumps(too_deep)):
+        assert flow_similarity(candidate, THREE_STEPS) == 0.0 == flow_similarity(THREE_STEPS, candidate)
+        assert flow_similarity(candidate, copy.deepcopy(too_deep)) == 0.0
+        assert edit_operations(candidate, THREE_STEPS) == []
+        tree = prepared(candidate)
+        assert isinstance(tree, TreeError) and tree.reason == "too_deep" and "MAX_JSON_DEPTH" in str(tree)
+    huge = json.dumps(THREE_STEPS) + " " * limits.MAX_FLOW_CHARS
+    assert prepared(huge).reason == "too_large" and flow_similarity(huge, THREE_STEPS) == 0.0
+    assert not trigger_match(huge, THREE_STEPS) and component_match(huge, THREE_STEPS)["f1"] == 0.0
+    big_int = '{"trigger": {"type": "daily"}, "components": [{"order": ' + "1" * (limits.MAX_INT_DIGITS + 1) + "}]}"
+    assert prepared(big_int).reason == "too_large" and "MAX_INT_DIGITS" in str(prepared(big_int))
+    # under the caps the published structure errors are still "invalid" failures
+    assert prepared({"trigger": {"type": 5}, "components": []}).reason == "invalid"
+
+
+def test_long_encoded_queries_are_linear_and_exact() -> None:
+    # the published code tests each part against the list of operators (quadratic); a set gives the same parts
+    query = "^".join(f"f{i}=v{i}" for i in range(8))
+    reference = flow("record_create", condition=query)
+    candidate = flow("record_create", condition=query.replace("f7=v7", "f7!=v7"))
+    assert flow_similarity(candidate, reference) == pytest.approx(
+        reference_flow_similarity(candidate, reference, return_operations=False), abs=1e-12)
+    assert flow_similarity(candidate, reference) < 1.0

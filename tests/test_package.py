@@ -17,7 +17,7 @@ LAYERS = [
     {"wfutils.storage", "wfutils.provenance"},
     {"wfutils.flows"},
     {"wfutils.data"},
-    {"wfutils.models"},
+    {"wfutils.models", "wfutils.weights"},
     {"wfutils.slm", "wfutils.llm"},
     {"wfutils.evaluation"},
     {"wfutils.study", "wfutils.pipeline", "wfutils.book"},

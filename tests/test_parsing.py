@@ -79,3 +79,42 @@ def test_dumps_flow_is_compact_and_round_trips() -> None:
     text = dumps_flow(FLOW)
     assert ", " not in text.replace("a } and a ]", "") and ": " not in text.replace("08:00", "")
     assert json.loads(text) == FLOW
+
+
+def test_statuses_naming_the_caps() -> None:
+    from wfutils.flows import limits
+    from wfutils.flows.parsing import PARSE_STATUSES, UNPARSED_STATUSES
+
+    assert {"too_large", "too_deep"} <= set(PARSE_STATUSES) and {"too_large", "too_deep"} <= set(UNPARSED_STATUSES)
+    cases = {
+        "[" * 1000: ("too_deep", "MAX_JSON_DEPTH"),
+        "Sure: {" + '"a": [' * (limits.MAX_JSON_DEPTH + 5): ("too_deep", "MAX_JSON_DEPTH"),  # truncated and deep
+        '{"order": ' + "9" * (limits.MAX_INT_DIGITS + 1) + "}": ("too_large", "MAX_INT_DIGITS"),
+        TEXT + " " * limits.MAX_FLOW_CHARS: ("too_large", "MAX_FLOW_CHARS"),
+    }
+    for text, (status, cap) in cases.items():
+        parsed = parse_flow(text)
+        assert (parsed.flow, parsed.status) == (None, status) and cap in parsed.message
+    # at the caps: still parsed
+    at_depth = '{"a": ' + "[" * (limits.MAX_JSON_DEPTH - 1) + "]" * (limits.MAX_JSON_DEPTH - 1) + "}"
+    assert parse_flow(at_depth).status == "ok"
+    assert parse_flow('{"order": ' + "9" * limits.MAX_INT_DIGITS + "}").status == "ok"
+    assert parse_flow(TEXT + " " * (limits.MAX_FLOW_CHARS - len(TEXT))).status == "ok"
+    # brackets inside strings are text, not nesting
+    assert parse_flow('{"a": "' + "[" * 5000 + '"}').status == "ok"
+    # a dict given as the output is checked too
+    deep: object = 1
+    for _ in range(limits.MAX_JSON_DEPTH + 1):
+        deep = {"a": deep}
+    assert parse_flow(deep).status == "too_deep"
+
+
+def test_repairs_stay_linear_on_long_outputs() -> None:
+    import time
+
+    for text in ('{"a": [' + "1," * 90_000, '{"a": "' + '\\"' * 90_000, "{" + '"' * 190_000, '{"a": ' + '"' * 190_000,
+                 '{"a": ' + '"' * 300_000):
+        start = time.perf_counter()
+        parsed = parse_flow(text)
+        assert time.perf_counter() - start < 1.0, parsed.status
+        assert parsed.status in ("truncated", "invalid", "too_large")

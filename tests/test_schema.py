@@ -96,3 +96,34 @@ def test_wrong_types_and_unknown_keys_are_located() -> None:
 
 def test_missing_trigger_and_components() -> None:
     assert validate_flow({}) == ["$: 'components' is a required property", "$: 'trigger' is a required property"]
+
+
+def test_flows_beyond_the_caps_get_one_error_naming_the_cap() -> None:
+    from wfutils.flows import limits
+
+    deep = copy.deepcopy(VALID)
+    value = "x"
+    for _ in range(limits.MAX_JSON_DEPTH):
+        value = [value]
+    deep["components"][0]["inputs"][0]["value"] = value
+    assert validate_flow(deep) == [(f"$: too_deep: the flow is nested more than {limits.MAX_JSON_DEPTH} levels deep "
+                                    "(or contains itself) (MAX_JSON_DEPTH)")]
+    deeper = copy.deepcopy(deep)
+    for _ in range(2000):  # far past the interpreter's recursion limit
+        deeper["components"][0]["inputs"][0]["value"] = [deeper["components"][0]["inputs"][0]["value"]]
+    assert validate_flow(deeper)[0].startswith("$: too_deep")
+    looped = copy.deepcopy(VALID)
+    looped["components"].append(looped)
+    assert validate_flow(looped)[0].startswith("$: too_deep")
+    many = {"trigger": {"type": "daily"}, "components": [{"order": i, "definition": "log"}
+                                                          for i in range(1, limits.MAX_COMPONENTS + 2)]}
+    assert validate_flow(many) == [(f"$.components: too_large: {limits.MAX_COMPONENTS + 1:,} components, more than "
+                                    f"{limits.MAX_COMPONENTS:,} (MAX_COMPONENTS)")]
+    many["components"].pop()
+    assert validate_flow(many) == []
+    huge = copy.deepcopy(VALID)
+    huge["components"][0]["order"] = 10 ** limits.MAX_INT_DIGITS
+    assert validate_flow(huge)[0].startswith("$: too_large") and "MAX_INT_DIGITS" in validate_flow(huge)[0]
+    long = copy.deepcopy(VALID)
+    long["components"][0]["inputs"][0]["value"] = "x" * limits.MAX_FLOW_CHARS
+    assert "MAX_FLOW_CHARS" in validate_flow(long)[0]

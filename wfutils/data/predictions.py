@@ -310,8 +310,8 @@ def _scan(path: Path) -> tuple[list[Prediction], str | None]:
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer past Python's digit limit
+            raise ValueError(f"{where}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
         except RecursionError:
             raise ValueError(f"{where}: JSON nested too deeply to read") from None
         records.append(_record_from_dict(obj, where))

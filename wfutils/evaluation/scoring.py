@@ -22,6 +22,8 @@ Metrics (:data:`METRICS`), one row per example, system and metric:
   ServiceNow-style data, plus the vocabulary of a real corpus's own reference flows.
 * ``length_error``: absolute difference in number of components (repaired flow, 0 if none).
 * ``latency_s``, ``prompt_tokens``, ``completion_tokens``: as the arm recorded them.
+* Output beyond the caps of :mod:`wfutils.flows.limits` (parse status ``too_large`` /
+  ``too_deep``) scores as a failure: FlowSim 0, no flow. Scoring never raises on model output.
 * ``cost_usd``: the cost the prompting arm recorded in its traces, else 0 for a system that ran
   locally, else the list price of ``meta.base_model``; NaN when unknown
   (:mod:`wfutils.evaluation.costs`).
@@ -64,7 +66,7 @@ from wfutils.evaluation import costs, loading
 from wfutils.evaluation.result import (CATEGORY_COLUMNS, META_COLUMNS, PREDICTION_COLUMNS, SCORE_COLUMNS, Evaluation,
                                        wide)
 from wfutils.evaluation.taxonomy import hallucinations
-from wfutils.flows import flowsim
+from wfutils.flows import flowsim, limits
 from wfutils.flows.schema import validate_flow
 from wfutils.flows.vocabulary import components
 
@@ -102,23 +104,25 @@ def score_prediction(record: Prediction, reference_flow: Any, *, known_definitio
 
     ``cost_usd`` is passed through (see :func:`wfutils.evaluation.costs.prediction_cost`).
     """
-    raw = flowsim.load_flow_text(record.output)
-    parsed_ok = record.parse_status in ("ok", "repaired") and record.flow is not None
-    steps, tables = hallucinations(record.flow, known_definitions, known_tables)
+    raw = flowsim.metric_flow(record.output)  # None beyond the caps
+    flow = record.flow if limits.value_problem(record.flow) is None else None  # a record not built by parse_flow
+    parsed_ok = record.parse_status in ("ok", "repaired") and flow is not None
+    steps, tables = hallucinations(flow, known_definitions, known_tables)
     match = flowsim.component_match(raw, reference_flow)
     return {
-        "flowsim_with_inputs": flowsim.flow_similarity(record.output, record.reference, with_inputs=True),
-        "flowsim_no_inputs": flowsim.flow_similarity(record.output, record.reference, with_inputs=False),
+        # The reference as the parsed data flow: a reference whose strings mention ```json is no fenced answer.
+        "flowsim_with_inputs": flowsim.flow_similarity(record.output, reference_flow, with_inputs=True),
+        "flowsim_no_inputs": flowsim.flow_similarity(record.output, reference_flow, with_inputs=False),
         "trigger_match": float(flowsim.trigger_match(raw, reference_flow)),
         "component_precision": match["precision"],
         "component_recall": match["recall"],
         "component_f1": match["f1"],
         "json_valid": float(record.parse_status == "ok"),
-        "schema_valid": float(parsed_ok and _schema_valid(record.flow)),
+        "schema_valid": float(parsed_ok and _schema_valid(flow)),
         "truncated": float(record.parse_status == "truncated"),
         "hallucinated_steps": float(len(steps)),
         "hallucinated_tables": float(len(tables)),
-        "length_error": float(abs(len(components(record.flow)) - len(components(reference_flow)))),
+        "length_error": float(abs(len(components(flow)) - len(components(reference_flow)))),
         "latency_s": float(record.latency_s),
         "prompt_tokens": float(record.prompt_tokens),
         "completion_tokens": float(record.completion_tokens),
@@ -133,7 +137,7 @@ def _schema_valid(flow: Any) -> bool:
     """``validate_flow(flow) == []``, cached by the flow's canonical JSON."""
     try:
         key = json.dumps(flow, ensure_ascii=False, sort_keys=True)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return not validate_flow(flow)
     found = _VALIDITY_CACHE.get(key)
     if found is None:
@@ -220,6 +224,20 @@ def score_jobs(jobs: Sequence[ScoringJob], *, workers: int | None = None, progre
 
 
 # --------------------------------------------------------------------------- a run
+
+def _flow_json(flow: Any) -> str | None:
+    """A flow as JSON text for the predictions table: UTF-8-encodable (lone surrogates escaped); None if none."""
+    if flow is None:
+        return None
+    try:
+        text = json.dumps(flow, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(flow)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return text
+
 
 def _plan(predictions: dict[str, list[Prediction]], examples: pd.DataFrame, coverage: pd.DataFrame,
           on_incomplete: str) -> tuple[dict[str, set[str]], dict[str, set[str]] | None, list[str]]:
@@ -346,7 +364,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None 
     selection_scores = _frame(run_dir.name, picked[True], values[selection], metas)
     predictions_frame = pd.DataFrame(
         [{"system": system, "id": record.id, "subset": example["subset"], "output": record.output,
-          "flow": None if record.flow is None else json.dumps(record.flow, ensure_ascii=False),
+          "flow": _flow_json(record.flow),
           "parse_status": record.parse_status} for system, record, example in picked[False]],
         columns=list(PREDICTION_COLUMNS))
     evaluation_examples = examples[~examples["split"].map(loading.is_selection_split)].reset_index(drop=True)

@@ -4,8 +4,9 @@
 flow). The tags, in :data:`ERROR_TAGS` order:
 
 ``invalid_json``
-    no JSON object could be recovered from the output (parse status ``invalid`` / ``empty``);
-    no other tag is given, there is nothing to compare.
+    no JSON object could be recovered from the output (parse status ``invalid`` / ``empty``, or
+    ``too_large`` / ``too_deep``: beyond a cap of :mod:`wfutils.flows.limits`); no other tag is
+    given, there is nothing to compare.
 ``truncated``
     the output stopped mid-object (parse status ``truncated``); the repaired flow is still
     analysed for the tags below.
@@ -35,6 +36,8 @@ flow). The tags, in :data:`ERROR_TAGS` order:
 
 The analysis runs on the *repaired* parse (``Prediction.flow``), not on the raw text the
 paper's FlowSim scores: a flow with prose around it is analysed as the flow it contains.
+Nothing here raises on model output: a flow beyond the caps is ``invalid_json``, and one whose
+FlowSim tree is beyond them (no edit script) is compared by its bags of steps.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from wfutils.flows import limits
 from wfutils.flows.flowsim import EditOperation, edit_operations
+from wfutils.flows.parsing import UNPARSED_STATUSES
 from wfutils.flows.vocabulary import (COMPONENT_CATEGORIES, FLOW_LOGIC_DEFINITIONS, TABLE_INPUTS, TRIGGER_TYPES,
                                       components, inputs, trigger_type)
 
@@ -84,7 +89,8 @@ def flow_tables(flow: Any) -> list[str]:
     tables = []
     for holder in holders:
         for item in inputs(holder):
-            if item.get("name") in TABLE_INPUTS and isinstance(item.get("value"), str) and item["value"]:
+            name = item.get("name")
+            if isinstance(name, str) and name in TABLE_INPUTS and isinstance(item.get("value"), str) and item["value"]:
                 tables.append(item["value"])
     return tables
 
@@ -237,7 +243,7 @@ def error_tags(flow: Any, reference: Any, parse_status: str = "ok", *,
     """
     if isinstance(reference, str):
         reference = json.loads(reference)
-    if flow is None or parse_status in ("invalid", "empty"):
+    if flow is None or parse_status in UNPARSED_STATUSES or limits.value_problem(flow) is not None:
         return ["invalid_json"]
     tags: set[str] = set()
     if parse_status == "truncated":

@@ -1,1 +1,2 @@
-"""The flow format: vocabulary, JSON Schema, parsing model text, and the FlowSim metric."""
+"""The flow format: vocabulary, JSON Schema, parsing model text, the FlowSim metric, and the caps
+(:mod:`wfutils.flows.limits`) that bound what any model output can cost."""

@@ -11,14 +11,23 @@ that implementation's behaviour exactly, quirks included (SPEC section 3):
 * anything that makes the published implementation raise (a trigger type that is not a
   string, an input without a string name, ...) scores 0 for that example instead.
 
+No input raises or stalls: a flow beyond one of the caps of :mod:`wfutils.flows.limits` (text
+length ``MAX_FLOW_CHARS``, JSON depth ``MAX_JSON_DEPTH``, integer digits ``MAX_INT_DIGITS``,
+``MAX_COMPONENTS``, tree nodes ``MAX_TREE_NODES`` -- repeated ``order`` numbers under ``block``
+chains blow the tree up exponentially --, tree depth ``MAX_TREE_DEPTH`` and Zhang-Shasha work
+``MAX_TREE_WORK``) scores 0 like any other failure; its :class:`TreeError` has ``reason``
+``too_large`` or ``too_deep`` and a message naming the cap. Below the caps the scores are exactly
+those of the plain computation.
+
 The distance itself is a compiled (numba) Zhang-Shasha on integer-coded labels; trees are
 built once per distinct flow and cached. :func:`reference_flow_similarity` runs the plain
-per-pair ``zss`` computation, for cross-checks and benchmarks.
+per-pair ``zss`` computation, uncapped, for cross-checks and benchmarks.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +36,9 @@ from typing import Any, Sequence
 import numpy as np
 from numba import njit
 
+from wfutils.flows import limits
+from wfutils.flows.limits import (MAX_COMPONENTS, MAX_TREE_DEPTH, MAX_TREE_NODES, MAX_TREE_WORK, LimitExceeded,
+                                  value_problem)
 from wfutils.flows.vocabulary import COMPONENT_CATEGORIES, CONDITION_INPUTS, TRIGGER_TYPES, VALUE_INPUTS
 from wfutils.flows.vocabulary import trigger_type as _trigger_type
 
@@ -87,14 +99,31 @@ class Node:
 
 # --------------------------------------------------------------------------- text -> flow
 
-def load_flow_text(text: str) -> Any:
-    """Parse model text the way the published metric does (fenced block, else whole text; non-JSON -> empty flow)."""
+def _published_flow_text(text: str) -> str:
+    """The part of model text the published metric decodes: the ```json fenced block, else the whole text."""
     if "```json" in text:
         start = text.find("```json") + len("```json")
         text = text[start:text.rfind("```")].strip()
-    text = text.strip().removeprefix("```json").removesuffix("```").strip()
+    return text.strip().removeprefix("```json").removesuffix("```").strip()
+
+
+def load_flow_text(text: str) -> Any:
+    """Parse model text the way the published metric does (fenced block, else whole text; non-JSON -> empty flow).
+
+    Raises :class:`~wfutils.flows.limits.LimitExceeded` for text beyond the caps (length, JSON
+    depth, integer digits) instead of decoding it; :func:`metric_flow` never raises.
+    """
+    limits.check_text(text)
     try:
-        return json.loads(text)
+        return limits.loads(_published_flow_text(text))
+    except json.JSONDecodeError:
+        return {"trigger": None, "components": []}
+
+
+def _published_load_flow_text(text: str) -> Any:
+    """The published loader itself, uncapped (for :func:`reference_flow_similarity`)."""
+    try:
+        return json.loads(_published_flow_text(text))
     except json.JSONDecodeError:
         return {"trigger": None, "components": []}
 
@@ -105,11 +134,13 @@ def _split_encoded_query(query: str) -> tuple[list[dict[str, str]] | None, list[
     if query in ("^EQ", "a to z"):  # the published implementation's known exceptions
         return None, None
     operators = _LOGICAL_RE.findall(query)
-    parts = [p for p in _LOGICAL_RE.split(query) if p.strip() not in operators]
+    found = set(operators)  # membership as in the published list test, without its quadratic cost
+    parts = [p for p in _LOGICAL_RE.split(query) if p.strip() not in found]
     parsed: list[dict[str, str]] = []
     for part in parts:
         comparisons = _COMPARISON_RE.findall(part)
-        pieces = [p for p in _COMPARISON_RE.split(part) if p.strip() not in comparisons]
+        found = set(comparisons)
+        pieces = [p for p in _COMPARISON_RE.split(part) if p.strip() not in found]
         if len(pieces) != 2 or len(comparisons) != 1:
             return None, None
         parsed.append({"field": pieces[0], "operator": comparisons[0], "value": pieces[1]})
@@ -124,43 +155,75 @@ def _parts_tree(parts: list[dict[str, str]], operators: list[str]) -> Node:
     return Node(operators[0], [leaf, _parts_tree(parts[1:], operators[1:])])
 
 
-def encoded_query_tree(query: str) -> Node:
+class _Budget:
+    """Running node count of a tree under construction (bounded mode): raises past :data:`MAX_TREE_NODES`."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self) -> None:
+        self.nodes = 0
+
+    def take(self, count: int = 1) -> None:
+        self.nodes += count
+        if self.nodes > MAX_TREE_NODES:
+            raise LimitExceeded("too_large", "MAX_TREE_NODES",
+                                f"the flow's FlowSim tree has more than {MAX_TREE_NODES:,} nodes")
+
+
+def _too_deep_tree() -> LimitExceeded:
+    return LimitExceeded("too_deep", "MAX_TREE_DEPTH", f"the flow's FlowSim tree is more than {MAX_TREE_DEPTH} levels deep")
+
+
+def encoded_query_tree(query: str, budget: _Budget | None = None) -> Node:
     """Tree of an encoded query: parts sorted by field, logical operators sorted; '' if unparseable."""
     parts, operators = _split_encoded_query(query)
     if parts is None and operators is None:
+        if budget is not None:
+            budget.take()
         return Node("")
+    if budget is not None:  # k parts: a chain of k - 1 operators over leaves of 3 nodes, k + 1 levels
+        if len(parts) > MAX_TREE_DEPTH:
+            raise _too_deep_tree()
+        budget.take(4 * len(parts) - 1)
     parts = sorted(parts, key=lambda p: p.get("field", ""))
     return _parts_tree(parts, sorted(operators))
 
 
 # --------------------------------------------------------------------------- flow -> tree
 
-def _input_tree(item: Any, decompose: bool) -> Node:
+def _input_tree(item: Any, decompose: bool, budget: _Budget | None = None) -> Node:
     name = item.get("name", "")
     value = str(item.get("value", ""))
     if decompose and (name in CONDITION_INPUTS or name in VALUE_INPUTS):
-        return Node(name, [encoded_query_tree(value)])
-    return Node(name + ": " + value)
+        if budget is not None:
+            budget.take()
+        return Node(name, [encoded_query_tree(value, budget)])
+    label = name + ": " + value
+    if budget is not None:
+        budget.take()
+    return Node(label)
 
 
-def _inputs_tree(items: Any, decompose: bool) -> Node:
+def _inputs_tree(items: Any, decompose: bool, budget: _Budget | None = None) -> Node:
     node = Node("inputs")
+    if budget is not None:
+        budget.take()
     for item in sorted(items, key=lambda x: x.get("name", "")):
-        node.add(_input_tree(item, decompose))
+        node.add(_input_tree(item, decompose, budget))
     return node
 
 
-def _trigger_tree(trigger: Any, with_inputs: bool) -> Node:
+def _trigger_tree(trigger: Any, with_inputs: bool, budget: _Budget | None = None) -> Node:
     node = Node("trigger")
     if trigger is None:
         return node
     type_node = Node(trigger.get("type", ""))
     if with_inputs and "inputs" in trigger:
-        type_node.add(_inputs_tree(trigger.get("inputs", []), decompose=True))
+        type_node.add(_inputs_tree(trigger.get("inputs", []), True, budget))
     return node.add(type_node)
 
 
-def _subflow_io_tree(io: Any, label: str) -> Node:
+def _subflow_io_tree(io: Any, label: str, budget: _Budget | None = None) -> Node:
     node = Node(label)
     if io is None:
         return node
@@ -169,6 +232,8 @@ def _subflow_io_tree(io: Any, label: str) -> Node:
         text = f"{item.get('name', '')}: {kind}"
         if kind in ("reference", "records") and "reference" in item:
             text += f" [{item.get('reference', 'task')}]"
+        if budget is not None:
+            budget.take()
         node.add(Node(text))
     return node
 
@@ -182,34 +247,101 @@ def component_label(component: dict[str, Any]) -> str:
     return f"{category}___{definition}___{component.get('scope', 'global')}"
 
 
-def _component_tree(component: Any, components: Any, with_inputs: bool) -> Node:
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))  # bools included
+
+
+class _Children:
+    """The components nested under a component of a given ``order``, for bounded construction.
+
+    The published loop scans every component for every node it builds (``other.order > order``
+    and ``other.block == order``), which costs nodes x components. Here each component's order
+    and block are read once; when every order is a number (no comparison can fail) the children
+    come from an index by ``block``, else each distinct order is scanned once, with the published
+    comparisons in the published order. Either way the children are the published ones, in the
+    published order.
+    """
+
+    def __init__(self, components: Any) -> None:
+        self.entries = [(other, other.get("order", -999), other.get("block", -999)) for other in components]
+        self.memo: dict[Any, list[Any]] = {}
+        self.index: dict[Any, list[tuple[Any, Any]]] | None = None
+        if all(_is_real(order) for _, order, _ in self.entries):
+            self.index = {}
+            for other, order, block in self.entries:
+                try:
+                    hash(block)
+                except TypeError:  # an unhashable block equals no number
+                    continue
+                if isinstance(block, float) and math.isnan(block):  # NaN equals nothing
+                    continue
+                self.index.setdefault(block, []).append((other, order))
+
+    def __call__(self, order: Any) -> list[Any]:
+        if self.index is not None and _is_real(order):
+            return [other for other, other_order in self.index.get(order, ()) if not other_order <= order]
+        try:
+            key: Any = (type(order), order)
+            hash(key)
+        except TypeError:
+            key = None
+        found = self.memo.get(key) if key is not None else None
+        if found is None:
+            found = [other for other, other_order, block in self.entries if not other_order <= order and block == order]
+            if key is not None:
+                self.memo[key] = found
+        return found
+
+
+def _component_tree(component: Any, components: Any, with_inputs: bool, budget: _Budget | None = None,
+                    level: int = 3, children: _Children | None = None) -> Node:
     node = Node(component_label(component))
+    if budget is not None:  # level: depth of this node (flow, components, then the top-level components)
+        if level > MAX_TREE_DEPTH:
+            raise _too_deep_tree()
+        budget.take()
     order = component.get("order", -100)
     if with_inputs and "inputs" in component:
-        node.add(_inputs_tree(component.get("inputs", []), decompose=True))
+        node.add(_inputs_tree(component.get("inputs", []), True, budget))
+    if children is not None:
+        for other in children(order):
+            node.add(_component_tree(other, components, with_inputs, budget, level + 1, children))
+        return node
     for other in components:
         if other.get("order", -999) <= order:
             continue
         if other.get("block", -999) == order:
-            node.add(_component_tree(other, components, with_inputs))
+            node.add(_component_tree(other, components, with_inputs, budget, level + 1))
     return node
 
 
-def flow_tree(flow: Any, *, with_inputs: bool = True) -> Node:
-    """Build the FlowSim tree of a parsed flow (raises on structures the published code cannot handle)."""
+def flow_tree(flow: Any, *, with_inputs: bool = True, bounded: bool = False) -> Node:
+    """Build the FlowSim tree of a parsed flow (raises on structures the published code cannot handle).
+
+    ``bounded`` (as :func:`flow_similarity` builds trees): raise
+    :class:`~wfutils.flows.limits.LimitExceeded` as soon as the flow has more than
+    ``MAX_COMPONENTS`` components or the tree passes ``MAX_TREE_NODES`` nodes or
+    ``MAX_TREE_DEPTH`` levels, instead of building it; the tree is otherwise the same (built in
+    time linear in its size, see :class:`_Children`).
+    """
+    budget = _Budget() if bounded else None
     root = Node("flow")
     if "trigger" in flow:
-        root.add(_trigger_tree(flow.get("trigger", None), with_inputs))
+        root.add(_trigger_tree(flow.get("trigger", None), with_inputs, budget))
     if "inputs" in flow:
-        root.add(_subflow_io_tree(flow.get("inputs", []), "inputs"))
+        root.add(_subflow_io_tree(flow.get("inputs", []), "inputs", budget))
     if "outputs" in flow:
-        root.add(_subflow_io_tree(flow.get("outputs", []), "outputs"))
+        root.add(_subflow_io_tree(flow.get("outputs", []), "outputs", budget))
     if "components" in flow:
         components = flow.get("components", [])
+        if bounded and isinstance(components, (list, tuple)) and len(components) > MAX_COMPONENTS:
+            raise LimitExceeded("too_large", "MAX_COMPONENTS",
+                                f"the flow has {len(components):,} components, more than {MAX_COMPONENTS:,}")
         node = Node("components")
+        children = _Children(components) if bounded else None
         for component in components:
             if component.get("block") is None:
-                node.add(_component_tree(component, components, with_inputs))
+                node.add(_component_tree(component, components, with_inputs, budget, 3, children))
         root.add(node)
     return root
 
@@ -269,23 +401,32 @@ class PreparedTree:
     heavy: np.ndarray
     cost: np.ndarray
     size: int  # |T|
+    depth: int = 0  # nodes on the longest root-to-leaf path
+    work: int = 0  # Zhang-Shasha work: summed sizes of the keyroot subtrees (a distance costs work1 x work2)
 
 
 class TreeError(ValueError):
-    """The flow cannot be turned into a FlowSim tree (the published code would raise)."""
+    """The flow cannot be turned into a FlowSim tree: the published code would raise (``reason`` ``invalid``),
+    or the flow is beyond a cap of :mod:`wfutils.flows.limits` (``reason`` ``too_large`` / ``too_deep``)."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def prepare_tree(tree: Node) -> PreparedTree:
     """Post-order arrays of a tree: labels, parents, left-most leaves, keyroots, costs."""
     order: list[Node] = []  # post-order, children left to right
-    stack: list[tuple[Node, bool]] = [(tree, False)]
+    depth = 0
+    stack: list[tuple[Node, bool, int]] = [(tree, False, 1)]
     while stack:
-        node, expanded = stack.pop()
+        node, expanded, level = stack.pop()
         if expanded:
             order.append(node)
             continue
-        stack.append((node, True))
-        stack.extend((child, False) for child in reversed(node.children))
+        depth = max(depth, level)
+        stack.append((node, True, level))
+        stack.extend((child, False, level + 1) for child in reversed(node.children))
     index_of = {id(node): index for index, node in enumerate(order)}
     labels: list[str] = []
     lmd: list[int] = []
@@ -300,6 +441,7 @@ def prepare_tree(tree: Node) -> PreparedTree:
     keyroot_of: dict[int, int] = {}
     for index, left in enumerate(lmd):
         keyroot_of[left] = index
+    work = sum(index - lmd[index] + 1 for index in keyroot_of.values())
     return PreparedTree(
         labels=tuple(labels),
         parents=np.asarray(parents, dtype=np.int64),
@@ -309,6 +451,8 @@ def prepare_tree(tree: Node) -> PreparedTree:
         heavy=np.asarray([_is_heavy(label) for label in labels], dtype=np.bool_),
         cost=np.asarray([node_cost(label) for label in labels], dtype=np.float64),
         size=_size_from_labels(labels) if not any("\n" in label for label in labels) else tree_size(tree),
+        depth=depth,
+        work=work,
     )
 
 
@@ -358,6 +502,35 @@ def _tree_distances(lmd1, keyroots1, ids1, heavy1, cost1, lmd2, keyroots2, ids2,
     return treedist
 
 
+@njit(cache=True, nogil=True)
+def _forest_table(i, j, lmd1, ids1, heavy1, cost1, lmd2, ids2, heavy2, cost2, treedist):  # pragma: no cover - compiled
+    li = lmd1[i]
+    lj = lmd2[j]
+    m = i - li + 2
+    n = j - lj + 2
+    forest = np.zeros((m, n))
+    for x in range(1, m):
+        forest[x, 0] = forest[x - 1, 0] + cost1[x + li - 1]
+    for y in range(1, n):
+        forest[0, y] = forest[0, y - 1] + cost2[y + lj - 1]
+    for x in range(1, m):
+        a = x + li - 1
+        for y in range(1, n):
+            b = y + lj - 1
+            if lmd1[a] == li and lmd2[b] == lj:
+                if ids1[a] == ids2[b]:
+                    update = 0.0
+                elif heavy1[a] or heavy2[b]:
+                    update = 2.0
+                else:
+                    update = 1.0
+                diagonal = forest[x - 1, y - 1] + update
+            else:
+                diagonal = forest[lmd1[a] - li, lmd2[b] - lj] + treedist[a, b]
+            forest[x, y] = min(forest[x - 1, y] + cost1[a], forest[x, y - 1] + cost2[b], diagonal)
+    return forest
+
+
 def _distance_matrix(t1: PreparedTree, t2: PreparedTree) -> np.ndarray:
     return _tree_distances(t1.lmd, t1.keyroots, t1.ids, t1.heavy, t1.cost,
                            t2.lmd, t2.keyroots, t2.ids, t2.heavy, t2.cost)
@@ -370,49 +543,102 @@ def tree_edit_distance(t1: PreparedTree, t2: PreparedTree) -> float:
 
 # --------------------------------------------------------------------------- public scoring API
 
-def _as_flow(flow_or_text: Any) -> Any:
+def metric_flow(flow_or_text: Any) -> Any:
+    """The flow as the metric sees it: text parsed as :func:`load_flow_text` parses it, anything else as is.
+
+    Never raises: text beyond the caps of :mod:`wfutils.flows.limits` gives None (not a flow: no
+    trigger, no components). The functions that read a flow check the values they use.
+    """
     if isinstance(flow_or_text, str):
-        return load_flow_text(flow_or_text)
+        try:
+            return load_flow_text(flow_or_text)
+        except LimitExceeded:
+            return None
     return flow_or_text
+
+
+_as_flow = metric_flow
 
 
 def _cache_key(flow_or_text: Any) -> str | None:
     if isinstance(flow_or_text, str):
         return "t" + flow_or_text
     try:
-        return "j" + json.dumps(flow_or_text, ensure_ascii=False)
-    except (TypeError, ValueError):
+        return "j" + json.dumps(flow_or_text, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
         return None
 
 
 _TREE_CACHE: dict[tuple[str, bool], PreparedTree | TreeError] = {}
-_TREE_CACHE_LIMIT = 200_000
+_TREE_CACHE_LIMIT = 200_000  # entries
+_TREE_CACHE_CHARS_LIMIT = 200_000_000  # characters of the keys (the texts and flows themselves)
+_tree_cache_chars = 0
 
 
 def clear_tree_cache() -> None:
     """Forget every cached tree (benchmarks use it to measure tree construction too)."""
+    global _tree_cache_chars
     _TREE_CACHE.clear()
+    _tree_cache_chars = 0
 
 
-def _prepare_or_error(flow: Any, with_inputs: bool) -> PreparedTree | TreeError:
+def _limit_error(exc: LimitExceeded) -> TreeError:
+    return TreeError(str(exc), reason=exc.status)
+
+
+def _check_tree(tree: PreparedTree) -> None:
+    if len(tree.labels) > MAX_TREE_NODES:  # pragma: no cover - the construction budget stops it first
+        raise LimitExceeded("too_large", "MAX_TREE_NODES", f"the flow's FlowSim tree has more than {MAX_TREE_NODES:,} nodes")
+    if tree.depth > MAX_TREE_DEPTH:
+        raise LimitExceeded("too_deep", "MAX_TREE_DEPTH",
+                            f"the flow's FlowSim tree is {tree.depth} levels deep, more than {MAX_TREE_DEPTH}")
+    if tree.work > MAX_TREE_WORK:
+        raise LimitExceeded("too_large", "MAX_TREE_WORK",
+                            f"the flow's FlowSim tree needs Zhang-Shasha work {tree.work:,}, more than {MAX_TREE_WORK:,}")
+
+
+def _prepare_or_error(flow_or_text: Any, with_inputs: bool) -> PreparedTree | TreeError:
     try:
-        return prepare_tree(flow_tree(flow, with_inputs=with_inputs))
-    except Exception as exc:  # the published metric scores any such failure as 0
+        if isinstance(flow_or_text, str):
+            flow = load_flow_text(flow_or_text)
+        else:
+            flow = flow_or_text
+            limits.check_value(flow, size=False)  # the size is checked on the cache key
+        tree = prepare_tree(flow_tree(flow, with_inputs=with_inputs, bounded=True))
+        _check_tree(tree)
+        return tree
+    except LimitExceeded as exc:
+        return _limit_error(exc)
+    except Exception as exc:  # noqa: BLE001 - the published metric scores any such failure as 0
         return TreeError(f"{type(exc).__name__}: {exc}")
 
 
 def prepared(flow_or_text: Any, *, with_inputs: bool = True) -> PreparedTree | TreeError:
-    """The cached prepared tree of a flow (dict or raw text), or the error that prevents one."""
+    """The cached prepared tree of a flow (dict or raw text), or the error that prevents one (never raises).
+
+    A :class:`TreeError` says why: ``reason`` ``invalid`` (the published code would raise) or the
+    cap of :mod:`wfutils.flows.limits` the flow is beyond (``too_large`` / ``too_deep``).
+    """
+    global _tree_cache_chars
+    if isinstance(flow_or_text, str):
+        try:
+            limits.check_text(flow_or_text)  # before anything is done with the text, even caching it
+        except LimitExceeded as exc:
+            return _limit_error(exc)
     key = _cache_key(flow_or_text)
     if key is not None:
+        if len(key) - 1 > limits.MAX_FLOW_CHARS:
+            return TreeError(f"too_large: the flow's JSON has {len(key) - 1:,} characters, more than "
+                             f"{limits.MAX_FLOW_CHARS:,} (MAX_FLOW_CHARS)", reason="too_large")
         found = _TREE_CACHE.get((key, with_inputs))
         if found is not None:
             return found
-    result = _prepare_or_error(_as_flow(flow_or_text), with_inputs)
+    result = _prepare_or_error(flow_or_text, with_inputs)
     if key is not None:
-        if len(_TREE_CACHE) >= _TREE_CACHE_LIMIT:
-            _TREE_CACHE.clear()
+        if len(_TREE_CACHE) >= _TREE_CACHE_LIMIT or _tree_cache_chars + len(key) > _TREE_CACHE_CHARS_LIMIT:
+            clear_tree_cache()
         _TREE_CACHE[(key, with_inputs)] = result
+        _tree_cache_chars += len(key)
     return result
 
 
@@ -480,6 +706,7 @@ def _paths(tree: PreparedTree) -> list[tuple[str, ...]]:
 def _edit_script(t1: PreparedTree, t2: PreparedTree) -> list[EditOperation]:
     treedist = _distance_matrix(t1, t2)
     paths1, paths2 = _paths(t1), _paths(t2)
+
     def delete(a: int) -> EditOperation:
         return EditOperation("delete", float(t1.cost[a]), t1.labels[a], None, paths1[a], ())
 
@@ -489,20 +716,8 @@ def _edit_script(t1: PreparedTree, t2: PreparedTree) -> list[EditOperation]:
     def subtree(i: int, j: int) -> list[EditOperation]:
         li, lj = int(t1.lmd[i]), int(t2.lmd[j])
         m, n = i - li + 2, j - lj + 2
-        forest = np.zeros((m, n))
-        for x in range(1, m):
-            forest[x, 0] = forest[x - 1, 0] + t1.cost[x + li - 1]
-        for y in range(1, n):
-            forest[0, y] = forest[0, y - 1] + t2.cost[y + lj - 1]
-        for x in range(1, m):
-            a = x + li - 1
-            for y in range(1, n):
-                b = y + lj - 1
-                if t1.lmd[a] == li and t2.lmd[b] == lj:
-                    diagonal = forest[x - 1, y - 1] + relabel_cost(t1.labels[a], t2.labels[b])
-                else:
-                    diagonal = forest[t1.lmd[a] - li, t2.lmd[b] - lj] + treedist[a, b]
-                forest[x, y] = min(forest[x - 1, y] + t1.cost[a], forest[x, y - 1] + t2.cost[b], diagonal)
+        # the forest distances of the pair (compiled; the same sums as the distance itself)
+        forest = _forest_table(i, j, t1.lmd, t1.ids, t1.heavy, t1.cost, t2.lmd, t2.ids, t2.heavy, t2.cost, treedist)
         backwards: list[EditOperation] = []
         x, y = m - 1, n - 1
         # Prefer mapping nodes onto each other on ties, so a wrong step reads as a relabel
@@ -551,9 +766,14 @@ def edit_operations(candidate: Any, reference: Any, *, with_inputs: bool = True)
 # --------------------------------------------------------------------------- auxiliary metrics
 
 def trigger_match(candidate: Any, reference: Any) -> bool:
-    """True when both flows have the same trigger type (text parsed as FlowSim parses it)."""
+    """True when both flows have the same trigger type (text parsed as FlowSim parses it; never raises)."""
     c, r = _trigger_type(_as_flow(candidate)), _trigger_type(_as_flow(reference))
-    return c is not None and c == r
+    if value_problem(c, size=False) is not None or value_problem(r, size=False) is not None:
+        return False  # a type beyond the caps (only in a flow built in Python)
+    try:
+        return bool(c is not None and c == r)
+    except Exception:  # noqa: BLE001 - a type whose comparison fails is no match
+        return False
 
 
 def _component_labels(flow: Any) -> Counter[str]:
@@ -561,16 +781,23 @@ def _component_labels(flow: Any) -> Counter[str]:
     if not isinstance(flow, dict) or not isinstance(flow.get("components"), list):
         return labels
     for component in flow["components"]:
-        if isinstance(component, dict):
-            try:
-                labels[component_label(component)] += 1
-            except (AttributeError, TypeError):
-                labels[f"{component.get('category')}___{component.get('definition')}___invalid"] += 1
+        if not isinstance(component, dict):
+            continue
+        if any(value_problem(component.get(name), size=False) is not None for name in ("category", "definition", "scope")):
+            labels["invalid___invalid___invalid"] += 1  # beyond the caps (only in a flow built in Python)
+            continue
+        try:
+            labels[component_label(component)] += 1
+        except (AttributeError, TypeError):
+            labels[f"{component.get('category')}___{component.get('definition')}___invalid"] += 1
     return labels
 
 
 def component_match(candidate: Any, reference: Any) -> dict[str, float]:
-    """Bag-of-components precision, recall and F1 (components compared by category, definition, scope)."""
+    """Bag-of-components precision, recall and F1 (components compared by category, definition, scope).
+
+    Text is parsed as FlowSim parses it; output beyond the caps counts as no flow. Never raises.
+    """
     c, r = _component_labels(_as_flow(candidate)), _component_labels(_as_flow(reference))
     if not c and not r:
         return {"precision": 1.0, "recall": 1.0, "f1": 1.0}
@@ -582,6 +809,10 @@ def component_match(candidate: Any, reference: Any) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- plain zss reference
+
+def _published_as_flow(flow_or_text: Any) -> Any:
+    return _published_load_flow_text(flow_or_text) if isinstance(flow_or_text, str) else flow_or_text
+
 
 def _to_zss(node: Node) -> Any:
     import zss
@@ -597,13 +828,15 @@ def reference_flow_similarity(candidate: Any, reference: Any, *, with_inputs: bo
     """FlowSim by the plain per-pair ``zss`` computation, as the published implementation runs it.
 
     Slow (pure Python; with ``return_operations`` it also builds every partial edit script,
-    as the published code does); use it to cross-check :func:`flow_similarity`.
+    as the published code does); use it to cross-check :func:`flow_similarity`. Uncapped: it
+    may take exponential time on flows beyond the caps of :mod:`wfutils.flows.limits`, where
+    :func:`flow_similarity` gives 0.
     """
     import zss
 
     try:
-        tree1 = flow_tree(_as_flow(candidate), with_inputs=with_inputs)
-        tree2 = flow_tree(_as_flow(reference), with_inputs=with_inputs)
+        tree1 = flow_tree(_published_as_flow(candidate), with_inputs=with_inputs)
+        tree2 = flow_tree(_published_as_flow(reference), with_inputs=with_inputs)
         size1, size2 = tree_size(tree1), tree_size(tree2)
         if size1 == 0 and size2 == 0:
             return 1.0

@@ -9,7 +9,13 @@ Statuses:
     ``truncated`` the output stopped mid-object; the last incomplete element was dropped and
                   the open brackets closed;
     ``empty``     there is no text;
-    ``invalid``   nothing usable (the message says why).
+    ``invalid``   nothing usable (the message says why);
+    ``too_large`` the output is beyond a size cap of :mod:`wfutils.flows.limits`: longer than
+                  ``MAX_FLOW_CHARS`` characters, or an integer of more than ``MAX_INT_DIGITS`` digits;
+    ``too_deep``  the JSON is nested more than ``MAX_JSON_DEPTH`` levels deep.
+
+The last two are failures like ``invalid`` (no flow; see :data:`UNPARSED_STATUSES`): the caps
+bound the cost of any output, so that parsing is linear in the text and never recurses deeply.
 
 Note that the paper's FlowSim does *not* repair: :mod:`wfutils.flows.flowsim` scores raw text the
 way ServiceNow's implementation does. Repairs here serve schema checks and error analysis.
@@ -22,7 +28,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-PARSE_STATUSES = ("ok", "repaired", "truncated", "empty", "invalid")
+from wfutils.flows import limits
+from wfutils.flows.limits import LimitExceeded
+
+PARSE_STATUSES = ("ok", "repaired", "truncated", "empty", "invalid") + limits.LIMIT_STATUSES
+#: Statuses without a flow.
+UNPARSED_STATUSES = ("empty", "invalid") + limits.LIMIT_STATUSES
 
 _FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\r?\n?(.*?)(?:```|\Z)", re.DOTALL)
 _MAX_TRUNCATION_ATTEMPTS = 64
@@ -53,30 +64,16 @@ def _strip_fence(text: str) -> tuple[str, bool]:
     return match.group(1).strip(), True
 
 
+# A string token (an unterminated one runs to the end of the text) or a comma before a closing bracket.
+_TRAILING_COMMA_RE = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z))|,(?=[ \t\r\n]*[}\]])', re.DOTALL)
+_ANY_TRAILING_COMMA_RE = re.compile(r",[ \t\r\n]*[}\]]")
+
+
 def _remove_trailing_commas(text: str) -> str:
-    out: list[str] = []
-    in_string = escape = False
-    n = len(text)
-    for i, ch in enumerate(text):
-        if in_string:
-            out.append(ch)
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch == ",":
-            j = i + 1
-            while j < n and text[j] in " \t\r\n":
-                j += 1
-            if j < n and text[j] in "}]":
-                continue
-        out.append(ch)
-    return "".join(out)
+    """Drop every comma (outside strings) whose next non-blank character closes an object or a list."""
+    if _ANY_TRAILING_COMMA_RE.search(text) is None:
+        return text
+    return _TRAILING_COMMA_RE.sub(r"\1", text)
 
 
 def _cut_points(text: str) -> list[tuple[int, str]]:
@@ -150,7 +147,7 @@ def _close_truncated(text: str) -> tuple[dict[str, Any] | None, str]:
     for position, closing in reversed(cuts[-_MAX_TRUNCATION_ATTEMPTS:]):
         candidate = _remove_trailing_commas(text[:position].rstrip().rstrip(",") + closing)
         try:
-            value = json.loads(candidate)
+            value = limits.loads(candidate)
         except json.JSONDecodeError:
             continue
         if isinstance(value, dict):
@@ -161,17 +158,32 @@ def _close_truncated(text: str) -> tuple[dict[str, Any] | None, str]:
 
 def _load_object(text: str) -> tuple[Any, str | None]:
     try:
-        return json.loads(text), None
+        return limits.loads(text), None
     except json.JSONDecodeError as exc:
         return None, f"{exc.msg} at line {exc.lineno} column {exc.colno}"
 
 
 def parse_flow(text: Any) -> ParsedFlow:
-    """Parse raw model output into a flow dict (see the module docstring for statuses)."""
+    """Parse raw model output into a flow dict (see the module docstring for statuses); never raises.
+
+    A dict is taken as it stands (status ``ok``) unless it is beyond the caps of
+    :mod:`wfutils.flows.limits` (``too_large`` / ``too_deep``).
+    """
     if isinstance(text, dict):
+        problem = limits.value_problem(text)
+        if problem is not None:
+            return ParsedFlow(None, problem.status, str(problem))
         return ParsedFlow(text, "ok", "")
     if not isinstance(text, str):
         return ParsedFlow(None, "invalid", f"model output must be text, got {type(text).__name__}")
+    try:
+        return _parse_text(text)
+    except LimitExceeded as exc:
+        return ParsedFlow(None, exc.status, str(exc))
+
+
+def _parse_text(text: str) -> ParsedFlow:
+    limits.check_text(text)
     if not text.strip():
         return ParsedFlow(None, "empty", "model output is empty")
 
@@ -192,7 +204,7 @@ def parse_flow(text: Any) -> ParsedFlow:
     if tail != body[start:]:
         repairs.append("removed trailing commas")
     try:
-        value, end = json.JSONDecoder().raw_decode(tail)
+        value, end = limits.raw_decode(tail)
     except json.JSONDecodeError as exc:
         flow, message = _close_truncated(body[start:])
         if flow is not None:

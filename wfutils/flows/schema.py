@@ -4,7 +4,9 @@ The schema file ships with the package (``wfutils/flows/flow_schema.json``) and 
 its enumerations (trigger types, categories, flow-logic definitions) are filled from
 :mod:`wfutils.flows.vocabulary` when it is loaded, so the vocabulary has one home.
 :func:`validate_flow` returns human-readable messages that start with the JSON path of the
-offending value.
+offending value. It never raises: a flow beyond the caps of :mod:`wfutils.flows.limits` (JSON
+depth ``MAX_JSON_DEPTH``, integer digits ``MAX_INT_DIGITS``, JSON size ``MAX_FLOW_CHARS``,
+``MAX_COMPONENTS``) gets one message naming the cap and is not validated further.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from wfutils.flows import limits
 from wfutils.flows.vocabulary import BLOCK_DEFINITIONS, COMPONENT_CATEGORIES, FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
 
 
@@ -98,6 +101,12 @@ def validate_flow(flow: Any) -> list[str]:
     """Validate a parsed flow; return human-readable errors with JSON paths ([] means valid)."""
     if not isinstance(flow, dict):
         return [f"$: a flow must be a JSON object, got {type(flow).__name__}"]
+    problem = limits.value_problem(flow)
+    if problem is not None:
+        return [f"$: {problem}"]
+    components = flow.get("components")
+    if isinstance(components, list) and len(components) > limits.MAX_COMPONENTS:
+        return [f"$.components: too_large: {len(components):,} components, more than {limits.MAX_COMPONENTS:,} (MAX_COMPONENTS)"]
     errors = sorted(_validator().iter_errors(flow), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     messages = [_message(e) for e in errors]
     components = flow.get("components")

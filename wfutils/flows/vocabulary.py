@@ -3,7 +3,9 @@ special input names, tolerant accessors, the one flow-to-text form, and structur
 
 Everything else in the package (schema, FlowSim, the generator, converters, retrieval, prompts,
 the error taxonomy) imports these names from here. Accessors never raise on malformed flows:
-model output of any shape goes through them.
+model output of any shape goes through them (a flow beyond the caps of
+:mod:`wfutils.flows.limits`, which only a flow built in Python can be, gives an empty outline and
+no feature tags).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+from wfutils.flows import limits
 
 RECORD_TRIGGERS = ("record_create", "record_update", "record_create_or_update")
 SCHEDULED_TRIGGERS = ("daily", "weekly", "monthly", "repeat", "run_once")
@@ -134,6 +138,9 @@ def flow_text(flow: Any) -> str:
 def flow_outline(flow: Any) -> str:
     """An indented, human-readable outline of a flow (trigger, then components by nesting)."""
     flow = as_flow_dict(flow)
+    problem = limits.value_problem(flow, size=False)
+    if problem is not None:
+        return f"(no outline: {problem})"
     trig = trigger_of(flow)
 
     def fmt(holder: Any) -> str:
@@ -145,17 +152,20 @@ def flow_outline(flow: Any) -> str:
         block = c.get("block")
         children.setdefault(block if isinstance(block, (int, str, type(None))) else repr(block), []).append(c)
     seen: set[Any] = set()
-
-    def walk(parent: Any, indent: int) -> None:
-        for c in children.get(parent, []):
-            scope = f" [{c['scope']}]" if c.get("scope") not in (None, "global") else ""
-            lines.append(f"{'    ' * indent}{c.get('order')}. {c.get('definition')}{scope}({fmt(c)})")
-            order = c.get("order")
-            if isinstance(order, (int, str)) and order not in seen and order is not parent:
-                seen.add(order)
-                walk(order, indent + 1)
-
-    walk(None, 1)
+    stack = [(None, iter(children.get(None, [])))]  # (parent order, its remaining children); depth-first
+    while stack:
+        parent, todo = stack[-1]
+        c = next(todo, None)
+        if c is None:
+            stack.pop()
+            continue
+        indent = len(stack)
+        scope = f" [{c['scope']}]" if c.get("scope") not in (None, "global") else ""
+        lines.append(f"{'    ' * indent}{c.get('order')}. {c.get('definition')}{scope}({fmt(c)})")
+        order = c.get("order")
+        if isinstance(order, (int, str)) and order not in seen and order is not parent:
+            seen.add(order)
+            stack.append((order, iter(children.get(order, []))))
     return "\n".join(lines)
 
 
@@ -165,6 +175,8 @@ def flow_features(flow: Any) -> set[str]:
     """Structural feature tags of a flow (every tag of :data:`FEATURE_TAGS` except the implicit ones)."""
     flow = as_flow_dict(flow)
     tags: set[str] = set()
+    if limits.value_problem(flow, size=False) is not None:
+        return tags
     trigger = trigger_of(flow)
     kind = trigger_kind(trigger.get("type"))
     if kind == "record":
@@ -200,6 +212,6 @@ def flow_features(flow: Any) -> set[str]:
             continue
         if "{{" in value:
             tags.add("data_pill")
-        if i.get("name") in CONDITION_INPUTS and _RICH_QUERY_RE.search(value):
+        if isinstance(i.get("name"), str) and i["name"] in CONDITION_INPUTS and _RICH_QUERY_RE.search(value):
             tags.add("encoded_query")
     return tags

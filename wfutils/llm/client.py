@@ -234,7 +234,8 @@ class ResponseCache:
         return data
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        atomic_write_text(self.path(key), json.dumps({**record, "key": key}, ensure_ascii=False))
+        # ASCII escapes: a response holding a lone surrogate must still be storable.
+        atomic_write_text(self.path(key), json.dumps({**record, "key": key}))
 
     def count(self) -> int:
         """Number of cached responses."""
