@@ -273,8 +273,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+#: Run in the kernel before the first cell: tqdm.auto gives text bars (not widgets, which reach neither the
+#: terminal's status line nor the book), also for the libraries that import it.
+TEXT_PROGRESS_BARS = "import tqdm.auto, tqdm.autonotebook, tqdm.std; tqdm.auto.tqdm = tqdm.autonotebook.tqdm = tqdm.std.tqdm"
+
+
 def _kernel_manager_logging_to(log_path: Path) -> type:
-    """A kernel manager whose kernel writes its own stdout/stderr to ``log_path``, not the terminal.
+    """A kernel manager whose kernel writes its own stdout/stderr to ``log_path``, not the terminal, and uses text bars.
 
     The kernel's start-up warnings and its tracebacks on Ctrl-C belong to the run's record,
     not between the pipeline's progress lines.
@@ -283,9 +288,12 @@ def _kernel_manager_logging_to(log_path: Path) -> type:
 
     class LoggingKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kernel_cmd = [*kernel_cmd, f"--IPKernelApp.exec_lines={TEXT_PROGRESS_BARS}"]
             log = open(log_path, "ab")  # noqa: SIM115 - the kernel process owns it from here
             kw.setdefault("stdout", log)
             kw.setdefault("stderr", log)
+            # The notebook's progress bars feed the live status line: an update every 2 s is plenty.
+            kw["env"] = {**(kw.get("env") or os.environ), "TQDM_MININTERVAL": "2"}
             try:
                 await super()._async_launch_kernel(kernel_cmd, **kw)
             finally:
@@ -362,8 +370,6 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
                 start = time.perf_counter()
                 tmp_output = output.with_suffix(".running.ipynb")
                 try:
-                    # The notebook's progress bars feed the live status line, at most every 2 s.
-                    os.environ.setdefault("TQDM_MININTERVAL", "2")
                     papermill.execute_notebook(
                         str(step.path), str(tmp_output), parameters=step.parameters, kernel_name="python3",
                         cwd=str(REPO_ROOT), progress_bar=False, log_output=False, engine_name=register_engine(),

@@ -36,7 +36,7 @@ class LiveStatus:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, desc=f"  {self.name}", unit="cell", leave=False, position=self.position,
-                        disable=not self.enabled, bar_format="{desc}: cell {n_fmt}/{total_fmt} [{elapsed}]{postfix}")
+                        disable=not self.enabled, mininterval=0.5, bar_format="{desc}: cell {n_fmt}/{total_fmt} [{elapsed}]{postfix}")
         return self.bar
 
     def write(self, text: str) -> int:
