@@ -61,15 +61,12 @@ byte-for-byte reruns do not matter.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -79,12 +76,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wfutils.llm.server import log_tail, spawn_server, stop_server
+
 __all__ = ["LlamaCppServer", "LlamaCppStartError", "llamacpp_server", "resolve_gguf", "xllamacpp_version"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_CTX = 4096  # tokens per slot: a long few-shot prompt plus max_tokens (the arm asks for 512)
-_LIVE: dict[int, subprocess.Popen] = {}
-_LIVE_LOCK = threading.Lock()
 
 
 class LlamaCppStartError(RuntimeError):
@@ -309,50 +306,6 @@ def _sha256_cached(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- process handling
-def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: the atexit hook still applies
-        pass
-
-
-def _stop(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM to the server's process group, SIGKILL after ``grace`` s; waits for the exit."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            process.wait(timeout=grace)
-    with _LIVE_LOCK:
-        _LIVE.pop(process.pid, None)
-
-
-@atexit.register
-def _stop_all() -> None:
-    with _LIVE_LOCK:
-        processes = list(_LIVE.values())
-    for process in processes:
-        _stop(process, grace=5.0)
-
-
-def _log_tail(path: Path, n: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
 def _served_parameters(root: str, api_key: str) -> int:
     """``n_params`` the server reports for its model (0 if it does not say)."""
     try:
@@ -372,7 +325,7 @@ def _wait_ready(process: subprocess.Popen, ready_file: Path, log_path: Path, tim
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise LlamaCppStartError(f"llama.cpp server exited with code {process.returncode} before it was ready "
-                                     f"(log {log_path}):\n{_log_tail(log_path)}")
+                                     f"(log {log_path}):\n{log_tail(log_path)}")
         if root is None and ready_file.is_file():
             root = json.loads(ready_file.read_text(encoding="utf-8"))["address"].rstrip("/")
         if root is not None:
@@ -384,7 +337,7 @@ def _wait_ready(process: subprocess.Popen, ready_file: Path, log_path: Path, tim
                 last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.1)
     raise LlamaCppStartError(f"llama.cpp server not ready after {timeout:.0f} s ({last or 'no address yet'}); "
-                             f"log {log_path}:\n{_log_tail(log_path)}")
+                             f"log {log_path}:\n{log_tail(log_path)}")
 
 
 @contextmanager
@@ -477,14 +430,7 @@ def llamacpp_server(
     env["WFBOOK_LLAMACPP_KEY"] = api_key
     env.update(OMP_NUM_THREADS=str(max(int(threads), batch_threads)))
     t0 = time.perf_counter()
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-P", "-c", _CHILD, json.dumps(config)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=workdir,
-            start_new_session=True, preexec_fn=_set_parent_death_signal,  # noqa: PLW1509
-        )
-    with _LIVE_LOCK:
-        _LIVE[process.pid] = process
+    process = spawn_server([sys.executable, "-P", "-c", _CHILD, json.dumps(config)], log_path, env=env, cwd=workdir)
     try:
         root = _wait_ready(process, ready_file, log_path, startup_timeout)
         info = json.loads(ready_file.read_text(encoding="utf-8"))
@@ -498,7 +444,7 @@ def llamacpp_server(
             api_key=api_key,
         )
     finally:
-        _stop(process)
+        stop_server(process)
         for path in (ready_file, ready_file.with_name(ready_file.name + ".tmp")):
             path.unlink(missing_ok=True)
         try:

@@ -108,7 +108,8 @@ def _served_models(base_url: str, timeout: float = 2.0) -> list[str]:
     return [str(m.get("id")) for m in data.get("data", [])]
 
 
-def _log_tail(path: Path, n: int = 30) -> str:
+def log_tail(path: Path, n: int = 30) -> str:
+    """The last ``n`` lines of a server log (for error messages)."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
@@ -126,7 +127,7 @@ def wait_until_ready(base_url: str, *, process: subprocess.Popen | None = None, 
     last_error = ""
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            tail = _log_tail(log_path) if log_path else ""
+            tail = log_tail(log_path) if log_path else ""
             raise ServerStartError(
                 f"local server exited with code {process.returncode} before it was ready "
                 f"(log {log_path}):\n{tail}"
@@ -136,7 +137,7 @@ def wait_until_ready(base_url: str, *, process: subprocess.Popen | None = None, 
         except (urllib.error.URLError, OSError, ValueError) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
         time.sleep(interval)
-    tail = _log_tail(log_path) if log_path else ""
+    tail = log_tail(log_path) if log_path else ""
     raise ServerStartError(f"local server at {base_url} not ready after {timeout:.0f} s ({last_error}); log tail:\n{tail}")
 
 
@@ -150,7 +151,19 @@ def _set_parent_death_signal() -> None:  # runs in the child between fork and ex
         pass
 
 
-def _stop(process: subprocess.Popen, grace: float = 10.0) -> None:
+def spawn_server(command: list[str], log_path: Path, **popen_kwargs: Any) -> subprocess.Popen:
+    """Start a server process in its own session, dying with this process, stopped at exit; output to ``log_path``."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_set_parent_death_signal, **popen_kwargs,  # noqa: PLW1509
+        )
+    with _LIVE_LOCK:
+        _LIVE[process.pid] = process
+    return process
+
+
+def stop_server(process: subprocess.Popen, grace: float = 10.0) -> None:
     """Terminate a server's whole process group: SIGTERM, then SIGKILL after ``grace`` s."""
     if process.poll() is None:
         try:
@@ -179,7 +192,7 @@ def _stop_all() -> None:
     with _LIVE_LOCK:
         processes = list(_LIVE.values())
     for process in processes:
-        _stop(process, grace=5.0)
+        stop_server(process, grace=5.0)
 
 
 def _context_window(model_dir: Path) -> int | None:
@@ -250,14 +263,8 @@ def local_server(
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(int(threads)), MKL_NUM_THREADS=str(int(threads)))
     t0 = time.perf_counter()
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            _serve_command(model_dir, host, port, device, continuous_batching, tuple(extra_args)),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True, preexec_fn=_set_parent_death_signal,  # noqa: PLW1509
-        )
-    with _LIVE_LOCK:
-        _LIVE[process.pid] = process
+    process = spawn_server(_serve_command(model_dir, host, port, device, continuous_batching, tuple(extra_args)),
+                           log_path, env=env)
     try:
         served = wait_until_ready(base_url, process=process, timeout=startup_timeout, log_path=log_path)
         model_id = str(model_dir) if str(model_dir) in served or not served else served[0]
@@ -267,4 +274,4 @@ def local_server(
             context_window=_context_window(model_dir),
         )
     finally:
-        _stop(process)
+        stop_server(process)
