@@ -5,8 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= default
 RUN ?= $(PROFILE)
+# GGUF weights (wfutils.weights registry names) the prompted arm of each profile serves, fetched by
+# `make models`: the default profile's Qwen2.5-Coder-0.5B, the large one's 1.5B too; smoke serves the
+# SmolLM2 GGUF of the environment and paper a remote endpoint. Override: make models MODELS="..."
+MODELS_smoke :=
+MODELS_paper :=
+MODELS_large := qwen2.5-coder-0.5b qwen2.5-coder-1.5b
+MODELS ?= $(if $(filter smoke paper large,$(PROFILE)),$(MODELS_$(PROFILE)),qwen2.5-coder-0.5b)
 
-.PHONY: help env study smoke book check-book test test-all bench lab clean
+.PHONY: help env models study smoke book check-book test test-all bench lab clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -23,7 +30,13 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 
 env: $(STAMP)  ## create or update the virtual environment
 
-study: env  ## run the whole study (PROFILE=default) and build the book
+models: env  ## fetch and verify the GGUF weights of the prompted arm (MODELS="qwen2.5-coder-0.5b qwen2.5-coder-1.5b")
+	@for name in $(MODELS); do \
+	  $(PY) -m wfutils.weights fetch $$name >/dev/null && $(PY) -m wfutils.weights verify $$name || exit 1; \
+	done
+	@echo "weights ready: $(or $(strip $(MODELS)),none needed for PROFILE=$(PROFILE))"
+
+study: env models  ## run the whole study (PROFILE=default) and build the book
 	$(PY) -m wfutils.pipeline --profile $(PROFILE) --run $(RUN)
 	$(MAKE) book RUN=$(RUN)
 

@@ -15,12 +15,12 @@ from wfutils.evaluation.selection import compared_systems, select_finetuned
 
 N = 120
 FT = {"arm": "fine-tuned", "base_model": "smollm2-135m", "n_params": 134_515_008, "strategy": "none", "k": 0,
-      "retrieval": "none"}
+      "retrieval": "none", "train_corpus": "synthetic"}
 
 
 def prompted(strategy: str = "few_shot", retrieval: str = "none", base_model: str = "gpt-4o", k: int = 3) -> dict:
     return {"arm": "prompted", "base_model": base_model, "n_params": 0, "strategy": strategy, "k": k,
-            "retrieval": retrieval}
+            "retrieval": retrieval, "train_corpus": "synthetic"}
 
 
 def tidy(systems: dict[str, tuple[dict, np.ndarray]], subset: str = "test", prefix: str = "sn-test") -> pd.DataFrame:

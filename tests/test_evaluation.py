@@ -159,7 +159,7 @@ def test_small_run_gives_the_expected_table(tmp_path: Path) -> None:
                                   ev.scores.astype({c: str for c in SCORE_COLUMNS[:-1]}))
     assert back.metas == ev.metas and back.selection_scores.empty
 
-    errors = error_table(ev, progress=False).groupby(["system", "id"])["tag"].apply(list).to_dict()
+    errors = error_table(ev, run, progress=False).groupby(["system", "id"])["tag"].apply(list).to_dict()
     assert errors[(LLM, "sn-test-0")] == ["wrong_trigger_type"]
     assert errors[(LLM, "sn-test-1")] == ["invalid_json"]
     assert errors[(SLM, "sn-test-1")] == ["none"]

@@ -384,3 +384,57 @@ def test_book_converter_example_registers_a_working_converter(tmp_path):
         assert reasons[0] == "empty request" and reasons[1].startswith("unparseable JSON")
     finally:
         unregister_converter("my_tool")
+
+
+# ----------------------------------------------------------------------------- the training corpus
+
+
+def test_train_corpus_gives_training_data_evaluation_order_and_a_derived_catalogue(pairs, tmp_path):
+    from wfutils.data.corpora import check_train_corpus
+    from wfutils.data.store import evaluation_splits, training_catalog, training_data
+
+    # a domain of its own: the flows use an action and a table the ServiceNow catalogue lacks
+    flows = []
+    for i, (request, flow) in enumerate(pairs[:30]):
+        flow = json.loads(json.dumps(flow))
+        flow["components"].append({"order": len(flow["components"]) + 1, "category": "action",
+                                   "definition": "feed_the_cat", "scope": "x_pets",
+                                   "inputs": [{"name": "table", "value": "x_pets_bowl"}, {"name": "grams", "value": str(i)}]})
+        flows.append({"id": f"p{i}", "request": request, "flow": flow})
+    path = _write(tmp_path / "pets.jsonl", flows)
+    assert check_train_corpus("pets", [path]) == []
+    assert "names no corpus" in check_train_corpus("cats", [path])[0]
+    with pytest.raises(ValueError, match="names no corpus"):
+        build_all(tmp_path / "bad", corpora=[path], train_corpus="cats", **SMALL)
+    assert not (tmp_path / "bad").exists()
+
+    build_all(tmp_path / "run", corpora=[path], train_corpus="pets", **SMALL)
+    data = load_run_data(tmp_path / "run", include_train=True)
+    train, validation = training_data(data, "pets")
+    assert (len(train), len(validation), len(data["pets"]["test"])) == (21, 3, 6)
+    assert evaluation_splits(data, "pets") == ["pets/test", "synthetic/ood", "synthetic/test"]
+    assert evaluation_splits(data, "pets", ["synthetic/test"]) == ["pets/test", "synthetic/test"]
+    with pytest.raises(ValueError, match=r"\['n8n/test'\] are not in this run's data"):
+        evaluation_splits(data, "pets", ["n8n/test"])
+    with pytest.raises(ValueError, match="no train split"):
+        training_data({"only": data["synthetic"].__class__({"test": data["pets"]["test"]})}, "only")
+
+    catalog = training_catalog(data, "pets")
+    assert "feed_the_cat" in catalog.actions and "x_pets_bowl" in catalog.tables
+    assert [p.name for p in catalog.actions["feed_the_cat"].inputs] == ["grams"]
+    assert "pets train split (21 flows)" in catalog.notes["source"]
+    assert "feed_the_cat" not in training_catalog(data, "synthetic").actions
+
+
+def test_a_converter_corpus_as_train_corpus_is_split_by_the_seed(tmp_path):
+    from wfutils.data.store import training_data
+
+    build_all(tmp_path / "run", corpora=["n8n"], train_corpus="n8n", **SMALL)
+    data = load_run_data(tmp_path / "run", include_train=True)
+    train, validation = training_data(data, "n8n")
+    sizes = {split: len(ds) for split, ds in data["n8n"].items()}
+    assert sizes["train"] > sizes["test"] > sizes["validation"] > 0
+    assert not set(train["id"]) & set(data["n8n"]["test"]["id"])
+    assert load_info(tmp_path / "run", "n8n")["params"]["split_by"] == "seed"
+    again = build_all(tmp_path / "run2", corpora=["n8n"], train_corpus="n8n", **SMALL)
+    assert again["n8n"]["test"]["id"] == data["n8n"]["test"]["id"]

@@ -177,6 +177,32 @@ def test_rerun_on_a_fresh_server_reproduces(server, tmp_path):
         assert other.client().chat(MESSAGES, max_tokens=48, use_cache=False).text == first
 
 
+def test_primed_prompt_cache_reuses_the_prefix_and_answers_do_not_depend_on_order(tmp_path):
+    """cache_prompt on, primed as the arm does: each request reuses the fixed prefix and processes only its own
+    part, and a fresh server sending the requests in another order gives the same answers."""
+    prefix = [MESSAGES[0], {"role": "user", "content": "Request: when a change is approved, notify its requester."},
+              {"role": "assistant", "content": '{"trigger": {"type": "record_update"}, "components": []}'}]
+    requests = [prefix + [{"role": "user", "content": f"Request: {text}"}] for text in
+                ("when a P1 incident is created, email the on-call group.",
+                 "every Monday, list overdue tasks and email their owners.",
+                 "when an incident is resolved, close its child tasks.")]
+    answers = []
+    for order in ([0, 1, 2], [2, 0, 1]):
+        with llamacpp_server(MODEL, cache_prompt=True, log_path=tmp_path / f"cached{order[0]}.log") as cached:
+            assert "cache_prompt=on" in cached.engine and cached.cache_id.endswith("+cache_prompt")
+            got = {}
+            cached.prime(prefix, fresh=True)  # computed from scratch once, then primed from the cache before each
+            for i in order:
+                cached.prime(prefix, fresh=False)
+                body = {"model": cached.model, "messages": requests[i], "max_tokens": 24, "temperature": 0.0}
+                reply = cached._post("/v1/chat/completions", body)
+                got[i] = reply["choices"][0]["message"]["content"]
+                processed, reused = reply["timings"]["prompt_n"], reply["timings"].get("cache_n", 0)
+                assert reused >= cached.count_prompt_tokens(prefix) - 4 and processed < 40, reply["timings"]
+            answers.append(got)
+    assert answers[0] == answers[1]
+
+
 @pytest.mark.slow
 def test_thread_count_does_not_change_answers(server, tmp_path):
     """Slow on a busy 2-core machine: two llama.cpp threads then decode at under 1 token/s."""

@@ -314,3 +314,27 @@ def test_credentials_in_a_base_url_are_refused_before_anything_is_written(tmp_pa
         run("smoke", "creds", results_dir=tmp_path, progress=False)
     assert "s3cret-pass" not in str(error.value)
     assert not (tmp_path / "creds").exists()
+
+
+def test_a_bad_train_corpus_is_refused_before_any_notebook_runs(tmp_path: Path) -> None:
+    """train_corpus naming no corpus of the run, one without train lines, or values that differ: errors, nothing run."""
+    from wfutils.study.pipeline import check_inputs
+
+    only_test = tmp_path / "only_test.jsonl"
+    flow = {"trigger": {"type": "run_once"}, "components": []}
+    only_test.write_text("".join(json.dumps({"request": f"r{i}", "flow": flow, "split": "test"}) + "\n"
+                                 for i in range(5)), encoding="utf-8")
+    cases = [
+        (["train_corpus=pairs"], "train_corpus 'pairs' names no corpus of this run (it has: synthetic, n8n, logic_apps)"),
+        ([f"corpora=[{only_test}]", "train_corpus=only_test"], "has a `split` column but no line with split \"train\""),
+        (["02_slm_finetuning.train_corpus=n8n"], "train_corpus differs between notebooks"),
+    ]
+    for overrides, expected in cases:
+        steps = plan("smoke", tmp_path / "r", parse_overrides(overrides))
+        with pytest.raises(PipelineError) as error:
+            check_inputs(steps)
+        assert expected in str(error.value), str(error.value)
+    check_inputs(plan("smoke", tmp_path / "r", parse_overrides(["train_corpus=n8n"])))  # a converter corpus: split by seed
+    with pytest.raises(PipelineError, match="names no corpus"):
+        run("smoke", "bad", parse_overrides(["train_corpus=pairs"]), results_dir=tmp_path / "results", progress=False)
+    assert not (tmp_path / "results" / "bad" / "notebooks").exists()

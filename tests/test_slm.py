@@ -405,9 +405,11 @@ def test_generation_runs_on_the_validation_split(base, tmp_path):
     summary = generate_for_run(model, tok, run, meta=meta, eval_splits=["synthetic/validation"], limit=2,
                                max_new_tokens=4, progress=False)
     records = read_predictions(run / "predictions" / "slm-val.jsonl")
-    assert len(records) == 2 and {r.split for r in records} == {"validation"}
+    # the training corpus's test split always comes first, then the splits asked for
+    assert [r.split for r in records] == ["test", "test", "validation", "validation"]
+    assert list(summary["splits"]) == ["synthetic/test", "synthetic/validation"]
     assert summary["splits"]["synthetic/validation"]["generated"] == 2
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(ValueError, match=r"\['synthetic/nope'\] are not in this run's data"):
         generate_for_run(model, tok, run, meta=meta, eval_splits=["synthetic/nope"], progress=False)
 
 

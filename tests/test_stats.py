@@ -84,7 +84,7 @@ def tidy(values: dict[str, np.ndarray], subset: str = "test") -> pd.DataFrame:
     """Scores as evaluate_run lays them out, with the systems' metadata columns."""
     rows = []
     for system, vals in values.items():
-        meta = {"arm": ARMS[system], "base_model": "m", "n_params": 1, "strategy": "none", "k": 0, "retrieval": "none"}
+        meta = {"arm": ARMS[system], "base_model": "m", "n_params": 1, "strategy": "none", "k": 0, "retrieval": "none", "train_corpus": "synthetic"}
         for i, v in enumerate(vals):
             if not np.isnan(v):
                 rows.append({"system": system, **meta, "subset": subset, "id": f"ex-{i}",
@@ -116,7 +116,7 @@ def test_table_helpers_use_the_intersection_of_ids() -> None:
     assert got.loc["slm-x", "n"] == 3 and got.loc["gpt-few_shot", "n"] == 2
     assert got.loc["gpt-few_shot", "arm"] == "prompted"
     # Without metadata columns the arms must be named: never guessed from the names.
-    bare = scores.drop(columns=["arm", "base_model", "n_params", "strategy", "k", "retrieval"])
+    bare = scores.drop(columns=["arm", "base_model", "n_params", "strategy", "k", "retrieval", "train_corpus"])
     with pytest.raises(ValueError, match="no 'arm' column"):
         stats.paired_comparisons(bare, n_boot=50)
     named = stats.paired_comparisons(bare, n_boot=300, fine_tuned=["gpt-few_shot"], prompted=["slm-x"])

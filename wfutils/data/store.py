@@ -22,8 +22,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from datasets import Dataset, DatasetDict
 
-from wfutils.data.catalog import load_catalog
-from wfutils.data.corpora import convert_corpus, corpus_folder, load_jsonl_corpus, resolve_corpora
+from wfutils.data.catalog import Catalog, catalog_from_flows, load_catalog
+from wfutils.data.corpora import (check_train_corpus, convert_corpus, corpus_folder, load_jsonl_corpus, resolve_corpora,
+                                  split_by_seed)
 from wfutils.data.records import COLUMNS
 from wfutils.data.synthetic import DEFAULT_SIZES, build_synthetic
 from wfutils.flows.vocabulary import flow_depth, trigger_kind
@@ -32,8 +33,6 @@ from wfutils.storage import atomic_write, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-#: Splits that are evaluation data (the synthetic ``train`` split is not).
-EVAL_SPLITS = {"synthetic": ("validation", "test", "ood"), "n8n": ("test",), "logic_apps": ("test",)}
 
 
 # ----------------------------------------------------------------------------- storage
@@ -126,7 +125,8 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
               n_validation: int = DEFAULT_SIZES["validation"],
               corpora: Iterable[str | os.PathLike[str]] | str = ("n8n", "logic_apps"),
               shared_data: str | os.PathLike[str] | None = None,
-              jsonl_sizes: Mapping[str, float | int] | None = None) -> dict[str, DatasetDict]:
+              jsonl_sizes: Mapping[str, float | int] | None = None,
+              train_corpus: str = "synthetic") -> dict[str, DatasetDict]:
     """Build the synthetic corpus and the requested corpora and save them under ``run_dir``.
 
     ``corpora`` holds converter names (``n8n``, ``logic_apps``, any registered one; read from
@@ -135,8 +135,16 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
     The list is checked first (unknown names, stems that clash, missing folders or files) and
     JSON Lines files are read and checked before anything is built or written. Returns the data
     sets by name (``synthetic`` first, then the corpora in the order given).
+
+    ``train_corpus`` names the corpus the run trains on (:func:`training_data`); a converter
+    corpus named there is split by ``seed`` like a JSON Lines file without a ``split`` column
+    (:func:`wfutils.data.corpora.split_by_seed`). A name that is no corpus of the run, or a
+    corpus left without a ``train`` split, is refused before anything is built.
     """
     specs = resolve_corpora(corpora)
+    problems = check_train_corpus(train_corpus, corpora, sizes=jsonl_sizes)
+    if problems:
+        raise ValueError(problems[0])
     for spec in specs:  # fail on a missing corpus folder before the synthetic corpus is built
         if spec.converter is not None:
             corpus_folder(spec.converter, shared_data=shared_data)
@@ -159,11 +167,67 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
         else:
             t0 = time.perf_counter()
             dd = convert_corpus(spec.converter, shared_data=shared_data)
+            if spec.name == train_corpus:
+                dd = split_by_seed(dd, seed=seed, sizes=jsonl_sizes)
             seconds = time.perf_counter() - t0
         built[spec.name] = dd
         save_dataset(dd, run_dir, spec.name, skipped=getattr(dd, "skipped", []), seconds=seconds,
                      params=getattr(dd, "params", {}))
     return built
+
+
+# ----------------------------------------------------------------------------- the training corpus
+
+
+def _corpus(data: Mapping[str, DatasetDict], train_corpus: str) -> DatasetDict:
+    if train_corpus not in data:
+        raise ValueError(f"train_corpus {train_corpus!r} is not a data set of this run (it has: {', '.join(data)}); "
+                         "name it in notebook 01's corpora and rerun it")
+    if "train" not in data[train_corpus]:
+        raise ValueError(f"data set {train_corpus!r} has no train split (it has: {', '.join(data[train_corpus])}); "
+                         "rerun notebook 01 with the same train_corpus, or give the JSON Lines file train lines")
+    return data[train_corpus]
+
+
+def training_data(data: Mapping[str, DatasetDict], train_corpus: str = "synthetic") -> tuple[Dataset, Dataset | None]:
+    """The ``train`` and ``validation`` (None when absent) splits of the run's training corpus.
+
+    ``data`` is :func:`load_run_data` with ``include_train=True``; a name that is not a data set of
+    the run, or one without a train split, raises ValueError saying how to fix it.
+    """
+    dd = _corpus(data, train_corpus)
+    return dd["train"], dd["validation"] if "validation" in dd else None
+
+
+def evaluation_splits(data: Mapping[str, DatasetDict], train_corpus: str = "synthetic",
+                      eval_splits: Sequence[str] | None = None) -> list[str]:
+    """The ``<data set>/<split>`` names a system is evaluated on, the training corpus's test split first.
+
+    ``None``: every evaluation split of the run (``test`` and ``ood`` splits; never ``train`` or
+    ``validation``). A list: those, with the training corpus's test split added in front when
+    missing. Names that are not in ``data`` raise ValueError listing what is there.
+    """
+    _corpus(data, train_corpus)
+    if eval_splits is None:
+        names = [f"{name}/{split}" for name, dd in data.items() for split in dd if split not in ("train", "validation")]
+    else:
+        names = [f"{name}/{split}" for name, split in parse_eval_splits(eval_splits)]
+    first = f"{train_corpus}/test"
+    if first in {f"{n}/{s}" for n, dd in data.items() for s in dd}:
+        names = [first] + [n for n in names if n != first]
+    missing = [n for n in names if n.partition("/")[0] not in data or n.partition("/")[2] not in data[n.partition("/")[0]]]
+    if missing:
+        have = [f"{n}/{s}" for n, dd in data.items() for s in dd if s != "train"]
+        raise ValueError(f"evaluation split(s) {missing} are not in this run's data; available: {have}")
+    return list(dict.fromkeys(names))
+
+
+def training_catalog(data: Mapping[str, DatasetDict], train_corpus: str = "synthetic") -> Catalog:
+    """The catalogue of the training corpus: the shipped one for ``synthetic``, else derived from its train flows."""
+    if train_corpus == "synthetic":
+        return load_catalog()
+    train, _ = training_data(data, train_corpus)
+    return catalog_from_flows(train["flow"], source=f"the {train_corpus} train split ({len(train)} flows)")
 
 
 # ----------------------------------------------------------------------------- exploration helpers

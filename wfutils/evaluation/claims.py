@@ -18,13 +18,19 @@ Conventions (see also :mod:`wfutils.evaluation.statistics`):
 * only examples that every compared system predicted are used (``n``);
 * gains in subgroups are absolute (FlowSim points, averaged over prompted systems) and compare
   the examples that carry a feature tag with those that do not.
+
+Published numbers (the paper's own and other papers' on the same metric, such as StarFlow's
+FlowSim table) live in one place, ``published.json`` beside this module, each with its source;
+:func:`published` reads the file and :func:`published_results` gives its results as a table.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,36 @@ RETRIEVER_MAX = 5.0  # "at most about 4%": oracle over BM25 relative gain at mos
 MODEL_ERROR_SHARE = 0.5  # "most errors": share of the error that remains with a perfect retriever
 
 
+PUBLISHED_FILE = Path(__file__).with_name("published.json")
+
+
+@lru_cache(maxsize=1)
+def _published() -> dict[str, Any]:
+    return json.loads(PUBLISHED_FILE.read_text(encoding="utf-8"))
+
+
+def published() -> dict[str, Any]:
+    """``published.json``: numbers published in papers, with their sources (a fresh copy)."""
+    return json.loads(json.dumps(_published()))
+
+
+def published_results(metric: str | None = None) -> pd.DataFrame:
+    """Published per-system results: source, arxiv, bibtex_key, system, arm, model, params, metric, value, n."""
+    data = _published()
+    rows = []
+    for r in data["results"]:
+        source = data["sources"][r["source"]]
+        rows.append({"source": r["source"], "arxiv": source.get("arxiv"), "bibtex_key": source.get("bibtex_key"),
+                     "system": r["system"], "arm": r["arm"], "model": r.get("model"), "params": r.get("params"),
+                     "metric": r["metric"], "value": float(r["value"]), "n": r.get("n", source.get("n")),
+                     "evaluation_set": r.get("evaluation_set", source.get("evaluation_set"))})
+    table = pd.DataFrame(rows)
+    return table if metric is None else table[table["metric"] == metric].reset_index(drop=True)
+
+
+_PAPER = _published()["sources"]["ayala2025finetune"]["numbers"]
+
+
 @dataclass(frozen=True)
 class Claim:
     id: str
@@ -59,10 +95,10 @@ class Claim:
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("C1a", "Fine-tuning an SLM improves FlowSim over prompting LLMs, on average",
-          "yes (about +10%)",
+          f"yes ({_PAPER['relative_gain_pct']['text']})",
           "average relative improvement over the prompted systems has a 95% CI lower bound > 0"),
     Claim("C1b", "... by about 10% on average",
-          "about +10%",
+          _PAPER["relative_gain_pct"]["text"],
           f"average relative improvement (point estimate) within {MAGNITUDE_RANGE[0]:g}% .. {MAGNITUDE_RANGE[1]:g}%"),
     Claim("C2", "The gains are largest on flow logic (IF / ELSE / FOR EACH)",
           "largest gains on flow logic",
@@ -79,7 +115,7 @@ CLAIMS: tuple[Claim, ...] = (
           f"share of the BM25 rag_few_shot error (1 - FlowSim) that remains with oracle retrieval > "
           f"{MODEL_ERROR_SHARE:.0%}, 95% CI lower bound included"),
     Claim("C6", "A perfect retriever adds at most about 4%",
-          "at most about +4%",
+          _PAPER["oracle_retrieval_gain_pct"]["text"],
           f"relative FlowSim gain of oracle over BM25 rag_few_shot (point estimate) <= {RETRIEVER_MAX:g}%"),
 )
 

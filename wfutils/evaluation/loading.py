@@ -234,22 +234,58 @@ def coverage(predictions: dict[str, list[Prediction]], examples: pd.DataFrame) -
     return pd.DataFrame(rows, columns=["system", "subset", "n_reference", "n_predicted", "n_missing", "n_extra", "status"])
 
 
-def known_vocabulary(examples: pd.DataFrame) -> dict[str, tuple[set[str], set[str]]]:
-    """Known component definitions and tables per domain.
+Vocabulary = dict[str, tuple[set[str], set[str]]]  # data set -> (known definitions, known tables)
 
-    The catalogue (:mod:`wfutils.data.catalog`) for every domain, plus, for a real corpus
-    (any domain but ``servicenow``), the vocabulary of its own reference flows.
+
+def known_vocabulary(examples: pd.DataFrame, catalog: Any, train_corpus: str = "synthetic") -> Vocabulary:
+    """Component definitions and tables a system may use without "hallucinating", per data set.
+
+    ``catalog`` is the training corpus's catalogue (:func:`wfutils.data.store.training_catalog`:
+    the shipped ServiceNow one for ``synthetic``, else the one derived from the corpus's train
+    flows). The training corpus's own evaluation sets are judged against it alone; any other
+    corpus against it plus the vocabulary of that corpus's reference flows.
     """
-    from wfutils.data.catalog import load_catalog
-
-    catalog = load_catalog()
-    base_defs = set(catalog.definitions)
-    base_tables = set(catalog.tables)
-    out: dict[str, tuple[set[str], set[str]]] = {}
-    for domain, group in examples.groupby("domain"):
-        if domain == "servicenow":
-            out[str(domain)] = (base_defs, base_tables)
+    base_defs, base_tables = set(catalog.definitions), set(catalog.tables)
+    out: Vocabulary = {}
+    for dataset, group in examples.groupby("dataset"):
+        if dataset == train_corpus:
+            out[str(dataset)] = (base_defs, base_tables)
         else:
             defs, tables = vocabulary(group["reference"])
-            out[str(domain)] = (base_defs | defs, base_tables | tables)
+            out[str(dataset)] = (base_defs | defs, base_tables | tables)
     return out
+
+
+def system_vocabularies(run_dir: str | os.PathLike[str], examples: pd.DataFrame,
+                        metas: dict[str, SystemMeta]) -> tuple[dict[str, Vocabulary], list[str]]:
+    """Each system's known vocabulary (by its ``train_corpus``) and one note per training catalogue used.
+
+    A run without its training corpus's data (predictions only) falls back to the shipped
+    catalogue for ``synthetic`` and to the evaluation references for others, and says so.
+    """
+    from wfutils.data.catalog import load_catalog
+    from wfutils.data.store import training_catalog
+
+    try:
+        data = load_run_data(run_dir, include_train=True)
+    except FileNotFoundError:
+        data = {}
+    by_corpus: dict[str, Vocabulary] = {}
+    notes: list[str] = []
+    for corpus in sorted({m.train_corpus for m in metas.values()}):
+        if corpus in data and "train" in data[corpus]:
+            catalog = training_catalog(data, corpus)
+        elif corpus == "synthetic":
+            catalog = load_catalog()
+        else:
+            catalog = None
+        if catalog is None:
+            by_corpus[corpus] = {str(d): vocabulary(g["reference"]) for d, g in examples.groupby("dataset")}
+            notes.append(f"hallucinated steps / tables of systems trained on {corpus!r}: its train split is not in "
+                         "the run, so they are judged against the evaluation references' vocabulary")
+        else:
+            by_corpus[corpus] = known_vocabulary(examples, catalog, corpus)
+            if corpus != "synthetic":  # the shipped catalogue is the default the tables document
+                notes.append(f"hallucinated steps / tables of systems trained on {corpus!r} are judged against "
+                             f"{catalog.notes.get('source', 'its catalogue')} (a catalogue derived from the training flows)")
+    return {system: by_corpus[m.train_corpus] for system, m in metas.items()}, notes

@@ -16,11 +16,11 @@ import pandas as pd
 from wfutils.data.predictions import SystemMeta
 
 #: Fields of :class:`SystemMeta` copied onto every score row.
-META_COLUMNS: tuple[str, ...] = ("arm", "base_model", "n_params", "strategy", "k", "retrieval")
+META_COLUMNS: tuple[str, ...] = ("arm", "base_model", "n_params", "strategy", "k", "retrieval", "train_corpus")
 SCORE_COLUMNS: tuple[str, ...] = ("run", "system", *META_COLUMNS, "dataset", "split", "subset", "domain", "id",
                                   "metric", "value")
 #: Score columns stored as pandas categoricals (the others: id str, n_params / k int64, value float64).
-CATEGORY_COLUMNS: tuple[str, ...] = ("run", "system", "arm", "base_model", "strategy", "retrieval", "dataset",
+CATEGORY_COLUMNS: tuple[str, ...] = ("run", "system", "arm", "base_model", "strategy", "retrieval", "train_corpus", "dataset",
                                      "split", "subset", "domain", "metric")
 PREDICTION_COLUMNS: tuple[str, ...] = ("system", "id", "subset", "output", "flow", "parse_status")
 COVERAGE_COLUMNS: tuple[str, ...] = ("system", "subset", "n_reference", "n_predicted", "n_missing", "n_extra", "status")

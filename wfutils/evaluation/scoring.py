@@ -18,8 +18,9 @@ Metrics (:data:`METRICS`), one row per example, system and metric:
   ``truncated``: parse status ``truncated``.
 * ``hallucinated_steps`` / ``hallucinated_tables``: number of component definitions / tables
   of the repaired flow that are not in the known vocabulary
-  (:func:`wfutils.evaluation.loading.known_vocabulary`): the catalogue for the
-  ServiceNow-style data, plus the vocabulary of a real corpus's own reference flows.
+  (:func:`wfutils.evaluation.loading.known_vocabulary`): the catalogue of the system's
+  training corpus (shipped for ``synthetic``, derived from the train flows otherwise), plus,
+  for other corpora, the vocabulary of their own reference flows. The notes say which.
 * ``length_error``: absolute difference in number of components (repaired flow, 0 if none).
 * ``latency_s``, ``prompt_tokens``, ``completion_tokens``: as the arm recorded them.
 * Output beyond the caps of :mod:`wfutils.flows.limits` (parse status ``too_large`` /
@@ -330,7 +331,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None 
     keep, allowed, plan_notes = _plan(predictions, examples, coverage, on_incomplete)
     notes += plan_notes
 
-    vocab = loading.known_vocabulary(examples)
+    vocab, vocab_notes = loading.system_vocabularies(run_dir, examples, metas)
+    notes += vocab_notes
     by_id = {row["id"]: row for row in examples.to_dict("records")}
     references: dict[str, Any] = {}
     rows: list[tuple[str, Prediction, dict[str, Any]]] = []
@@ -351,7 +353,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None 
             reference = references.get(record.id)
             if reference is None:
                 reference = references[record.id] = json.loads(example["reference"])
-            defs, tables = vocab[example["domain"]]
+            defs, tables = vocab[system][example["dataset"]]
             cost = costs.prediction_cost(metas[system], record.prompt_tokens, record.completion_tokens,
                                          traced=traced.get(record.id))
             rows.append((system, record, example))

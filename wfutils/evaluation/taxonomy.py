@@ -51,7 +51,7 @@ from wfutils.flows import limits
 from wfutils.flows.flowsim import EditOperation, edit_operations
 from wfutils.flows.parsing import UNPARSED_STATUSES
 from wfutils.flows.vocabulary import (COMPONENT_CATEGORIES, FLOW_LOGIC_DEFINITIONS, TABLE_INPUTS, TRIGGER_TYPES,
-                                      components, inputs, trigger_type)
+                                      components, flow_definitions, flow_tables, inputs, trigger_type, vocabulary)
 
 ERROR_TAGS: tuple[str, ...] = (
     "invalid_json", "truncated", "wrong_trigger_type", "wrong_trigger_condition", "missing_step",
@@ -64,37 +64,6 @@ FORMAT_TAGS = frozenset({"invalid_json", "truncated"})
 
 # --------------------------------------------------------------------------- flow inspection
 
-def flow_definitions(flow: Any) -> list[str]:
-    """Definitions of the flow's components (flow logic upper-cased; non-strings as their repr; missing ones skipped)."""
-    out = []
-    for component in components(flow):
-        definition = component.get("definition")
-        if definition is None:
-            continue
-        if not isinstance(definition, str):
-            out.append(repr(definition))
-        elif component.get("category") == "flowlogic":
-            out.append(definition.upper())
-        else:
-            out.append(definition)
-    return out
-
-
-def flow_tables(flow: Any) -> list[str]:
-    """Table names the flow uses: trigger and component inputs named table / task_table / table_name."""
-    holders: list[Any] = []
-    if isinstance(flow, dict):
-        holders.append(flow.get("trigger"))
-    holders.extend(components(flow))
-    tables = []
-    for holder in holders:
-        for item in inputs(holder):
-            name = item.get("name")
-            if isinstance(name, str) and name in TABLE_INPUTS and isinstance(item.get("value"), str) and item["value"]:
-                tables.append(item["value"])
-    return tables
-
-
 def hallucinations(flow: Any, known_definitions: Iterable[str], known_tables: Iterable[str]
                    ) -> tuple[list[str], list[str]]:
     """Definitions and tables of ``flow`` that are not in the known sets (each listed once per use).
@@ -106,21 +75,6 @@ def hallucinations(flow: Any, known_definitions: Iterable[str], known_tables: It
     bad_steps = [d for d in flow_definitions(flow) if d not in definitions]
     bad_tables = [t for t in flow_tables(flow) if t not in tables and "{{" not in t]
     return bad_steps, bad_tables
-
-
-def vocabulary(flows: Iterable[Any]) -> tuple[set[str], set[str]]:
-    """Definitions and tables used by a collection of flows (dicts or JSON strings)."""
-    definitions: set[str] = set()
-    tables: set[str] = set()
-    for flow in flows:
-        if isinstance(flow, str):
-            try:
-                flow = json.loads(flow)
-            except json.JSONDecodeError:
-                continue
-        definitions.update(flow_definitions(flow))
-        tables.update(flow_tables(flow))
-    return definitions, tables
 
 
 # --------------------------------------------------------------------------- edit-script analysis

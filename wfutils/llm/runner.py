@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from wfutils.data.catalog import load_catalog
 from wfutils.data.predictions import (Prediction, PredictionWriter, SystemMeta, end_jsonl_cleanly, predictions_path,
@@ -125,6 +125,7 @@ def run_system(
     key: Any = None,
     force: bool = False,
     progress: bool = True,
+    before_example: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Run the system ``meta`` describes (its strategy, ``k`` examples, retrieval) over ``splits``.
 
@@ -135,7 +136,9 @@ def run_system(
     examples or a retriever to pick ``meta.k`` of them from (:func:`fixed_examples`).
     An example whose call failed for a transient reason (server down, rate limit, key,
     unknown model) is not written, so a rerun retries it; a deterministic failure (context
-    overflow, bad request) is written with empty output. Returns a summary dict.
+    overflow, bad request) is written with empty output. ``before_example`` is called before each
+    example is generated, in the thread that generates it (the arm primes llama.cpp's prompt
+    cache with it; with ``concurrency=1`` the two follow each other). Returns a summary dict.
     """
     if meta.arm != "prompted":
         raise ValueError(f"system {meta.system!r}: run_system runs prompted systems, metadata says arm {meta.arm!r}")
@@ -181,6 +184,8 @@ def run_system(
                                     f"{client._redact(str(exc))[:500]}", error_kind="internal")
 
     def generate_row(row: dict[str, Any]) -> Generation:
+        if before_example is not None:
+            before_example()
         examples: Sequence[Example] = ()
         context: CatalogContext | None = None
         if s.uses_examples == "fixed":

@@ -58,17 +58,21 @@ def local_model_facts(model: str | os.PathLike[str]) -> dict[str, Any]:
             "model_dir": str(model_dir)}
 
 
-def decoding_label(temperature: float, json_mode: str = "none") -> str:
-    """``greedy`` (temperature 0) or ``sampling(temperature=T)``, plus ``+json_object`` / ``+json_schema``."""
+def decoding_label(temperature: float, json_mode: str = "none", *, prompt_cache: bool = False) -> str:
+    """``greedy`` (temperature 0) or ``sampling(temperature=T)``, plus ``+json_object`` / ``+json_schema``,
+    plus ``+prompt_cache`` when the engine reused the KV cache of a previous prompt's prefix (llama.cpp's
+    ``cache_prompt``: greedy answers then depend on the order of the requests, :mod:`wfutils.llm.llamacpp`)."""
     base = "greedy" if float(temperature) == 0.0 else f"sampling(temperature={float(temperature):g})"
-    return base if json_mode == "none" else f"{base}+json_{json_mode}"
+    label = base if json_mode == "none" else f"{base}+json_{json_mode}"
+    return f"{label}+prompt_cache" if prompt_cache else label
 
 
 def prompted_meta(system: str, strategy: str | Strategy, *, base_model: str, n_params: int, k: int, retrieval: str,
-                  engine: str, decoding: str, model_sha256: str | None = None) -> SystemMeta:
+                  engine: str, decoding: str, model_sha256: str | None = None,
+                  train_corpus: str = "synthetic") -> SystemMeta:
     """The :class:`SystemMeta` of a prompted system (``retrieval`` is the arm's mode; strategies
     that retrieve nothing get ``none``, and ``k`` is the number of examples a prompt shows)."""
     s = get_strategy(strategy)
     return SystemMeta(system=system, arm="prompted", base_model=str(base_model), n_params=int(n_params),
                       adapter=None, strategy=s.name, k=s.examples_in_prompt(k), retrieval=s.retrieval(retrieval),
-                      engine=engine, decoding=decoding, model_sha256=model_sha256)
+                      engine=engine, decoding=decoding, model_sha256=model_sha256, train_corpus=train_corpus)

@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m wfutils.slm", description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True, help="run folder with data/ (written by notebook 01)")
     parser.add_argument("--out-dir", default=None, help="default: <run-dir>/slm")
+    parser.add_argument("--train-corpus", default="synthetic", help="data set of the run to fine-tune on (default: synthetic)")
     parser.add_argument("--n-train", type=int, default=None, help="first N training pairs (default: all)")
     parser.add_argument("--time-budget-s", type=float, default=None, help="stop after this much training time")
     parser.add_argument("--force", action="store_true", help="retrain even if a finished run matches")
@@ -50,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Fine-tune on a run's synthetic train split (validation losses on its validation split when
-    ``--eval-every`` is given); prints and returns a short summary of the training record."""
-    from wfutils.data.store import load_run_data
+    """Fine-tune on the train split of a run's training corpus (validation losses on its validation
+    split when ``--eval-every`` is given); prints and returns a short summary of the training record."""
+    from wfutils.data.store import load_run_data, training_data
 
     args = vars(build_parser().parse_args(argv))
     run_dir = Path(args.pop("run_dir"))
@@ -60,12 +61,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     n_train = args.pop("n_train")
     budget = args.pop("time_budget_s")
     force = args.pop("force")
+    train_corpus = args.pop("train_corpus")
     config = TrainConfig(**args)
-    synthetic = load_run_data(run_dir, include_train=True)["synthetic"]
-    train = synthetic["train"]
+    train, validation = training_data(load_run_data(run_dir, include_train=True), train_corpus)
     if n_train is not None:
         train = train.select(range(min(n_train, len(train))))
-    validation = synthetic["validation"] if config.eval_every and "validation" in synthetic else None
+    validation = validation if config.eval_every else None
     result = train_lora(train, out_dir, config, eval_rows=validation, time_budget_s=budget, force=force)
     summary = {k: result.record.get(k) for k in ("status", "steps", "final_loss", "tokens_per_s", "stopped_by")}
     summary["reused"] = result.reused

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from wfutils.data.predictions import Prediction, PredictionWriter, SystemMeta, predictions_path
-from wfutils.data.store import parse_eval_splits
+from wfutils.data.store import evaluation_splits, load_run_data
 from wfutils.flows.vocabulary import flow_text
 from wfutils.provenance import peak_rss_gib
 from wfutils.slm.formatting import SYSTEM_PROMPT, end_of_turn_id, prompt_token_ids, stop_token_ids
@@ -46,10 +46,8 @@ __all__ = [
     "generate_for_run",
     "decoding_schema",
     "schema_constraint",
-    "DEFAULT_EVAL_SPLITS",
 ]
 
-DEFAULT_EVAL_SPLITS: tuple[str, ...] = ("synthetic/test", "synthetic/ood", "n8n/test", "logic_apps/test")
 #: ``factory(prompt_lengths_of_the_batch) -> LogitsProcessorList`` (called once per batch), see :func:`schema_constraint`.
 ConstraintFactory = Callable[[Sequence[int]], Any]
 
@@ -125,6 +123,7 @@ def slm_system_meta(
     adapter: str | None = None,
     k: int = 0,
     constrained: bool = False,
+    train_corpus: str = "synthetic",
 ) -> SystemMeta:
     """The :class:`SystemMeta` of a system generated here.
 
@@ -142,6 +141,7 @@ def slm_system_meta(
         strategy=strategy, k=int(k), retrieval="none",
         engine=f"transformers {transformers.__version__} (model.generate, batched)",
         decoding="constrained" if constrained else "greedy", model_sha256=model_sha256(base_model),
+        train_corpus=train_corpus,
     )
 
 
@@ -261,7 +261,7 @@ def generate_for_run(
     meta: SystemMeta,
     key: Any = None,
     force: bool = False,
-    eval_splits: Sequence[str] = DEFAULT_EVAL_SPLITS,
+    eval_splits: Sequence[str] | None = None,
     limit: int | None = None,
     batch_size: int = 16,
     max_new_tokens: int | None = None,
@@ -273,18 +273,14 @@ def generate_for_run(
     """Generate predictions for evaluation splits of a run into ``predictions/<meta.system>.jsonl``.
 
     ``eval_splits`` are ``<dataset>/<split>`` names (``synthetic/validation`` for model selection,
-    ``synthetic/test`` for the final numbers); a split the run lacks raises before any generation.
+    ``synthetic/test`` for the final numbers; None: every evaluation split of the run), with the
+    test split of ``meta.train_corpus`` always first (:func:`wfutils.data.store.evaluation_splits`);
+    a split the run lacks raises before any generation.
     ``limit`` keeps the first N rows of each split. All splits go through one
     :class:`PredictionWriter` (so ``force`` restarts the file once). Returns timings per split.
     """
-    from wfutils.data.store import load_run_data
-
-    data = load_run_data(run_dir)
-    wanted = parse_eval_splits(eval_splits)
-    missing = [f"{n}/{s}" for n, s in wanted if n not in data or s not in data[n]]
-    if missing:
-        have = [f"{n}/{s}" for n, dd in data.items() for s in dd]
-        raise ValueError(f"evaluation split(s) {missing} not found under {Path(run_dir) / 'data'}; available: {have}")
+    data = load_run_data(run_dir, include_train=True)
+    wanted = [tuple(name.split("/", 1)) for name in evaluation_splits(data, meta.train_corpus, eval_splits)]
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     path = predictions_path(run_dir, meta.system)

@@ -5,6 +5,10 @@
 The book never executes notebooks: it renders the papermill-executed copies of the chosen
 run (``results/<run>/notebooks/``), copied to ``book/run/`` where ``_toc.yml`` expects them,
 and is built with warnings as errors, so a missing figure or glued number fails the build.
+While copying, the cells a reader does not need are hidden (:func:`reader_tags`): papermill's
+injected-parameters cell and each notebook's parameters cell get the ``remove-cell`` tag (the
+run's parameters are in its manifest and in the book's tables); the tags the notebooks carry
+themselves (``remove-input``, ``hide-input``, figure captions) are kept as they are.
 A run whose notebooks were executed by other ``wfutils`` code than the installed one (its
 ``code_digest`` differs) is not rendered: the build names the stale notebooks and how to rerun
 them (``--allow-stale`` renders them anyway, with the digests printed).
@@ -51,8 +55,39 @@ def stale_notebooks(run_dir: Path) -> list[str]:
             if entry.get("code_digest", manifest.get("code_digest")) != current]
 
 
+#: Cells removed from the book whatever the notebook's own tags say (matched by cell tag).
+REMOVED_CELL_TAGS = ("injected-parameters", "parameters")
+_HIDING_TAGS = {"remove-cell", "remove_cell", "remove-input", "remove_input", "hide-cell", "hide-input"}
+
+
+def reader_tags(notebook: dict) -> int:
+    """Tag papermill's injected-parameters cell and the parameters cell ``remove-cell`` (in place).
+
+    A cell already hidden by one of its own tags (``remove-input``, ``hide-input``, ...) keeps
+    them. Returns the number of cells tagged.
+    """
+    changed = 0
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if any(t in REMOVED_CELL_TAGS for t in tags) and not _HIDING_TAGS & set(tags):
+            tags.append("remove-cell")
+            changed += 1
+    return changed
+
+
+def stage_notebook(source: Path, target: Path) -> Path:
+    """Copy an executed notebook into the book with :func:`reader_tags` applied."""
+    notebook = json.loads(Path(source).read_text(encoding="utf-8"))
+    reader_tags(notebook)
+    target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    shutil.copystat(source, target)
+    return target
+
+
 def stage_run(run_dir: Path, pages_dir: Path = RUN_PAGES_DIR) -> list[Path]:
-    """Copy the run's executed notebooks into the book; name every missing one."""
+    """Copy the run's executed notebooks into the book (cells hidden by :func:`reader_tags`); name every missing one."""
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").exists():
         raise BookError(f"{run_dir / 'manifest.json'} not found: run the study first "
@@ -67,9 +102,7 @@ def stage_run(run_dir: Path, pages_dir: Path = RUN_PAGES_DIR) -> list[Path]:
     pages_dir.mkdir(parents=True)
     copied = []
     for source in sources:
-        target = pages_dir / source.name
-        shutil.copy2(source, target)
-        copied.append(target)
+        copied.append(stage_notebook(source, pages_dir / source.name))
     return copied
 
 
@@ -91,7 +124,7 @@ def build(run_dir: Path, *, strict: bool = True, allow_stale: bool = False) -> P
     command = [str(executable), "build", str(REPO_ROOT), "--builder", "html", "--keep-going", "--all"]
     if strict:
         command.append("--warningiserror")
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, cwd=REPO_ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         problems = [line for line in (result.stdout + result.stderr).splitlines()
                     if "WARNING" in line or "ERROR" in line or "Error" in line]

