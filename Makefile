@@ -36,8 +36,13 @@ models: env  ## fetch and verify the GGUF weights of the prompted arm (MODELS="q
 	done
 	@echo "weights ready: $(or $(strip $(MODELS)),none needed for PROFILE=$(PROFILE))"
 
-study: env models  ## run the whole study (PROFILE=default) and build the book
+# The book's "Adapt it to your domain" chapter renders the n8n worked example (results/n8n) beside
+# the default run; `make study` runs it after the default profile (EXAMPLE= to skip it).
+EXAMPLE ?= $(if $(filter default,$(PROFILE)),n8n,)
+
+study: env models  ## run the whole study (PROFILE=default, then the n8n worked example) and build the book
 	$(PY) -m wfutils.pipeline --profile $(PROFILE) --run $(RUN)
+	$(if $(EXAMPLE),$(PY) -m wfutils.pipeline --profile $(EXAMPLE) --run $(EXAMPLE))
 	$(MAKE) book RUN=$(RUN)
 
 book: env  ## render results/RUN (default: the profile name) as the book in _build/html

@@ -265,3 +265,27 @@ def test_book_stage_removes_injected_and_parameters_cells_and_keeps_notebook_tag
     assert tags[2] == ["remove-input"] and tags[3] == ["hide-input"]
     assert cells[3].outputs[0]["text"] == "results/x\n"  # outputs and sources unchanged
     assert reader_tags(json.loads(staged.read_text())) == 0  # idempotent
+
+
+def test_adapt_chapter_stages_the_worked_example_or_says_how_to_make_it(tmp_path: Path) -> None:
+    from wfutils.provenance import code_digest
+    from wfutils.study.book import stage_adapt_run
+
+    pages = tmp_path / "adapt_run"
+    stage_adapt_run(tmp_path / "results" / "n8n", pages)  # not run yet: a note with the command, no glue
+    assert "--profile n8n --run n8n" in (pages / "results.md").read_text()
+    assert "glue" not in (pages / "results.md").read_text()
+    assert json.loads((pages / "04_evaluation.ipynb").read_text())["cells"][0]["source"][0].startswith("# Worked example")
+
+    run = tmp_path / "results" / "n8n"
+    (run / "notebooks").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Evaluation\n\n## Headline"), nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nb, run / "notebooks" / "04_evaluation.ipynb")
+    (run / "manifest.json").write_text(json.dumps({"profile": "n8n", "code_digest": code_digest(),
+                                                   "notebooks": [{"name": "04_evaluation", "code_digest": code_digest()}]}))
+    staged = json.loads(stage_adapt_run(run, pages).read_text())
+    titles = [c["source"] for c in staged["cells"] if c["cell_type"] == "markdown"]
+    assert titles[0][0] == "# Worked example: the n8n run\n" and "".join(titles[1]).startswith("## Evaluation")
+    text = (pages / "results.md").read_text()
+    assert "adapt_run/04_evaluation.ipynb::finetuned_flowsim_with_inputs:.3f" in text and "profile `n8n`" in text

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from wfutils.evaluation import statistics as stats
-from wfutils.evaluation.loading import is_selection_split
+from wfutils.evaluation.loading import is_selection_split, subset_name
 from wfutils.evaluation.selection import compared_systems
 from wfutils.evaluation.store import save_table
 
@@ -132,14 +132,17 @@ def _row(claim: Claim, verdict: str, measured: float = float("nan"), low: float 
 def evaluation_values(scores: pd.DataFrame, metric: str = METRIC) -> tuple[pd.DataFrame, str]:
     """Examples x systems for ``metric`` on the claims' evaluation set, and that set's name.
 
-    The ``test`` subset when there is one, else the subsets every system ran, pooled; the
+    The test split of the systems' training corpus when there is one (``test`` for the synthetic
+    corpus, the corpus's name for another), else the subsets every system ran, pooled; the
     selection split (``validation``) is never part of it.
     """
     scores = scores[~scores["subset"].map(is_selection_split).astype(bool)]
     matrix = stats._metric_matrix(scores, metric)
     subsets = list(matrix.index.get_level_values(0).unique())
-    if "test" in subsets:
-        return matrix.loc["test"], "test"
+    corpora = set(scores["train_corpus"].astype(str)) if "train_corpus" in scores.columns else {"synthetic"}
+    home = subset_name(corpora.pop(), "test") if len(corpora) == 1 else "test"
+    if home in subsets:
+        return matrix.loc[home], home
     full = [s for s in subsets if matrix.loc[s].notna().all().all()]
     chosen = full or subsets
     return matrix.loc[matrix.index.get_level_values(0).isin(chosen)], "+".join(map(str, chosen))

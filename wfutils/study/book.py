@@ -29,6 +29,9 @@ from wfutils.provenance import code_digest
 from wfutils.study.pipeline import REPO_ROOT
 
 RUN_PAGES_DIR = REPO_ROOT / "book" / "run"
+ADAPT_PAGES_DIR = REPO_ROOT / "book" / "adapt_run"
+#: The run shown as the worked example of "Adapt it to your domain" (``--profile n8n``), beside the rendered run.
+ADAPT_RUN_NAME = "n8n"
 
 
 class BookError(RuntimeError):
@@ -106,8 +109,7 @@ def stage_run(run_dir: Path, pages_dir: Path = RUN_PAGES_DIR) -> list[Path]:
     return copied
 
 
-def build(run_dir: Path, *, strict: bool = True, allow_stale: bool = False) -> Path:
-    """Stage the run and build the HTML book; return the path of its index page."""
+def _check_fresh(run_dir: Path, allow_stale: bool) -> None:
     stale = stale_notebooks(run_dir) if (Path(run_dir) / "manifest.json").exists() else []
     if stale:
         profile = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8")).get("profile", "default")
@@ -117,7 +119,81 @@ def build(run_dir: Path, *, strict: bool = True, allow_stale: bool = False) -> P
         if not allow_stale:
             raise BookError(message)
         print(f"warning: {message}", file=sys.stderr)
+
+
+#: What "Adapt it to your domain" says about its worked example: glued from the example run's notebook 04.
+_ADAPT_RESULTS = """\
+On the n8n test templates (run `{run}`, profile `{profile}`), the SmolLM2 fine-tuned on the n8n
+train split ({{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_system:s`) reached a mean
+FlowSim with inputs of **{{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_flowsim_with_inputs:.3f`**
+[{{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_ci_low:.3f`,
+{{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_ci_high:.3f`] (n = {{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_n:d`),
+and the best prompted system with n8n examples
+({{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_system:s`)
+**{{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_flowsim_with_inputs:.3f`**
+[{{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_ci_low:.3f`,
+{{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_ci_high:.3f`]
+(n = {{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_n:d`). Paired on the same templates, fine-tuned minus
+prompted is {{glue:text}}`adapt_run/04_evaluation.ipynb::paired_diff:+.3f`
+[{{glue:text}}`adapt_run/04_evaluation.ipynb::paired_diff_low:+.3f`,
+{{glue:text}}`adapt_run/04_evaluation.ipynb::paired_diff_high:+.3f`]. The whole evaluation of that run
+is rendered in {{doc}}`adapt_run/04_evaluation`.
+"""
+
+_ADAPT_MISSING = """\
+```{{note}}
+This build has no worked-example run: `{path}` was not found. Run
+`python -m wfutils.pipeline --profile n8n --run n8n` (about 15 minutes on 2 CPU cores), then build
+the book again, to see its results here and in {{doc}}`adapt_run/04_evaluation`.
+```
+"""
+
+
+def stage_adapt_run(adapt_run: Path | None, pages_dir: Path = ADAPT_PAGES_DIR, *, allow_stale: bool = False) -> Path:
+    """Stage the worked example of "Adapt it to your domain": its executed notebook 04 and the glued summary.
+
+    ``adapt_run`` None or missing: a page saying how to produce it (the book still builds).
+    Returns the staged notebook.
+    """
+    if pages_dir.exists():
+        shutil.rmtree(pages_dir)
+    pages_dir.mkdir(parents=True)
+    target = pages_dir / "04_evaluation.ipynb"
+    source = Path(adapt_run) / "notebooks" / "04_evaluation.ipynb" if adapt_run is not None else None
+    if source is not None and source.exists():
+        _check_fresh(Path(adapt_run), allow_stale)
+        stage_notebook(source, target)
+        notebook = json.loads(target.read_text(encoding="utf-8"))
+        notebook["cells"].insert(0, {"cell_type": "markdown", "metadata": {}, "source": [
+            "# Worked example: the n8n run\n", "\n",
+            f"The evaluation notebook of run `{Path(adapt_run).name}`, fine-tuned and prompted on n8n templates by "
+            "parameters only (see {doc}`../adapt`). Its headings below are those of notebook 04.\n"]})
+        for cell in notebook["cells"][1:]:
+            if cell.get("cell_type") == "markdown":  # one title per page: the notebook's own become sections
+                cell["source"] = [("#" + line) if line.startswith("#") else line for line in cell.get("source", [])]
+        target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        manifest = json.loads((Path(adapt_run) / "manifest.json").read_text(encoding="utf-8"))
+        text = _ADAPT_RESULTS.format(run=Path(adapt_run).name, profile=manifest.get("profile", "?"))
+    else:
+        where = adapt_run if adapt_run is not None else f"results/{ADAPT_RUN_NAME}"
+        notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": [
+            "# Worked example: the n8n run\n", "\n", _ADAPT_MISSING.format(path=where).replace("{doc}`adapt_run/04_evaluation`", "this page")]}],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+        target.write_text(json.dumps(notebook, indent=1) + "\n", encoding="utf-8")
+        text = _ADAPT_MISSING.format(path=where)
+    (pages_dir / "results.md").write_text(text, encoding="utf-8")
+    return target
+
+
+def build(run_dir: Path, *, strict: bool = True, allow_stale: bool = False, adapt_run: Path | None = None) -> Path:
+    """Stage the run (and the worked example of the adapt chapter) and build the HTML book; return its index page.
+
+    ``adapt_run`` defaults to ``results/n8n`` beside ``run_dir``.
+    """
+    _check_fresh(run_dir, allow_stale)
     stage_run(run_dir)
+    stage_adapt_run(adapt_run if adapt_run is not None else Path(run_dir).parent / ADAPT_RUN_NAME, allow_stale=allow_stale)
     executable = Path(sys.executable).with_name("jupyter-book")
     # --all: pages that glue numbers from the run (intro, claims) do not change when another
     # run is staged, so an incremental build would keep the previous run's numbers.
@@ -136,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wfutils.book", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="run directory, e.g. results/default")
     parser.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")
+    parser.add_argument("--adapt-run", type=Path, default=None,
+                        help=f"the worked example of the adapt chapter (default: results/{ADAPT_RUN_NAME} beside --run)")
     parser.add_argument("--allow-stale", action="store_true",
                         help="render notebooks computed by other wfutils code than the installed one")
     args = parser.parse_args(argv)
     try:
-        index = build(args.run, strict=not args.no_strict, allow_stale=args.allow_stale)
+        index = build(args.run, strict=not args.no_strict, allow_stale=args.allow_stale, adapt_run=args.adapt_run)
     except BookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
