@@ -171,6 +171,9 @@ def stage_adapt_run(adapt_run: Path | None, pages_dir: Path = ADAPT_PAGES_DIR, *
         for cell in notebook["cells"][1:]:
             if cell.get("cell_type") == "markdown":  # one title per page: the notebook's own become sections
                 cell["source"] = [("#" + line) if line.startswith("#") else line for line in cell.get("source", [])]
+            figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+            if figure.get("name"):  # the rendered run's notebook 04 has the same figure labels
+                figure["name"] = "adapt-" + figure["name"]
         target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         manifest = json.loads((Path(adapt_run) / "manifest.json").read_text(encoding="utf-8"))
         text = _ADAPT_RESULTS.format(run=Path(adapt_run).name, profile=manifest.get("profile", "?"))
