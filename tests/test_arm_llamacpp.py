@@ -15,6 +15,7 @@ import pytest
 
 pytest.importorskip("xllamacpp")
 
+from tests.test_llamacpp import _smollm2_gguf
 from wfutils import weights
 from wfutils.data.predictions import predictions_path, read_predictions, read_system_meta
 from wfutils.data.store import build_all
@@ -24,15 +25,6 @@ from wfutils.llm.llamacpp import LlamaCppServer
 MODEL = "smollm2-135m"
 TINY = dict(strategies=["zero_shot"], k=1, eval_splits=["synthetic/test"], max_examples=1, max_tokens=8,
             concurrency=2, progress=False)
-
-
-def _smollm2_gguf() -> Path:
-    from wfutils.models import ModelNotFoundError, find_gguf
-
-    try:
-        return find_gguf(MODEL)
-    except ModelNotFoundError as exc:  # the wheel of requirements-nodeps.txt is not installed
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)

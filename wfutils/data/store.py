@@ -34,7 +34,6 @@ from wfutils.storage import atomic_write, atomic_write_json, atomic_write_text
 log = logging.getLogger(__name__)
 
 
-
 # ----------------------------------------------------------------------------- storage
 
 
