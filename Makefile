@@ -13,7 +13,7 @@ MODELS_paper :=
 MODELS_large := qwen2.5-coder-0.5b qwen2.5-coder-1.5b
 MODELS ?= $(if $(filter smoke paper large,$(PROFILE)),$(MODELS_$(PROFILE)),qwen2.5-coder-0.5b)
 
-.PHONY: help env models study smoke book check-book test test-all bench lab clean
+.PHONY: help env models study smoke book check-book test test-integration test-all bench lab clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -56,7 +56,10 @@ smoke: env  ## the smoke profile end to end (minutes), then the browser check
 	$(MAKE) check-book RUN=smoke
 
 test: env  ## the test suite (fast; slow end-to-end checks are `make test-all`)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow and not integration" -q
+
+test-integration: env  ## the longer integration checks CI runs after `make test` (the own-corpus end-to-end run included)
+	$(PY) -m pytest -m integration -q
 
 test-all: env  ## every test, the slow end-to-end ones included
 	$(PY) -m pytest -q

@@ -45,6 +45,9 @@ def test_an_unknown_engine_is_refused_before_any_work(tmp_path):
         run_arm(run, local_engine="vllm", progress=False)
     with pytest.raises(ValueError, match="prompt_cache"):
         run_arm(run, prompt_cache="yes", progress=False)
+    for threads in (0, 4096, "2", True):
+        with pytest.raises(ValueError, match="engine_threads must be None or an int from 1 to"):
+            run_arm(run, engine_threads=threads, progress=False)
     assert LOCAL_ENGINES == ("llamacpp", "transformers")
     assert not run.exists()
 
@@ -78,7 +81,7 @@ def test_prompt_cache_is_part_of_the_engine_and_the_response_cache_identity():
 
 def test_arm_on_llamacpp_records_the_gguf_hash_and_engine(run):
     gguf = _smollm2_gguf()
-    summary = run_arm(run, local_model=MODEL, local_engine="llamacpp", **TINY)
+    summary = run_arm(run, local_model=MODEL, local_engine="llamacpp", engine_threads=1, **TINY)
     sha = weights.file_sha256(gguf)
     info = summary["models"][MODEL]
     assert "error" not in info, info.get("error")
@@ -88,6 +91,7 @@ def test_arm_on_llamacpp_records_the_gguf_hash_and_engine(run):
     meta = read_system_meta(predictions_path(run, system))
     assert meta.model_sha256 == sha and meta.n_params == info["n_params"] and meta.base_model == MODEL
     assert "llama.cpp" in meta.engine and "xllamacpp" in meta.engine and "cache_prompt=on" in meta.engine
+    assert "threads=1" in meta.engine and summary["parameters"]["engine_threads"] == 1
     assert meta.decoding == "greedy+prompt_cache"  # prompt caching (the default) is part of what the system is
     assert summary["systems"][system]["concurrency"] == 1  # primed prefix, then the request: one at a time
     predictions = read_predictions(predictions_path(run, system))

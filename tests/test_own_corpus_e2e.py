@@ -74,6 +74,7 @@ def clinic_pairs(n: int, seed: int = 7) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_whole_study_on_a_users_jsonl_corpus_by_parameters_only(tmp_path: Path) -> None:
     corpus = tmp_path / "data" / "pairs.jsonl"
     corpus.parent.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,9 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def _graph() -> dict[str, set[str]]:
-    return {_module_name(p): _imports(p) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+@lru_cache(maxsize=1)
+def _graph() -> dict[str, frozenset[str]]:
+    return {_module_name(p): frozenset(_imports(p)) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
 
 
 def test_every_module_belongs_to_a_layer() -> None:
@@ -71,7 +73,8 @@ def test_the_slm_and_llm_arms_do_not_import_each_other() -> None:
 
 
 def test_no_import_cycle() -> None:
-    graph = {m: {t for t in targets if t in _graph()} for m, targets in _graph().items()}
+    modules = _graph()
+    graph = {m: {t for t in targets if t in modules} for m, targets in modules.items()}
     state: dict[str, int] = {}
     cycles = []
 

@@ -109,6 +109,7 @@ def _run_with_package(package_root: Path, results: Path, notebooks: Path, *extra
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 def test_changing_wfutils_source_reruns_the_notebooks(notebooks: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -274,6 +275,7 @@ def test_unusable_run_folders_and_missing_data_are_reported_before_work(notebook
         check_inputs(steps)
 
 
+@pytest.mark.integration
 def test_terminal_shows_live_cell_and_progress_lines_and_executed_copy_keeps_no_bars(tmp_path: Path) -> None:
     import subprocess
     import sys

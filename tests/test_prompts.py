@@ -217,6 +217,7 @@ def test_run_system_writes_predictions_sidecar_and_a_rerun_makes_no_call(server,
     assert len(traces) == 4 and all(json.loads(t)["written"] for t in traces)
 
 
+@pytest.mark.integration
 def test_a_changed_resume_key_or_data_restarts_and_force_recomputes(server, retriever, data, tmp_path):
     client = server.client(cache_dir=tmp_path / "llm" / "cache")
     rows = data["test"].select(range(2)).to_list()
@@ -288,6 +289,7 @@ def test_a_trace_line_cut_by_a_kill_is_never_glued_to_the_next_record(server, re
     assert trace_costs(tmp_path, meta.system)[last] == 0.0  # the traced cost, not the list price
 
 
+@pytest.mark.integration
 def test_run_system_survives_cache_entries_of_any_shape_and_internal_errors(server, retriever, data, tmp_path):
     from wfutils.llm.client import ResponseCache
     from wfutils.llm.strategies import build_messages

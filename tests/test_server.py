@@ -91,6 +91,7 @@ def test_a_server_that_cannot_load_its_model_reports_its_log(tmp_path):
             pass
 
 
+@pytest.mark.integration
 def test_concurrent_requests_get_the_answers_of_sequential_ones():
     from concurrent.futures import ThreadPoolExecutor
 

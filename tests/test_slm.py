@@ -152,6 +152,10 @@ def test_bad_training_data_is_rejected_before_training(base, tmp_path):
         TrainConfig(truncation="cut")
     with pytest.raises(ValueError, match="select_best needs eval_every"):
         TrainConfig(select_best=True)
+    with pytest.raises(ValueError, match="select_metric must be 'loss' or 'flowsim'"):
+        TrainConfig(select_metric="bleu")
+    with pytest.raises(ValueError, match="needs flowsim_requests > 0"):
+        TrainConfig(select_metric="flowsim", flowsim_requests=0)
 
 
 # ---------------------------------------------------------------- defaults in one place
@@ -236,6 +240,7 @@ def test_finished_run_is_reused(trained, base):
     assert again.reused and again.record["fingerprint"] == trained.record["fingerprint"]
 
 
+@pytest.mark.integration
 def test_reuse_follows_the_code_digest_and_force_retrains(base, tmp_path, monkeypatch):
     import wfutils.provenance
 
@@ -273,6 +278,7 @@ def _kill_after_checkpoint(step: int):
     return KillAfterCheckpoint()
 
 
+@pytest.mark.integration
 def test_interrupted_run_resumes_from_its_last_checkpoint(trained, base, tmp_path):
     model, tok = base
     out = tmp_path / "run"
@@ -412,6 +418,14 @@ def test_generation_runs_on_the_validation_split(base, tmp_path):
     with pytest.raises(ValueError, match=r"\['synthetic/nope'\] are not in this run's data"):
         generate_for_run(model, tok, run, meta=meta, eval_splits=["synthetic/nope"], progress=False)
 
+    # test_limit: the whole headline (training corpus test) split, the others sampled by limit
+    meta = slm_system_meta("slm-limits", model, base_model="smollm2-135m", arm="prompted", k=0)
+    summary = generate_for_run(model, tok, run, meta=meta, eval_splits=["synthetic/validation"], limit=1,
+                               test_limit=2, max_new_tokens=4, progress=False)
+    assert {s: v["generated"] for s, v in summary["splits"].items()} == {"synthetic/test": 2, "synthetic/validation": 1}
+    with pytest.raises(ValueError, match="test_limit must be a positive int"):
+        generate_for_run(model, tok, run, meta=meta, test_limit=0, progress=False)
+
 
 def test_batched_greedy_matches_one_at_a_time(base):
     model, tok = base
@@ -480,6 +494,28 @@ def test_validation_loss_selects_the_best_checkpoint(base, tmp_path):
     assert [v["step"] for v in record["validation_loss"]] == [2, 4] and record["n_validation_examples"] == 1
     best = min(record["validation_loss"], key=lambda v: v["loss"])["step"]
     assert record["best_checkpoint"].endswith(f"checkpoint-{best}")
+
+
+@pytest.mark.integration
+def test_validation_flowsim_curve_keeps_the_checkpoint_with_the_best_greedy_answers(base, tmp_path):
+    from wfutils.slm.validation import ValidationFlowSim
+
+    model, tok = base
+    config = TrainConfig(**{**TINY, "eval_every": 2, "select_best": True, "select_metric": "flowsim",
+                            "flowsim_requests": 2})
+    result = train_lora(PAIRS, tmp_path / "sel", config, eval_rows=PAIRS[1:], model=copy.deepcopy(model),
+                        tokenizer=tok, progress=False)
+    record = result.record
+    curve = record["validation_curve"]
+    assert [c["step"] for c in curve] == [2, 4] and record["n_flowsim_requests"] == 2
+    assert all(0 <= c["flowsim"] <= 1 and 0 <= c["parsed"] <= 1 and c["loss"] > 0 for c in curve), curve
+    best = max(curve, key=lambda c: c["flowsim"])  # the earliest of ties, as the trainer keeps it
+    assert record["selected_by"] == "flowsim" and record["best_step"] == best["step"]
+    assert record["best_checkpoint"].endswith(f"checkpoint-{best['step']}")
+    # the adapter kept is the one whose greedy answers scored that FlowSim
+    budget = min(TINY["max_length"], default_max_new_tokens(tok, [p["flow"] for p in PAIRS[1:3]]))
+    again = ValidationFlowSim(PAIRS[1:3], tok, max_new_tokens=budget).score(result.model)
+    assert again["eval_flowsim"] == pytest.approx(best["flowsim"], abs=1e-4)
 
 
 @pytest.mark.slow

@@ -88,8 +88,8 @@ def _local_gguf(local_model: str) -> tuple[Path, str, str, int]:
 
 
 def _llamacpp_endpoint(stack: ExitStack, local_model: str, gguf: tuple[Path, str, str, int], run_dir: Path,
-                       prompt_cache: bool, client_args: dict[str, Any], summary: dict[str, Any], servers: dict[str, Any]
-                       ) -> tuple[str, LLMClient | None, str | None, str, int, str | None]:
+                       prompt_cache: bool, threads: int | None, client_args: dict[str, Any], summary: dict[str, Any],
+                       servers: dict[str, Any]) -> tuple[str, LLMClient | None, str | None, str, int, str | None]:
     """Start the llama.cpp server for ``local_model`` (stopped by ``stack``; put in ``servers`` under its name);
     an endpoint tuple for :func:`run_arm`.
 
@@ -102,7 +102,7 @@ def _llamacpp_endpoint(stack: ExitStack, local_model: str, gguf: tuple[Path, str
     log_path = run_dir / "llm" / "server.log"
     try:
         server = stack.enter_context(llamacpp_server(local_model, fetch=False, cache_prompt=prompt_cache,
-                                                     log_path=log_path))
+                                                     threads=threads, log_path=log_path))
     except LlamaCppStartError as exc:
         engine = f"llama.cpp server (xllamacpp {xllamacpp_version()})"
         lines = str(exc).splitlines()
@@ -128,6 +128,7 @@ def run_arm(
     local_model: str = "smollm2-135m",
     local_engine: str = "llamacpp",
     prompt_cache: bool = True,
+    engine_threads: int | None = None,
     strategies: Sequence[str] = ("zero_shot", "few_shot", "rag_few_shot", "decomposed"),
     retrieval: Sequence[str] = ("bm25",),
     k: int = 3,
@@ -166,7 +167,10 @@ def run_arm(
     is 1 for that server, whose single slot serves one at a time anyway). Cached and uncached prefixes
     differ in the last bits, which flips near-tied greedy tokens, so the systems say which they used:
     ``+prompt_cache`` in their ``decoding``, ``cache_prompt=on`` in their ``engine``, and a response
-    cache of their own (what a rerun reproduces: :mod:`wfutils.llm.llamacpp`).
+    cache of their own (what a rerun reproduces: :mod:`wfutils.llm.llamacpp`). ``engine_threads``
+    (llama.cpp only): CPU threads of the server (None: ``$WFBOOK_LLAMACPP_THREADS``, else 1, the
+    safe choice on a shared machine; an idle one gains from all its cores). It does not change
+    the answers.
     Otherwise ``models`` are requested from the
     endpoint (key from ``$OPENAI_API_KEY``), with ``n_params`` giving their sizes when known
     (0 = unknown otherwise). Examples, the retrieval pool and the catalogue come from the train
@@ -183,6 +187,10 @@ def run_arm(
         raise ValueError(f"local_engine must be one of {', '.join(repr(e) for e in LOCAL_ENGINES)}, got {local_engine!r}")
     if not isinstance(prompt_cache, bool):
         raise ValueError(f"prompt_cache must be True or False, got {prompt_cache!r}")
+    if engine_threads is not None and (isinstance(engine_threads, bool) or not isinstance(engine_threads, int)
+                                       or not 1 <= engine_threads <= (os.cpu_count() or 1)):
+        raise ValueError(f"engine_threads must be None or an int from 1 to this machine's {os.cpu_count()} cores, "
+                         f"got {engine_threads!r}")
     gguf = _local_gguf(local_model) if base_url is None and local_engine == "llamacpp" else None  # weights checked first
     wanted_strategies = [get_strategy(name) for name in strategies]
     for mode in retrieval:
@@ -209,6 +217,7 @@ def run_arm(
                        "local_model": local_model,
                        "local_engine": local_engine if base_url is None else None,
                        "prompt_cache": prompt_cache if base_url is None and local_engine == "llamacpp" else None,
+                       "engine_threads": engine_threads if gguf is not None else None,
                        "strategies": [s.name for s in wanted_strategies],
                        "retrieval": list(retrieval), "k": k, "train_corpus": train_corpus, "eval_splits": wanted,
                        "max_examples": max_examples, "concurrency": concurrency, "temperature": temperature,
@@ -225,8 +234,8 @@ def run_arm(
         endpoints: list[tuple[str, LLMClient | None, str | None, str, int, str | None]] = []
         servers: dict[str, Any] = {}  # llama.cpp servers by display name (prompt-cache priming)
         if gguf is not None:
-            endpoints.append(_llamacpp_endpoint(stack, local_model, gguf, run_dir, prompt_cache, client_args, summary,
-                                                servers))
+            endpoints.append(_llamacpp_endpoint(stack, local_model, gguf, run_dir, prompt_cache, engine_threads,
+                                                client_args, summary, servers))
         elif base_url is None:
             from wfutils.llm.server import local_server
 

@@ -263,6 +263,7 @@ def generate_for_run(
     force: bool = False,
     eval_splits: Sequence[str] | None = None,
     limit: int | None = None,
+    test_limit: int | None = None,
     batch_size: int = 16,
     max_new_tokens: int | None = None,
     max_new_tokens_cap: int = 1024,
@@ -276,11 +277,15 @@ def generate_for_run(
     ``synthetic/test`` for the final numbers; None: every evaluation split of the run), with the
     test split of ``meta.train_corpus`` always first (:func:`wfutils.data.store.evaluation_splits`);
     a split the run lacks raises before any generation.
-    ``limit`` keeps the first N rows of each split. All splits go through one
+    ``limit`` keeps the first N rows of each split; ``test_limit``, when given, replaces it for the
+    training corpus's test split (the headline set: all of it, other splits sampled). All splits go through one
     :class:`PredictionWriter` (so ``force`` restarts the file once). Returns timings per split.
     """
     data = load_run_data(run_dir, include_train=True)
     wanted = [tuple(name.split("/", 1)) for name in evaluation_splits(data, meta.train_corpus, eval_splits)]
+    for name, value in (("limit", limit), ("test_limit", test_limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     path = predictions_path(run_dir, meta.system)
@@ -292,7 +297,8 @@ def generate_for_run(
             summary["restarted"] = writer.restart_reason
             for name, split in wanted:
                 rows = _check_rows(data[name][split], split, None)
-                rows = rows[:limit] if limit is not None else rows
+                keep = test_limit if test_limit is not None and (name, split) == (meta.train_corpus, "test") else limit
+                rows = rows[:keep] if keep is not None else rows
                 budget = max_new_tokens or min(max_new_tokens_cap,
                                                default_max_new_tokens(tokenizer, [r["flow"] for r in rows]))
                 summary["splits"][f"{name}/{split}"] = _generate_into(

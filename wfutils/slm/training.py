@@ -48,6 +48,8 @@ from wfutils.slm.formatting import (
     completion_token_ids,
     prompt_token_ids,
 )
+from wfutils.slm.generation import default_max_new_tokens
+from wfutils.slm.validation import ValidationFlowSim, validation_curve
 from wfutils.storage import atomic_dir, atomic_write_json, remove_leftovers
 
 __all__ = [
@@ -109,7 +111,9 @@ class TrainConfig:
     gradient_checkpointing: bool = True
     checkpoint_every: int = 25  # optimizer steps between checkpoints
     eval_every: int | None = None  # steps between validation losses (needs validation rows); None: never
-    select_best: bool = False  # keep the checkpoint with the lowest validation loss (never the test split)
+    select_best: bool = False  # keep the best checkpoint on the validation split (never the test split)
+    select_metric: str = "loss"  # what select_best compares: "loss" (lowest) or "flowsim" (highest greedy FlowSim)
+    flowsim_requests: int = 16  # validation requests greedy-decoded at each evaluation (the FlowSim curve); 0: loss only
     context_column: str | None = None  # a column with extra prompt context (retrieved entries)
     system_prompt: str = SYSTEM_PROMPT
     num_threads: int | None = None  # torch CPU threads; None = all CPUs this process may use
@@ -134,6 +138,12 @@ class TrainConfig:
             problems.append(f"eval_every must be >= 1 or None, got {self.eval_every!r}")
         if self.select_best and self.eval_every is None:
             problems.append("select_best needs eval_every (validation losses to select on)")
+        if self.select_metric not in ("loss", "flowsim"):
+            problems.append(f"select_metric must be 'loss' or 'flowsim', got {self.select_metric!r}")
+        if self.flowsim_requests < 0:
+            problems.append(f"flowsim_requests must be >= 0, got {self.flowsim_requests!r}")
+        if self.select_metric == "flowsim" and self.flowsim_requests == 0:
+            problems.append("select_metric='flowsim' needs flowsim_requests > 0 (validation answers to score)")
         if not self.lora_targets:
             problems.append("lora_targets is empty")
         if problems:
@@ -472,7 +482,9 @@ def _sft_config(config: TrainConfig, ckpt_root: Path, *, has_eval: bool):
     if has_eval and config.eval_every:
         kwargs.update(eval_strategy="steps", eval_steps=config.eval_every, per_device_eval_batch_size=config.batch_size)
         if config.select_best:
-            kwargs.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
+            flowsim = config.select_metric == "flowsim"
+            kwargs.update(load_best_model_at_end=True, metric_for_best_model="eval_flowsim" if flowsim else "eval_loss",
+                          greater_is_better=flowsim)
     return SFTConfig(
         output_dir=str(ckpt_root),
         per_device_train_batch_size=config.batch_size,
@@ -585,8 +597,10 @@ def train_lora(
 
     ``model``/``tokenizer`` may be passed to reuse an already loaded base model; LoRA layers are
     injected into it in place (pass a copy if the base model is needed afterwards).
-    ``eval_rows`` (the synthetic *validation* split, never test) gives validation losses every
-    ``config.eval_every`` steps; with ``config.select_best`` the adapter of the lowest one is kept.
+    ``eval_rows`` (the training corpus's *validation* split, never test) gives validation losses every
+    ``config.eval_every`` steps and, for its first ``config.flowsim_requests`` rows, the greedy FlowSim
+    (:class:`wfutils.slm.validation.ValidationFlowSim`); with ``config.select_best`` the adapter of the
+    best evaluation by ``config.select_metric`` is kept. The record's ``validation_curve`` holds both.
     ``time_budget_s`` caps the training time; ``callbacks`` are extra ``TrainerCallback`` objects;
     ``trainer_cls`` replaces the trainer class (``trl.SFTTrainer``: the trainer's own loss).
     """
@@ -608,10 +622,18 @@ def train_lora(
                                        truncation=config.truncation, context_column=config.context_column,
                                        system_prompt=config.system_prompt)
     eval_examples: list[EncodedExample] = []
+    curve_callbacks: list[Any] = []
     if eval_rows is not None and config.eval_every:
+        eval_rows = _rows(eval_rows)
         eval_examples, _ = encode_dataset(tokenizer, eval_rows, max_length=config.max_length, truncation="drop",
                                           context_column=config.context_column, system_prompt=config.system_prompt,
                                           split="validation")
+        if config.flowsim_requests and eval_rows:
+            scored = eval_rows[:config.flowsim_requests]
+            budget = min(config.max_length, default_max_new_tokens(tokenizer, [r["flow"] for r in scored]))
+            curve_callbacks.append(ValidationFlowSim(scored, tokenizer, max_new_tokens=budget,
+                                                     system_prompt=config.system_prompt,
+                                                     context_column=config.context_column))
     elif config.select_best:
         raise ValueError("select_best needs eval_rows (the validation split)")
     digest = _data_digest(examples) + (("+" + _data_digest(eval_examples)) if eval_examples else "")
@@ -641,7 +663,8 @@ def train_lora(
         model, _ = load_model_and_tokenizer(model_path, dtype="bfloat16" if config.bf16 else "float32", device="cpu")
     clock = TrainingClock(time_budget_s, progress=progress)
     trainer = build_trainer(examples, config, model=model, tokenizer=tokenizer, output_dir=ckpt_root,
-                            eval_examples=eval_examples, callbacks=[clock, *callbacks], trainer_cls=trainer_cls)
+                            eval_examples=eval_examples, callbacks=[clock, *curve_callbacks, *callbacks],
+                            trainer_cls=trainer_cls)
     wall0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -696,7 +719,11 @@ def train_lora(
             "mean_train_loss_this_session": round(float(output.training_loss), 5),
             "loss_curve": curve,
             "validation_loss": validation,
+            "validation_curve": validation_curve(state.log_history),
+            "n_flowsim_requests": len(curve_callbacks[0].references) if curve_callbacks else 0,
             "best_checkpoint": state.best_model_checkpoint if config.select_best else None,
+            "best_step": state.best_global_step if config.select_best else None,
+            "selected_by": config.select_metric if config.select_best else None,
             "resumed_from_step": clock.resumed_from_step,
             "torch_threads": threads,
             "num_processes": trainer.accelerator.num_processes,
