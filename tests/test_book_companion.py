@@ -85,6 +85,14 @@ def test_finetuned_hyperparameters_come_from_the_training_record(run: Path) -> N
     assert col["Max new tokens"] == "192"  # the largest of the generation summary's splits
     assert col["Training time"] == "2.8 min on cpu, 2 threads"
     assert col["Training record"] == "slm/training_record.json"
+    assert col["Checkpoint kept"] == "the last step"
+    record = json.loads((run / "slm" / "training_record.json").read_text())
+    record.update(selected_by="flowsim", best_step=50, n_flowsim_requests=16,
+                  validation_curve=[{"step": s, "loss": 0.5, "flowsim": f, "parsed": 1.0}
+                                    for s, f in ((25, 0.4), (50, 0.6), (75, 0.55))])
+    (run / "slm" / "training_record.json").write_text(json.dumps(record))
+    assert companion.finetuned_hyperparameters(run).loc["Checkpoint kept", "slm-tiny"] == (
+        "step 50, the best greedy FlowSim of 16 validation requests at steps 25, 50, 75")
     (run / "slm" / "training_record.json").unlink()
     assert companion.finetuned_hyperparameters(run).loc["LoRA rank r / alpha / dropout", "slm-tiny"] == (
         "not recorded / not recorded / not recorded")

@@ -114,6 +114,19 @@ def _max_new_tokens(generation: dict[str, Any]) -> Any:
     return max(values) if values else None
 
 
+def _checkpoint_kept(record: dict[str, Any]) -> str:
+    """Which adapter was evaluated: the last step, or the best on the validation curve (and by what)."""
+    if not record:
+        return NOT_RECORDED
+    curve = record.get("validation_curve") or []
+    if not record.get("selected_by"):
+        return "the last step" + (f" (validation measured at steps {', '.join(str(c['step']) for c in curve)})"
+                                  if curve else "")
+    by = {"flowsim": f"greedy FlowSim of {record.get('n_flowsim_requests', '?')} validation requests",
+          "loss": "validation loss"}.get(record["selected_by"], str(record["selected_by"]))
+    return f"step {record.get('best_step')}, the best {by} at steps {', '.join(str(c['step']) for c in curve)}"
+
+
 def finetuned_hyperparameters(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """Settings of every fine-tuned system of a run: rows = settings, one column per system.
 
@@ -148,6 +161,7 @@ def finetuned_hyperparameters(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
                                 + (f" (stopped by the {str(record['stopped_by']).replace('_', ' ')})"
                                    if record.get("stopped_by") else "")),
             "Epochs": _number(record.get("epochs")),
+            "Checkpoint kept": _checkpoint_kept(record),
             "Learning rate": (f"{_number(get('learning_rate'))}, {_number(get('lr_schedule'))} schedule, "
                               f"{_number(get('warmup_steps'))} warm-up steps"),
             "Batch (micro-batch x accumulation)": (f"{batch * accum} ({batch} x {accum})"
