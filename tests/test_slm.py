@@ -509,6 +509,9 @@ def test_validation_flowsim_curve_keeps_the_checkpoint_with_the_best_greedy_answ
     curve = record["validation_curve"]
     assert [c["step"] for c in curve] == [2, 4] and record["n_flowsim_requests"] == 2
     assert all(0 <= c["flowsim"] <= 1 and 0 <= c["parsed"] <= 1 and c["loss"] > 0 for c in curve), curve
+    # answering the validation requests is evaluation time, not training time
+    assert all(c["seconds"] > 0 for c in curve)
+    assert record["train_seconds"] + sum(c["seconds"] for c in curve) <= record["wall_seconds_this_session"]
     best = max(curve, key=lambda c: c["flowsim"])  # the earliest of ties, as the trainer keeps it
     assert record["selected_by"] == "flowsim" and record["best_step"] == best["step"]
     assert record["best_checkpoint"].endswith(f"checkpoint-{best['step']}")

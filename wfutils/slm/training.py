@@ -300,6 +300,10 @@ def _callback_bases():
 class TrainingClock(*_callback_bases()):
     """Per-step wall time, tokens and loss (the record's loss curve), and the time budget.
 
+    A step's time is the trainer's work from the end of the previous step (or of the evaluation
+    or checkpoint written after it) to the end of this one, so evaluations and checkpoints count
+    neither in ``train_seconds`` / tokens per second nor against the time budget.
+
     Its state is saved in every checkpoint (``ExportableState``), so a resumed run continues
     the same curve and counts the training time of its earlier sessions against the budget.
     When the budget is reached the trainer stops at the end of that step.
@@ -343,6 +347,12 @@ class TrainingClock(*_callback_bases()):
         if self._bar is not None:
             self._bar.update(1)
         return control
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._last = time.perf_counter()  # evaluation is not training time: the next step starts here
+
+    def on_save(self, args, state, control, **kwargs):
+        self._last = time.perf_counter()  # nor is writing a checkpoint
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs or not self.curve or self.curve[-1]["step"] != state.global_step:
@@ -663,8 +673,8 @@ def train_lora(
         model, _ = load_model_and_tokenizer(model_path, dtype="bfloat16" if config.bf16 else "float32", device="cpu")
     clock = TrainingClock(time_budget_s, progress=progress)
     trainer = build_trainer(examples, config, model=model, tokenizer=tokenizer, output_dir=ckpt_root,
-                            eval_examples=eval_examples, callbacks=[clock, *curve_callbacks, *callbacks],
-                            trainer_cls=trainer_cls)
+                            eval_examples=eval_examples, callbacks=[*curve_callbacks, clock, *callbacks],
+                            trainer_cls=trainer_cls)  # the clock after the FlowSim curve: generation is not a step
     wall0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -13,6 +13,7 @@ resumed run keeps the curve of its earlier sessions. Never the test split.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping, Sequence
 
 from wfutils.flows.flowsim import flow_similarity
@@ -62,26 +63,30 @@ class ValidationFlowSim(_callback_base()):
             return control
         was_training = model.training
         model.eval()
+        started = time.perf_counter()
         try:
             values = self.score(model)
         finally:
             if was_training:
                 model.train()
         metrics.update(values)  # the dict the trainer then selects its best checkpoint from
-        state.log_history.append({**values, "n_flowsim_requests": len(self.references), "step": state.global_step})
+        state.log_history.append({**values, "eval_flowsim_seconds": round(time.perf_counter() - started, 2),
+                                  "n_flowsim_requests": len(self.references), "step": state.global_step})
         return control
 
 
 def validation_curve(log_history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Validation loss and FlowSim by step, from a trainer's ``log_history`` (one row per evaluated step)."""
+    """Validation loss and FlowSim by step, from a trainer's ``log_history`` (one row per evaluated step;
+    ``seconds``: the time the FlowSim answers took)."""
     by_step: dict[int, dict[str, Any]] = {}
     for entry in log_history:
         if "eval_loss" in entry or "eval_flowsim" in entry:
             row = by_step.setdefault(int(entry["step"]), {"step": int(entry["step"]), "loss": None, "flowsim": None,
-                                                          "parsed": None})
+                                                          "parsed": None, "seconds": None})
             if "eval_loss" in entry:
                 row["loss"] = round(float(entry["eval_loss"]), 5)
             if "eval_flowsim" in entry:
                 row["flowsim"], row["parsed"] = entry["eval_flowsim"], entry.get("eval_parsed")
+                row["seconds"] = entry.get("eval_flowsim_seconds")
     return [by_step[s] for s in sorted(by_step)]
 
