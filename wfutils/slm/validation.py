@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Sequence
 
-from wfutils.flows.flowsim import flow_similarity
+from wfutils.flows.flowsim import flow_similarities
 from wfutils.flows.parsing import parse_flow
 from wfutils.slm.formatting import SYSTEM_PROMPT, prompt_token_ids
 from wfutils.slm.generation import generate_batch
@@ -54,9 +54,10 @@ class ValidationFlowSim(_callback_base()):
             outs = generate_batch(model, self.tokenizer, [self.prompts[i] for i in idx],
                                   max_new_tokens=self.max_new_tokens)
             texts.update({i: o.text for i, o in zip(idx, outs)})
-        scores = [flow_similarity(texts[i], ref) for i, ref in enumerate(self.references)]
-        parsed = [parse_flow(texts[i]).status == "ok" for i in range(len(self.references))]
-        return {"eval_flowsim": round(sum(scores) / len(scores), 5), "eval_parsed": round(sum(parsed) / len(parsed), 4)}
+        answers = [texts[i] for i in range(len(self.references))]
+        parsed = [parse_flow(text).status == "ok" for text in answers]
+        return {"eval_flowsim": round(float(flow_similarities(answers, self.references).mean()), 5),
+                "eval_parsed": round(sum(parsed) / len(parsed), 4)}
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if model is None or metrics is None:
