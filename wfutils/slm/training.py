@@ -114,6 +114,7 @@ class TrainConfig:
     select_best: bool = False  # keep the best checkpoint on the validation split (never the test split)
     select_metric: str = "loss"  # what select_best compares: "loss" (lowest) or "flowsim" (highest greedy FlowSim)
     flowsim_requests: int = 16  # validation requests greedy-decoded at each evaluation (the FlowSim curve); 0: loss only
+    flowsim_max_new_tokens: int | None = None  # their answer budget (pass the test-time cap); None: from the references
     context_column: str | None = None  # a column with extra prompt context (retrieved entries)
     system_prompt: str = SYSTEM_PROMPT
     num_threads: int | None = None  # torch CPU threads; None = all CPUs this process may use
@@ -140,6 +141,8 @@ class TrainConfig:
             problems.append("select_best needs eval_every (validation losses to select on)")
         if self.select_metric not in ("loss", "flowsim"):
             problems.append(f"select_metric must be 'loss' or 'flowsim', got {self.select_metric!r}")
+        if self.flowsim_max_new_tokens is not None and self.flowsim_max_new_tokens < 1:
+            problems.append(f"flowsim_max_new_tokens must be >= 1 or None, got {self.flowsim_max_new_tokens!r}")
         if self.flowsim_requests < 0:
             problems.append(f"flowsim_requests must be >= 0, got {self.flowsim_requests!r}")
         if self.select_metric == "flowsim" and self.flowsim_requests == 0:
@@ -640,7 +643,8 @@ def train_lora(
                                           split="validation")
         if config.flowsim_requests and eval_rows:
             scored = eval_rows[:config.flowsim_requests]
-            budget = min(config.max_length, default_max_new_tokens(tokenizer, [r["flow"] for r in scored]))
+            budget = min(config.max_length, default_max_new_tokens(tokenizer, [r["flow"] for r in scored]),
+                         config.flowsim_max_new_tokens or config.max_length)
             curve_callbacks.append(ValidationFlowSim(scored, tokenizer, max_new_tokens=budget,
                                                      system_prompt=config.system_prompt,
                                                      context_column=config.context_column))
