@@ -189,6 +189,19 @@ def test_cli_flags_mirror_trainconfig():
                                            "--max-grad-norm", "0.5", "--force"]))
     assert args["gradient_checkpointing"] is False and args["max_steps"] == 3 and args["max_grad_norm"] == 0.5
     assert args["force"] is True
+    args = vars(build_parser().parse_args(["--run-dir", "r", "--flowsim-max-new-tokens", "32"]))
+    assert args["flowsim_max_new_tokens"] == 32
+
+
+def test_accelerate_cpu_config_keeps_the_batches_on_the_cpu(monkeypatch, tmp_path):
+    """configs/accelerate/cpu.yaml on a GPU machine: accelerate keeps the model on the CPU (ACCELERATE_USE_CPU),
+    so the trainer must not move the batches to cuda (it did, and the first step failed, on an H200)."""
+    from wfutils.slm.training import _sft_config
+
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    assert _sft_config(TrainConfig(), tmp_path, has_eval=False).use_cpu is False
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    assert _sft_config(TrainConfig(), tmp_path, has_eval=False).use_cpu is True
 
 
 # ---------------------------------------------------------------- training
@@ -502,7 +515,7 @@ def test_validation_flowsim_curve_keeps_the_checkpoint_with_the_best_greedy_answ
 
     model, tok = base
     config = TrainConfig(**{**TINY, "eval_every": 2, "select_best": True, "select_metric": "flowsim",
-                            "flowsim_requests": 2})
+                            "flowsim_requests": 2, "flowsim_max_new_tokens": 24})
     result = train_lora(PAIRS, tmp_path / "sel", config, eval_rows=PAIRS[1:], model=copy.deepcopy(model),
                         tokenizer=tok, progress=False)
     record = result.record
@@ -516,8 +529,9 @@ def test_validation_flowsim_curve_keeps_the_checkpoint_with_the_best_greedy_answ
     assert record["selected_by"] == "flowsim" and record["best_step"] == best["step"]
     assert record["best_checkpoint"].endswith(f"checkpoint-{best['step']}")
     # the adapter kept is the one whose greedy answers scored that FlowSim
-    budget = min(TINY["max_length"], default_max_new_tokens(tok, [p["flow"] for p in PAIRS[1:3]]))
-    again = ValidationFlowSim(PAIRS[1:3], tok, max_new_tokens=budget).score(result.model)
+    # ... under the test-time budget it was given (4 steps do not teach the model to stop: answers run to it)
+    assert record["flowsim_max_new_tokens"] == 24
+    again = ValidationFlowSim(PAIRS[1:3], tok, max_new_tokens=24).score(result.model)
     assert again["eval_flowsim"] == pytest.approx(best["flowsim"], abs=1e-4)
 
 

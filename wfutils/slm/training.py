@@ -486,6 +486,11 @@ def _last_checkpoint(ckpt_root: Path, fingerprint: str) -> str | None:
     return get_last_checkpoint(str(ckpt_root))
 
 
+def _launched_with(variable: str) -> bool:
+    """Whether ``accelerate launch`` set one of its boolean environment flags (``ACCELERATE_USE_CPU``, ...)."""
+    return os.environ.get(variable, "false").lower() in ("1", "true", "yes")
+
+
 def _sft_config(config: TrainConfig, ckpt_root: Path, *, has_eval: bool):
     from trl import SFTConfig
 
@@ -513,6 +518,9 @@ def _sft_config(config: TrainConfig, ckpt_root: Path, *, has_eval: bool):
         seed=config.seed,
         bf16=config.bf16,
         fp16=False,
+        # accelerate's cpu config keeps the model on the CPU; the trainer must put the batches there too
+        # (on a GPU machine it picked cuda and training failed, found 2026-11-26 on an H200)
+        use_cpu=_launched_with("ACCELERATE_USE_CPU"),
         activation_checkpointing=config.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -735,6 +743,7 @@ def train_lora(
             "validation_loss": validation,
             "validation_curve": validation_curve(state.log_history),
             "n_flowsim_requests": len(curve_callbacks[0].references) if curve_callbacks else 0,
+            "flowsim_max_new_tokens": curve_callbacks[0].max_new_tokens if curve_callbacks else None,
             "best_checkpoint": state.best_model_checkpoint if config.select_best else None,
             "best_step": state.best_global_step if config.select_best else None,
             "selected_by": config.select_metric if config.select_best else None,
