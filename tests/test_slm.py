@@ -201,7 +201,15 @@ def test_accelerate_cpu_config_keeps_the_batches_on_the_cpu(monkeypatch, tmp_pat
     monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
     assert _sft_config(TrainConfig(), tmp_path, has_eval=False).use_cpu is False
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
-    assert _sft_config(TrainConfig(), tmp_path, has_eval=False).use_cpu is True
+    try:
+        assert _sft_config(TrainConfig(), tmp_path, has_eval=False).use_cpu is True
+    finally:  # use_cpu makes TrainingArguments reset accelerate's process-wide state: rebuild it for later trainers
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+
+        monkeypatch.delenv("ACCELERATE_USE_CPU")
+        AcceleratorState._reset_state(reset_partial_state=True)
+        Accelerator()
 
 
 # ---------------------------------------------------------------- training
