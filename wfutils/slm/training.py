@@ -486,12 +486,8 @@ def _last_checkpoint(ckpt_root: Path, fingerprint: str) -> str | None:
     return get_last_checkpoint(str(ckpt_root))
 
 
-def _launched_with(variable: str) -> bool:
-    """Whether ``accelerate launch`` set one of its boolean environment flags (``ACCELERATE_USE_CPU``, ...)."""
-    return os.environ.get(variable, "false").lower() in ("1", "true", "yes")
-
-
 def _sft_config(config: TrainConfig, ckpt_root: Path, *, has_eval: bool):
+    from accelerate.utils import parse_flag_from_env
     from trl import SFTConfig
 
     warmup = config.warmup_steps
@@ -520,7 +516,7 @@ def _sft_config(config: TrainConfig, ckpt_root: Path, *, has_eval: bool):
         fp16=False,
         # accelerate's cpu config keeps the model on the CPU; the trainer must put the batches there too
         # (on a GPU machine it picked cuda and training failed, found 2026-11-26 on an H200)
-        use_cpu=_launched_with("ACCELERATE_USE_CPU"),
+        use_cpu=parse_flag_from_env("ACCELERATE_USE_CPU"),
         activation_checkpointing=config.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -651,8 +647,8 @@ def train_lora(
                                           split="validation")
         if config.flowsim_requests and eval_rows:
             scored = eval_rows[:config.flowsim_requests]
-            budget = min(config.max_length, default_max_new_tokens(tokenizer, [r["flow"] for r in scored]),
-                         config.flowsim_max_new_tokens or config.max_length)
+            budget = default_max_new_tokens(tokenizer, [r["flow"] for r in scored],
+                                            cap=min(config.max_length, config.flowsim_max_new_tokens or config.max_length))
             curve_callbacks.append(ValidationFlowSim(scored, tokenizer, max_new_tokens=budget,
                                                      system_prompt=config.system_prompt,
                                                      context_column=config.context_column))
