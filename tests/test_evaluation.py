@@ -282,6 +282,11 @@ def test_incomplete_system_is_an_error_or_an_explicit_exclusion(tmp_path: Path) 
     test_ids = set(ev.scores[ev.scores.subset == "test"]["id"])
     assert test_ids == {"sn-test-0"}
     assert set(ev.scores[ev.scores.subset == "ood"]["id"]) == {"sn-ood-0", "sn-ood-1"}
+    ev = evaluate_run(run, on_incomplete="keep", progress=False)  # each system on all it answered
+    test = ev.scores[(ev.scores.subset == "test") & (ev.scores.metric == "flowsim_with_inputs")]
+    assert test.groupby("system", observed=True)["id"].nunique().to_dict() == {
+        LLM: 3, SLM: 3, "slm-partial": 1}
+    assert any("different ids" in note and "slm-partial on test: 1 of 3" in note for note in ev.notes)
 
 
 def test_mismatched_references_and_unknown_ids_are_errors(tmp_path: Path) -> None:

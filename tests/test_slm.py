@@ -156,6 +156,8 @@ def test_bad_training_data_is_rejected_before_training(base, tmp_path):
         TrainConfig(select_metric="bleu")
     with pytest.raises(ValueError, match="needs flowsim_requests > 0"):
         TrainConfig(select_metric="flowsim", flowsim_requests=0)
+    with pytest.raises(ValueError, match="loss_pairs must be >= 1 or None, got 0"):
+        TrainConfig(loss_pairs=0)
 
 
 # ---------------------------------------------------------------- defaults in one place
@@ -523,12 +525,13 @@ def test_validation_flowsim_curve_keeps_the_checkpoint_with_the_best_greedy_answ
 
     model, tok = base
     config = TrainConfig(**{**TINY, "eval_every": 2, "select_best": True, "select_metric": "flowsim",
-                            "flowsim_requests": 2, "flowsim_max_new_tokens": 24})
+                            "flowsim_requests": 2, "flowsim_max_new_tokens": 24, "loss_pairs": 2})
     result = train_lora(PAIRS, tmp_path / "sel", config, eval_rows=PAIRS[1:], model=copy.deepcopy(model),
                         tokenizer=tok, progress=False)
     record = result.record
     curve = record["validation_curve"]
     assert [c["step"] for c in curve] == [2, 4] and record["n_flowsim_requests"] == 2
+    assert record["n_validation_examples"] == 2  # the loss on the first loss_pairs of the 3 validation pairs
     assert all(0 <= c["flowsim"] <= 1 and 0 <= c["parsed"] <= 1 and c["loss"] > 0 for c in curve), curve
     # answering the validation requests is evaluation time, not training time
     assert all(c["seconds"] > 0 for c in curve)

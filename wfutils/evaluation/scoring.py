@@ -93,7 +93,7 @@ METRICS: dict[str, str] = {
     "cost_usd": "cost of the call in USD (recorded, 0 when local, else list price of the base model)",
 }
 QUALITY_METRICS = tuple(list(METRICS)[:12])
-ON_INCOMPLETE = ("error", "exclude", "intersect")
+ON_INCOMPLETE = ("error", "exclude", "intersect", "keep")
 _CHUNK = 250  # predictions per unit of work handed to a scoring process
 
 
@@ -265,6 +265,9 @@ def _plan(predictions: dict[str, list[Prediction]], examples: pd.DataFrame, cove
             for r in incomplete.itertuples():
                 keep[r.system].discard(r.subset)
             notes.append(f"excluded incomplete system/subset pairs: {detail}")
+        if on_incomplete == "keep":
+            notes.append(f"kept every prediction, so systems are scored on different ids of these subsets "
+                         f"(means per system, not comparisons): {detail}")
     allowed: dict[str, set[str]] | None = None
     if on_incomplete == "intersect":
         allowed = {}
@@ -311,9 +314,10 @@ def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None 
     Every system's sidecar is read and checked first (missing or invalid: an error naming the
     file, before any prediction is read or scored). ``on_incomplete``: what to do with a system
     that covers only part of an evaluation set (subset) -- ``error`` (raise), ``exclude`` (drop
-    that system on that subset), or ``intersect`` (keep every system but restrict each subset to
-    the ids that every system that ran it predicted). Exclusions are listed in ``notes`` and
-    ``coverage``. ``workers``: processes for scoring (see :func:`score_jobs`).
+    that system on that subset), ``intersect`` (keep every system but restrict each subset to
+    the ids that every system that ran it predicted), or ``keep`` (score every prediction: each
+    system on all it answered, so systems of one subset may have different ids: for per-system
+    means, never for comparisons). Exclusions are listed in ``notes`` and ``coverage``. ``workers``: processes for scoring (see :func:`score_jobs`).
     """
     if on_incomplete not in ON_INCOMPLETE:
         raise ValueError(f"on_incomplete must be one of {ON_INCOMPLETE}, got {on_incomplete!r}")

@@ -22,7 +22,7 @@ from typing import Sequence
 
 from wfutils.slm.training import TrainConfig, train_lora
 
-_OPTIONAL_INTS = ("max_steps", "eval_every", "num_threads", "flowsim_max_new_tokens")
+_OPTIONAL_INTS = ("max_steps", "eval_every", "num_threads", "flowsim_max_new_tokens", "loss_pairs")
 _OPTIONAL_STRS = ("context_column",)
 
 

@@ -299,8 +299,8 @@ def generate_for_run(
                 rows = _check_rows(data[name][split], split, None)
                 keep = test_limit if test_limit is not None and (name, split) == (meta.train_corpus, "test") else limit
                 rows = rows[:keep] if keep is not None else rows
-                budget = max_new_tokens or min(max_new_tokens_cap,
-                                               default_max_new_tokens(tokenizer, [r["flow"] for r in rows]))
+                budget = max_new_tokens or default_max_new_tokens(tokenizer, [r["flow"] for r in rows],
+                                                                  cap=max_new_tokens_cap)
                 summary["splits"][f"{name}/{split}"] = _generate_into(
                     writer, model, tokenizer, rows, split=split, batch_size=batch_size, max_new_tokens=budget,
                     context_column=None, examples=examples, system_prompt=SYSTEM_PROMPT, constraint=constraint,

@@ -115,6 +115,7 @@ class TrainConfig:
     select_metric: str = "loss"  # what select_best compares: "loss" (lowest) or "flowsim" (highest greedy FlowSim)
     flowsim_requests: int = 16  # validation requests greedy-decoded at each evaluation (the FlowSim curve); 0: loss only
     flowsim_max_new_tokens: int | None = None  # their answer budget (pass the test-time cap); None: from the references
+    loss_pairs: int | None = None  # validation pairs the loss is computed on (the first N); None: all of them
     context_column: str | None = None  # a column with extra prompt context (retrieved entries)
     system_prompt: str = SYSTEM_PROMPT
     num_threads: int | None = None  # torch CPU threads; None = all CPUs this process may use
@@ -143,6 +144,8 @@ class TrainConfig:
             problems.append(f"select_metric must be 'loss' or 'flowsim', got {self.select_metric!r}")
         if self.flowsim_max_new_tokens is not None and self.flowsim_max_new_tokens < 1:
             problems.append(f"flowsim_max_new_tokens must be >= 1 or None, got {self.flowsim_max_new_tokens!r}")
+        if self.loss_pairs is not None and self.loss_pairs < 1:
+            problems.append(f"loss_pairs must be >= 1 or None, got {self.loss_pairs!r}")
         if self.flowsim_requests < 0:
             problems.append(f"flowsim_requests must be >= 0, got {self.flowsim_requests!r}")
         if self.select_metric == "flowsim" and self.flowsim_requests == 0:
@@ -615,7 +618,8 @@ def train_lora(
     ``model``/``tokenizer`` may be passed to reuse an already loaded base model; LoRA layers are
     injected into it in place (pass a copy if the base model is needed afterwards).
     ``eval_rows`` (the training corpus's *validation* split, never test) gives validation losses every
-    ``config.eval_every`` steps and, for its first ``config.flowsim_requests`` rows, the greedy FlowSim
+    ``config.eval_every`` steps (on its first ``config.loss_pairs`` rows) and, for its first
+    ``config.flowsim_requests`` rows, the greedy FlowSim
     (:class:`wfutils.slm.validation.ValidationFlowSim`); with ``config.select_best`` the adapter of the
     best evaluation by ``config.select_metric`` is kept. The record's ``validation_curve`` holds both.
     ``time_budget_s`` caps the training time; ``callbacks`` are extra ``TrainerCallback`` objects;
@@ -642,9 +646,9 @@ def train_lora(
     curve_callbacks: list[Any] = []
     if eval_rows is not None and config.eval_every:
         eval_rows = _rows(eval_rows)
-        eval_examples, _ = encode_dataset(tokenizer, eval_rows, max_length=config.max_length, truncation="drop",
-                                          context_column=config.context_column, system_prompt=config.system_prompt,
-                                          split="validation")
+        eval_examples, _ = encode_dataset(tokenizer, eval_rows[:config.loss_pairs], max_length=config.max_length,
+                                          truncation="drop", context_column=config.context_column,
+                                          system_prompt=config.system_prompt, split="validation")
         if config.flowsim_requests and eval_rows:
             scored = eval_rows[:config.flowsim_requests]
             budget = default_max_new_tokens(tokenizer, [r["flow"] for r in scored],
