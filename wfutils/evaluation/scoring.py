@@ -317,7 +317,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None 
     that system on that subset), ``intersect`` (keep every system but restrict each subset to
     the ids that every system that ran it predicted), or ``keep`` (score every prediction: each
     system on all it answered, so systems of one subset may have different ids: for per-system
-    means, never for comparisons). Exclusions are listed in ``notes`` and ``coverage``. ``workers``: processes for scoring (see :func:`score_jobs`).
+    means, never for comparisons). Exclusions are listed in ``notes`` and ``coverage``.
+    ``workers``: processes for scoring (see :func:`score_jobs`).
     """
     if on_incomplete not in ON_INCOMPLETE:
         raise ValueError(f"on_incomplete must be one of {ON_INCOMPLETE}, got {on_incomplete!r}")
