@@ -13,11 +13,11 @@ MODELS_paper :=
 MODELS_large := qwen2.5-coder-0.5b qwen2.5-coder-1.5b
 MODELS ?= $(if $(filter smoke paper large,$(PROFILE)),$(MODELS_$(PROFILE)),qwen2.5-coder-0.5b)
 
-.PHONY: help env models study smoke book check-book test test-integration test-all bench lab clean
+.PHONY: help env models study smoke book book-reference reference check-book test test-integration test-all bench lab clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 20
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1\t\2/' | awk -F'\t' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,8 @@ models: env  ## fetch and verify the GGUF weights of the prompted arm (MODELS="q
 
 # The book's "Adapt it to your domain" chapter renders the n8n worked example (results/n8n) beside
 # the default run; `make study` runs it after the default profile (EXAMPLE= to skip it).
-EXAMPLE ?= $(if $(filter default,$(PROFILE)),n8n,)
+ADAPT_EXAMPLE := n8n
+EXAMPLE ?= $(if $(filter default,$(PROFILE)),$(ADAPT_EXAMPLE),)
 
 study: env models  ## run the whole study (PROFILE=default, then the n8n worked example) and build the book
 	$(PY) -m wfutils.pipeline --profile $(PROFILE) --run $(RUN)
@@ -47,6 +48,27 @@ study: env models  ## run the whole study (PROFILE=default, then the n8n worked 
 
 book: env  ## render results/RUN (default: the profile name) as the book in _build/html
 	$(PY) -m wfutils.book --run results/$(RUN)
+
+# The committed reference run (results/reference): what the book and a reader need of a default-profile run
+# and its n8n worked example, computed on a clean checkout of HEAD (wfutils.study.reference).
+REFERENCE := results/reference
+
+book-reference: env  ## render the committed reference run as the book (no model loaded; about a minute)
+	$(PY) -m wfutils.book --reference $(REFERENCE)
+
+reference: env  ## maintainers: refresh results/reference (make study on a clean checkout of HEAD, ~2 h)
+	@git diff --quiet HEAD -- || echo "note: uncommitted changes are not in the reference; it is computed from HEAD $$(git rev-parse --short HEAD)"
+	@set -e; work=$$(mktemp -d); checkout=$$work/wfbook; \
+	shared=$$($(PY) -c 'from wfutils.data.corpora import shared_data_root; print(shared_data_root().resolve())'); \
+	git clone --quiet --no-checkout "$(CURDIR)" "$$checkout"; \
+	git -C "$$checkout" checkout --quiet --detach "$$(git rev-parse HEAD)"; \
+	start=$$(date +%s); \
+	WFBOOK_SHARED_DATA="$$shared" $(MAKE) -C "$$checkout" study PROFILE=default EXAMPLE=$(ADAPT_EXAMPLE) \
+	  || { echo "the study failed; its checkout is kept in $$checkout"; exit 1; }; \
+	$(PY) -m wfutils.study.reference copy "$$checkout/results/default" --adapt-run "$$checkout/results/$(ADAPT_EXAMPLE)" \
+	  --to $(REFERENCE) --study-seconds $$(( $$(date +%s) - start )); \
+	rm -rf "$$work"
+	$(PY) -m wfutils.study.reference check $(REFERENCE)
 
 check-book:  ## open the built book in headless Chromium: figures load, glued numbers present
 	$(PY) -m wfutils.study.bookcheck --html _build/html --screenshot results/$(RUN)/book-evaluation.png

@@ -14,7 +14,7 @@ the ids, so both see exactly the same prompt):
   more than ``transformers serve`` does by default (it serialises requests);
 * llama.cpp only: the same few-shot prompt after another one that shares its prefix, with
   prompt caching on: the prefill time ``cache_prompt=True`` would save (it is off by default
-  for repeatability, see wfutils/llm/llamacpp.py).
+  for repeatability, see wfutils/engines/llamacpp.py).
 
 transformers runs in this process with ``torch.set_num_threads(--threads)``; llama.cpp in
 its server process with ``threads=--threads`` (``--engine-threads 2`` adds a short llama.cpp
@@ -187,7 +187,7 @@ def tf_aggregate(model: Any, batch: list[list[int]], tokens: int) -> float:
 def bench_model(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, float]:
     import torch
 
-    from wfutils.llm.llamacpp import llamacpp_server, resolve_gguf
+    from wfutils.engines.llamacpp import llamacpp_server, resolve_gguf
 
     torch.set_num_threads(args.threads)
     gguf, short_name, sha, _ = resolve_gguf(name)

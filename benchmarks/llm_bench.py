@@ -27,7 +27,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from wfutils.llm.client import LLMClient
+from wfutils.llm.client import LLMClient, connect
 
 
 class _FixedLatencyServer:
@@ -129,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"remote-like endpoint: {args.delay:.2f} s per request; ideal speedup = workers")
     _print(rows)
     if not args.skip_local:
-        from wfutils.llm.server import local_server
+        from wfutils.engines.transformers_serve import local_server
 
         with local_server(args.local_model) as server:
             print(f"\nlocal transformers serve ({server.name}), server start {server.startup_s:.1f} s")
-            local_rows = _measure(lambda cache: server.client(cache_dir=cache), args.local_requests, args.workers,
+            local_rows = _measure(lambda cache: connect(server, cache_dir=cache), args.local_requests, args.workers,
                                   args.max_tokens, "local")
         _print(local_rows)
         rows += local_rows

@@ -10,7 +10,7 @@
    step by step in ABBA order so that a change in the machine's load hits both alike (first step
    excluded as warm-up); wall and CPU seconds are both reported. Rule: the override stays only if
    it is >= 1.2x the tokens/s of the plain trainer.
-2. Generation: batched ``model.generate`` (left padding; :func:`wfutils.slm.generation.generate_batch`)
+2. Generation: batched ``model.generate`` (left padding; :func:`wfutils.engines.inprocess.generate_batch`)
    against a hand-written greedy loop that drops finished rows from the batch and its KV cache
    (:func:`own_loop`, the former ``generate_batch``), back to back on each batch of the same
    prompts. Rule: the own loop stays only if >= 1.3x the tokens/s of ``model.generate``.
@@ -138,7 +138,7 @@ def own_loop(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_toke
     import torch
 
     from wfutils.slm.formatting import end_of_turn_id, stop_token_ids
-    from wfutils.slm.generation import Generated
+    from wfutils.engines.inprocess import Generated
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
     width = max(len(p) for p in prompts)
@@ -182,7 +182,12 @@ def _batches(prompts: list[list[int]], batch_size: int) -> list[list[int]]:
 
 def bench_generation(model, tok, rows, *, n: int, batch_size: int, max_new_tokens: int) -> dict:
     from wfutils.slm.formatting import prompt_token_ids
-    from wfutils.slm.generation import generate_batch
+    from wfutils.slm.generation import slm_engine
+
+    engine = slm_engine(model, tok)
+
+    def generate_batch(model, tok, batch, *, max_new_tokens):
+        return engine.generate(batch, max_new_tokens=max_new_tokens)
 
     prompts = [prompt_token_ids(tok, r["request"]) for r in rows[:n]]
     totals = {"generate": [0, 0.0, 0.0], "own_loop": [0, 0.0, 0.0]}  # tokens, wall s, CPU s
@@ -274,7 +279,7 @@ def bench_constrained(model, tok, rows, *, n: int, batch_size: int, max_new_toke
     from wfutils.flows.parsing import parse_flow
     from wfutils.flows.schema import validate_flow
     from wfutils.slm.formatting import prompt_token_ids
-    from wfutils.slm.generation import decoding_schema, generate_batch, schema_constraint
+    from wfutils.slm.generation import decoding_schema, schema_constraint, slm_engine
 
     schema = decoding_schema()
     t0 = time.perf_counter()
@@ -296,8 +301,8 @@ def bench_constrained(model, tok, rows, *, n: int, batch_size: int, max_new_toke
         batch = [prompts[i] for i in idx]
         for name, factory in engines.items():
             t0, c0 = time.perf_counter(), time.process_time()
-            outputs[name] += generate_batch(model, tok, batch, max_new_tokens=max_new_tokens,
-                                            logits_processor=factory([len(p) for p in batch]))
+            outputs[name] += slm_engine(model, tok).generate(batch, max_new_tokens=max_new_tokens,
+                                                             logits_processor=factory([len(p) for p in batch]))
             seconds[name] += time.perf_counter() - t0
             cpu[name] += time.process_time() - c0
     order = [i for idx in _batches(prompts, batch_size) for i in idx]

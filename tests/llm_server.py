@@ -2,7 +2,7 @@
 proxy in front of it that can fail requests or reject ``response_format``.
 
 The server (``transformers serve`` on SmolLM2-135M) starts on first use and stops when the
-test process exits (``wfutils.llm.server`` stops it from an atexit hook; the ExitStack here closes
+test process exits (``wfutils.engines.processes`` stops it from an atexit hook; the ExitStack here closes
 the context manager first).
 """
 
@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from wfutils.llm.server import LocalServer, local_server
+from wfutils.engines.transformers_serve import LocalServer, local_server
 
 MODEL = "smollm2-135m"
 

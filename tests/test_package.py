@@ -15,10 +15,11 @@ import wfutils
 PACKAGE = Path(wfutils.__file__).parent
 #: Lower layers never import higher ones; modules of one layer may import each other (without cycles).
 LAYERS = [
-    {"wfutils.storage", "wfutils.provenance"},
+    {"wfutils.storage", "wfutils.provenance", "wfutils.config"},
     {"wfutils.flows"},
     {"wfutils.data"},
     {"wfutils.models", "wfutils.weights"},
+    {"wfutils.engines"},  # serve both arms: below them, above the models they run
     {"wfutils.slm", "wfutils.llm"},
     {"wfutils.evaluation"},
     {"wfutils.study", "wfutils.pipeline", "wfutils.book"},
@@ -70,6 +71,24 @@ def test_the_slm_and_llm_arms_do_not_import_each_other() -> None:
     crossing = [f"{m} -> {t}" for m, targets in _graph().items() for t in targets
                 if {m.split(".")[1], t.split(".")[1]} == {"slm", "llm"}]
     assert crossing == []
+
+
+def test_every_engine_module_registers_an_engine_under_its_name_and_unknown_names_are_listed() -> None:
+    import pkgutil
+
+    import wfutils.engines as engines
+    from wfutils.engines.base import Engine, InProcessEngine, ServerEngine
+
+    helpers = {"base", "processes"}
+    modules = {m.name for m in pkgutil.iter_modules(engines.__path__)} - helpers
+    registered = {cls.__module__.rsplit(".", 1)[1]: name for name, cls in engines.ENGINES.items()}
+    assert set(registered) == modules  # one module, one engine: adding an engine is one new file
+    assert engines.engine_names() == ["llamacpp", "openai-compatible", "transformers", "transformers-inprocess"]
+    for name, cls in engines.ENGINES.items():
+        assert issubclass(cls, (ServerEngine, InProcessEngine)) and issubclass(cls, Engine) and cls.name == name
+    with pytest.raises(engines.UnknownEngineError, match=r"unknown engine 'vllm'; known engines: llamacpp, "
+                                                         r"openai-compatible, transformers, transformers-inprocess"):
+        engines.get_engine("vllm")
 
 
 def test_no_import_cycle() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from wfutils.study.pipeline import PipelineError, load_profiles, parse_overrides, plan, run
+from wfutils.study.pipeline import PipelineError, check_resources, load_profiles, parse_overrides, plan, run
 
 
 def _notebook(path: Path, parameters: str, body: str) -> None:
@@ -205,6 +205,7 @@ def test_interrupt_stops_the_kernel_marks_the_manifest_and_says_how_to_resume(tm
     assert f"interrupted ({signal_name}) during 01_sleep" in stderr and "Resume with: python -m wfutils.pipeline" in stderr
     manifest = json.loads((results / "r" / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["notebooks"][-1]["status"] == "interrupted"
+    assert json.loads((results / "r" / "pipeline.lock.json").read_text())["status"] == "interrupted"  # ended cleanly
     for _ in range(50):  # the kernel is shut down, not orphaned
         try:
             os.kill(kernel_pid, 0)
@@ -216,27 +217,68 @@ def test_interrupt_stops_the_kernel_marks_the_manifest_and_says_how_to_resume(tm
         pytest.fail("the notebook's kernel outlived the interrupted pipeline")
 
 
-def test_parameter_values_are_checked_against_the_parameters_cell_before_any_work(tmp_path: Path) -> None:
-    folder = tmp_path / "nbs"
-    folder.mkdir()
-    _notebook(folder / "01_typed.ipynb",
-              'run_dir = "results/dev"\nseed = 0\nrate = 0.5\nflag = False\nnames = ["a"]\n'
-              'max_steps = None  # int: overrides epochs\nmode = "intersect"  # "error", "exclude" or "intersect"',
-              "raise SystemExit('must not run')")
-    profiles = {"tiny": {}}
-    ok = plan("tiny", tmp_path / "r", {"seed": 3, "rate": 1, "max_steps": 10, "mode": "error"}, folder, profiles=profiles)
-    assert ok[0].parameters["rate"] == 1
-    bad = {"seed": "abc", "rate": "fast", "flag": 1, "names": "a", "max_steps": "abc", "mode": "everything"}
+def test_parameter_values_are_checked_against_their_declarations_before_any_work(tmp_path: Path) -> None:
+    bad = ["seed=abc", "04_evaluation.n_bootstrap=abc", "04_evaluation.on_incomplete=everything",
+           "05_error_analysis.systems=a", "01_data_exploration.split_sizes=[0.1]", "03_llm_prompting.k=2.5",
+           "02_slm_finetuning.bf16=1"]
     with pytest.raises(PipelineError) as error:
-        run("tiny", "r", bad, results_dir=tmp_path / "results", notebooks_dir=folder, progress=False, profiles=profiles)
+        run("smoke", "r", parse_overrides(bad), results_dir=tmp_path / "results", progress=False)
     message = str(error.value)
-    assert "notebook 01_typed: parameter seed must be int, got 'abc' (str)" in message
-    assert "parameter rate must be int or float, got 'fast'" in message
-    assert "parameter flag must be bool, got 1 (int)" in message
-    assert "parameter names must be list, got 'a'" in message
-    assert "parameter max_steps must be int or None, got 'abc'" in message
-    assert "parameter mode must be one of 'error', 'exclude', 'intersect', got 'everything'" in message
+    assert message.startswith("bad parameter value(s), nothing was run:\n")
+    assert "notebook 01_data_exploration: parameter seed must be int, got 'abc' (str)" in message
+    assert "notebook 05_error_analysis: parameter seed must be int, got 'abc' (str)" in message
+    assert "notebook 04_evaluation: parameter n_bootstrap must be int, got 'abc' (str)" in message
+    assert ("notebook 04_evaluation: parameter on_incomplete must be one of 'error', 'exclude', 'intersect', "
+            "'keep', got 'everything' (str)") in message
+    assert "notebook 05_error_analysis: parameter systems must be a list of str or None, got 'a' (str)" in message
+    assert "parameter split_sizes must be a mapping of float or None, got [0.1] (list)" in message
+    assert "notebook 03_llm_prompting: parameter k must be int, got 2.5 (float)" in message
+    assert "notebook 02_slm_finetuning: parameter bf16 must be bool, got 1 (int)" in message
     assert not (tmp_path / "results").exists()  # nothing written
+    ok = plan("smoke", tmp_path / "r", parse_overrides(["04_evaluation.n_bootstrap=50", "04_evaluation.on_incomplete=keep"]))
+    assert next(s for s in ok if s.name == "04_evaluation").parameters["n_bootstrap"] == 50
+    with pytest.raises(PipelineError, match="notebook 04_evaluation: EvaluationConfig: n_bootstrap must be >= 1, got 0"):
+        plan("smoke", tmp_path / "r", parse_overrides(["04_evaluation.n_bootstrap=0"]))  # the config's own checks too
+    with pytest.raises(PipelineError) as error:  # an unknown engine: named with the engines there are, before any work
+        plan("smoke", tmp_path / "r", parse_overrides(["03_llm_prompting.local_engine=vllm"]))
+    assert "notebook 03_llm_prompting: PromptConfig: local_engine 'vllm'" in str(error.value)
+    assert "'llamacpp', 'transformers'" in str(error.value)
+
+
+BAD_VALUES = {"01_data_exploration": ("n_train", "many", "parameter n_train must be int, got 'many' (str)"),
+              "02_slm_finetuning": ("max_steps", "abc", "parameter max_steps must be int or None, got 'abc' (str)"),
+              "03_llm_prompting": ("k", "abc", "parameter k must be int, got 'abc' (str)"),
+              "04_evaluation": ("n_bootstrap", "abc", "parameter n_bootstrap must be int, got 'abc' (str)"),
+              "05_error_analysis": ("n_worst", "abc", "parameter n_worst must be int, got 'abc' (str)")}
+
+
+@pytest.mark.parametrize("notebook", sorted(BAD_VALUES))
+def test_a_notebook_run_directly_with_papermill_stops_at_its_check_cell_with_the_pipelines_message(
+        notebook: str, tmp_path: Path) -> None:
+    """``papermill notebooks/04_evaluation.ipynb out.ipynb -p run_dir ... -p n_bootstrap abc``: refused right after the
+    parameters, not deep in a later cell; the message is the one the pipeline gives for the same value."""
+    import papermill
+
+    from wfutils.study.pipeline import NOTEBOOKS_DIR, REPO_ROOT
+
+    name, value, expected = BAD_VALUES[notebook]
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(str(NOTEBOOKS_DIR / f"{notebook}.ipynb"), str(out), kernel_name="python3",
+                                   parameters={"run_dir": str(tmp_path / "run"), name: value}, cwd=str(REPO_ROOT),
+                                   progress_bar=False)
+    assert error.value.ename == "ParameterError" and f"notebook {notebook}: {expected}" in error.value.evalue
+    with pytest.raises(PipelineError) as refused:
+        plan("smoke", tmp_path / "run", {f"{notebook}.{name}": value})
+    assert error.value.evalue == str(refused.value)  # the same message, word for word
+    code = [cell for cell in nbformat.read(str(out), as_version=4).cells if cell.cell_type == "code"]
+    failed = [i for i, cell in enumerate(code) if any(o.get("output_type") == "error" for o in cell.outputs)]
+    assert len(failed) == 1, "exactly one cell fails"
+    tags = [cell.metadata.get("tags", []) for cell in code]
+    assert "parameters" in tags[failed[0] - 2] and "injected-parameters" in tags[failed[0] - 1]
+    assert "check_parameters(" in code[failed[0]].source
+    assert all(cell.execution_count is None for cell in code[failed[0] + 1:])  # nothing after it ran
+    assert not (tmp_path / "run").exists()
 
 
 def test_shipped_notebooks_reject_a_bad_seed(tmp_path: Path) -> None:
@@ -340,3 +382,141 @@ def test_a_bad_train_corpus_is_refused_before_any_notebook_runs(tmp_path: Path) 
     with pytest.raises(PipelineError, match="names no corpus"):
         run("smoke", "bad", parse_overrides(["train_corpus=pairs"]), results_dir=tmp_path / "results", progress=False)
     assert not (tmp_path / "results" / "bad" / "notebooks").exists()
+
+
+def test_resources_of_every_notebook_are_checked_before_the_first_one_runs(tmp_path: Path, monkeypatch) -> None:
+    """The paper profile without a key, a model not in the cache and bf16 without a GPU: all named, nothing run."""
+    import torch
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    overrides = parse_overrides(["02_slm_finetuning.base_model=wfbook-tests/no-such-model"])
+    with pytest.raises(PipelineError) as error:
+        run("paper", "paper", overrides, results_dir=tmp_path / "results", progress=False)
+    message = str(error.value)
+    assert message.startswith("missing resources, nothing was run:\n")
+    assert ("notebook 03_llm_prompting: parameter base_url: the remote endpoint https://api.openai.com/v1 needs an API "
+            "key and $OPENAI_API_KEY is not set") in message
+    assert ("notebook 02_slm_finetuning: parameter base_model: model id 'wfbook-tests/no-such-model' is not in the "
+            "local Hugging Face cache") in message and "known names: smollm2-135m" in message
+    assert ("notebook 02_slm_finetuning: parameter bf16: bf16=true needs a CUDA GPU" in message) != torch.cuda.is_available()
+    assert not (tmp_path / "results").exists()  # notebook 01 never ran
+
+    with pytest.raises(PipelineError) as error:  # --only 03: the missing key before the arm starts
+        run("paper", "paper", results_dir=tmp_path / "results", progress=False, only=["03"])
+    assert "needs an API key" in str(error.value) and "02_slm_finetuning" not in str(error.value)
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    steps = plan("paper", tmp_path / "r", only=["03"])
+    check_resources(steps)  # a key is there: nothing else to check for a remote endpoint
+    monkeypatch.delenv("OPENAI_API_KEY")
+    check_resources(plan("paper", tmp_path / "r", parse_overrides(["03_llm_prompting.base_url=http://127.0.0.1:9/v1"]),
+                         only=["03"]))  # a server on this machine needs no key
+    with pytest.raises(PipelineError, match=r"parameter models: the endpoint http://127.0.0.1:9/v1 needs model ids"):
+        check_resources(plan("smoke", tmp_path / "r", parse_overrides(["03_llm_prompting.base_url=http://127.0.0.1:9/v1"]),
+                             only=["03"]))
+
+
+def test_unknown_base_model_and_unfetched_weights_are_named_with_the_fix(tmp_path: Path, monkeypatch) -> None:
+    from wfutils.engines.llamacpp import xllamacpp_version
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(PipelineError) as error:
+        check_resources(plan("smoke", tmp_path / "r", parse_overrides(["02_slm_finetuning.base_model=gpt-17-tiny"])))
+    assert "notebook 02_slm_finetuning: parameter base_model: unknown model 'gpt-17-tiny'" in str(error.value)
+    assert "known names: smollm2-135m" in str(error.value)
+    check_resources(plan("smoke", tmp_path / "r"))  # the smoke profile needs only what the environment ships
+
+    monkeypatch.setenv("WFBOOK_CACHE", str(tmp_path / "empty-cache"))  # registry weights not fetched here
+    with pytest.raises(PipelineError) as error:
+        check_resources(plan("default", tmp_path / "r", only=["03"]))
+    expected = ("weights qwen2.5-coder-0.5b are not fetched" if xllamacpp_version() is not None
+                else "needs the xllamacpp wheel")
+    assert "notebook 03_llm_prompting: parameter local_model: " in str(error.value)
+    assert expected in str(error.value) and "make models" in str(error.value)
+
+
+def test_a_prompted_arm_in_which_no_system_could_run_stops_with_the_reason(tmp_path: Path, monkeypatch) -> None:
+    """The paper's endpoint without a key: the arm reports each model's missing key; then the run stops there
+    with those reasons instead of failing later on an empty table."""
+    from wfutils.data.store import build_all
+    from wfutils.llm.arm import run_arm
+    from wfutils.llm.config import PromptConfig
+    from wfutils.study.preflight import NoPromptedSystemError, require_prompted_systems
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    run_dir = tmp_path / "run"
+    build_all(run_dir, n_train=20, n_test=2, n_ood=1, corpora=())
+    config = PromptConfig(base_url="https://api.openai.com/v1", models=["gpt-4o", "gpt-4o-mini"],
+                          strategies=["zero_shot"], eval_splits=["synthetic/test"], max_examples=1)
+    summary = run_arm(run_dir, config, progress=False)
+    assert summary["systems"] == {}
+    with pytest.raises(NoPromptedSystemError) as error:
+        require_prompted_systems(summary)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "no prompted system could run, so there is nothing to evaluate:"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["gpt-4o", "gpt-4o-mini"]
+    assert all("OPENAI_API_KEY" in line for line in lines[1:])
+
+
+_HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from wfutils.study.runlock import lock_run_folder
+with lock_run_folder(Path(sys.argv[1]), "python -m wfutils.pipeline --profile tiny --run r") as held:
+    held.update(notebook="02_read")
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_one_pipeline_per_run_folder_and_a_killed_one_is_recognised(notebooks: Path, tmp_path: Path, capsys) -> None:
+    """A second pipeline on a folder in use stops naming the holder; after the holder is killed with SIGKILL
+    the next run takes over and says how the previous one ended."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    results = tmp_path / "results"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(results / "r")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(PipelineError) as error:
+            run("tiny", "r", results_dir=results, notebooks_dir=notebooks, progress=False, profiles=PROFILES)
+        message = str(error.value)
+        assert f"is in use by another pipeline (pid {holder.pid} on {socket.gethostname()}, started " in message
+        assert "command: python -m wfutils.pipeline --profile tiny --run r" in message
+        assert not (results / "r" / "manifest.json").exists() and not (results / "r" / "numbers.txt").exists()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+
+    manifest = run("tiny", "r", results_dir=results, notebooks_dir=notebooks, progress=False, profiles=PROFILES,
+                   command="pytest second run")
+    assert manifest["status"] == "ok" and (results / "r" / "total.txt").read_text() == "6"
+    note = capsys.readouterr().err
+    assert "the previous pipeline on this folder did not finish cleanly" in note
+    assert f"pid {holder.pid} on {socket.gethostname()}" in note and "while running notebook 02_read" in note
+    assert "that process no longer exists" in note
+    assert manifest["previous_run"] in note
+    record = json.loads((results / "r" / "pipeline.lock.json").read_text())
+    assert record["status"] == "ok" and record["pid"] == os.getpid() and record["command"] == "pytest second run"
+
+    again = run("tiny", "r", results_dir=results, notebooks_dir=notebooks, progress=False, profiles=PROFILES)
+    assert "previous_run" not in again and "did not finish cleanly" not in capsys.readouterr().err
+
+
+def test_a_lock_record_from_another_host_is_reported_as_such(notebooks: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "results" / "r"
+    run_dir.mkdir(parents=True)
+    (run_dir / "pipeline.lock.json").write_text(json.dumps(
+        {"pid": 4242, "host": "gpu-node-7", "started": "2026-01-01T00:00:00+00:00", "command": "python -m wfutils.pipeline",
+         "status": "running", "notebook": None}))
+    manifest = run("tiny", "r", results_dir=tmp_path / "results", notebooks_dir=notebooks, progress=False,
+                   profiles=PROFILES)
+    assert "pid 4242 on gpu-node-7" in manifest["previous_run"]
+    assert "before its first notebook" in manifest["previous_run"]
+    assert "another host (gpu-node-7), whose processes cannot be checked from here" in capsys.readouterr().err

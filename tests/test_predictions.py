@@ -7,17 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from wfutils.data.predictions import (PREDICTION_FIELDS, DataWarning, Prediction, PredictionWriter, SystemMeta,
-                                      end_jsonl_cleanly, meta_path, predictions_path, read_predictions, read_sidecar,
-                                      read_system_meta)
+from wfutils.data.predictions import (ARMS, FINE_TUNED, PREDICTION_FIELDS, PROMPTED, DataWarning, EngineInfo, Prediction,
+                                      PredictionWriter, SystemMeta, end_jsonl_cleanly, meta_path, predictions_path,
+                                      read_predictions, read_sidecar, read_system_meta, slug, system_name)
 from wfutils.provenance import code_digest
 
 META = SystemMeta(system="toy", arm="prompted", base_model="smollm2-135m", n_params=134_515_008, strategy="few_shot",
-                  k=3, retrieval="bm25", engine="test", decoding="greedy")
+                  k=3, retrieval="bm25", decoding="greedy",
+                  engine=EngineInfo(name="llama.cpp", version="1", local=True, quantisation="Q4_K_M",
+                                    threads=2, prompt_cache=True, settings={"parallel": 1}))
 
 
-def record(i: int, output: str = '{"trigger": {"type": "daily"}, "components": []}') -> Prediction:
-    return Prediction.from_output(id=f"ex-{i}", split="test", system="toy", request=f"request {i}",
+def record(i: int, output: str = '{"trigger": {"type": "daily"}, "components": []}', system: str = "toy") -> Prediction:
+    return Prediction.from_output(id=f"ex-{i}", split="test", system=system, request=f"request {i}",
                                   reference='{"trigger":{"type":"daily"},"components":[]}', output=output,
                                   latency_s=0.5, prompt_tokens=10, completion_tokens=20)
 
@@ -192,3 +194,33 @@ def test_missing_or_bad_sidecar_is_a_clear_error(tmp_path: Path) -> None:
         read_system_meta(path)
     with pytest.raises(ValueError, match="n_params"):
         SystemMeta(system="x", arm="fine-tuned", base_model="m", n_params="135M")  # type: ignore[arg-type]
+
+
+def test_engine_and_unknown_size_round_trip_through_the_sidecar(tmp_path: Path) -> None:
+    remote = SystemMeta(system="gpt-4o-few-shot", arm=PROMPTED, base_model="gpt-4o", n_params=None, strategy="few_shot",
+                        k=3, engine=EngineInfo(name="openai-compatible", local=False, endpoint="https://api.openai.com/v1"))
+    path = predictions_path(tmp_path, remote.system)
+    with PredictionWriter(path, remote) as writer:
+        writer.write(record(1, system=remote.system))
+    sidecar = read_sidecar(path)
+    assert sidecar["n_params"] is None and sidecar["engine"]["endpoint"] == "https://api.openai.com/v1"
+    assert sidecar["engine"]["quantisation"] is None and sidecar["engine"]["threads"] is None
+    assert read_system_meta(path) == remote and SystemMeta.from_dict(META.to_dict()) == META
+    assert META.engine.label == "llama.cpp 1; threads=2, quantisation=Q4_K_M, prompt_cache=on, parallel=1"
+    with pytest.raises(ValueError, match=r"engine: unknown field\(s\) cores"):
+        SystemMeta.from_dict({**META.to_dict(), "engine": {"name": "x", "cores": 2}})
+    with pytest.raises(ValueError, match="n_params -1 is not a non-negative int or None"):
+        SystemMeta(system="x", arm=FINE_TUNED, base_model="m", n_params=-1)
+
+
+def test_one_system_name_for_both_arms() -> None:
+    assert ARMS == (FINE_TUNED, PROMPTED) == ("fine-tuned", "prompted")
+    assert system_name(FINE_TUNED, "smollm2-135m", "lora") == "slm-smollm2-135m-lora"
+    assert system_name(FINE_TUNED, "mistralai/Mistral-Nemo-Base-2407", "lora-constrained") == \
+        "slm-mistral-nemo-base-2407-lora-constrained"
+    assert system_name(PROMPTED, "gpt-4o", "rag_few_shot") == "gpt-4o-rag-few-shot"
+    assert system_name(PROMPTED, "/root/.cache/models/SmolLM2-135M", "zero_shot") == "smollm2-135m-zero-shot"
+    assert system_name(PROMPTED, "gemini-2.0-flash", "decomposed", "oracle") == "gemini-2.0-flash-decomposed-oracle"
+    assert slug("Qwen/Qwen2.5-Coder_0.5B  Q4") == "qwen2.5-coder-0.5b-q4"
+    with pytest.raises(ValueError, match="arm 'finetuned' is not one of"):
+        system_name("finetuned", "m", "lora")

@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.llm_server import MODEL, shared_server
-from wfutils.data.predictions import SystemMeta, predictions_path, read_predictions, read_sidecar, read_system_meta
+from wfutils.data.predictions import (FINE_TUNED, PROMPTED, EngineInfo, SystemMeta, predictions_path, read_predictions,
+                                      read_sidecar, read_system_meta, system_name)
+
 from wfutils.data.synthetic import build_synthetic
 from wfutils.flows.schema import FLOW_LOGIC_DEFINITIONS, TRIGGER_TYPES, validate_flow
 from wfutils.llm.assembly import assemble_flow
@@ -24,10 +26,14 @@ from wfutils.llm.strategies import (
     fixed_examples,
     get_strategy,
     register_strategy,
-    system_name,
     template_text,
 )
-from wfutils.llm.systems import decoding_label, local_model_facts, prompted_meta
+from wfutils.llm.client import connect
+from wfutils.llm.config import Decoding
+from wfutils.llm.systems import decoding_label, prompted_meta
+from wfutils.models import local_model_facts
+
+REMOTE = EngineInfo(name="openai-compatible", local=False, endpoint="https://api.openai.com/v1")
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +81,6 @@ def test_fixed_examples_are_deterministic_and_diverse(data):
     rows = {r["id"]: r for r in data["train"]}
     covered = set().union(*(rows[e.id]["features"] for e in a))
     assert len(covered) > max(len(rows[e.id]["features"]) for e in a)
-
-
-def test_system_names():
-    assert system_name("gpt-4o", "rag_few_shot") == "gpt-4o-rag-few-shot"
-    assert system_name("/root/.cache/models/SmolLM2-135M", "zero_shot") == "smollm2-135m-zero-shot"
-    assert system_name("gemini-2.0-flash", "decomposed", "oracle") == "gemini-2.0-flash-decomposed-oracle"
 
 
 def test_assemble_flow_repairs_and_reports():
@@ -137,10 +137,11 @@ def server():
 
 
 def test_decomposed_strategy_gives_a_schema_valid_flow(server, retriever, data, tmp_path):
-    client = server.client(cache_dir=tmp_path / "cache")
+    client = connect(server, cache_dir=tmp_path / "cache")
     row = data["test"][1]
     got = retriever.retrieve(row["request"], k=1)  # one retrieved outline, no catalogue: a short prompt
-    gen = generate(client, "decomposed", row["request"], examples=got.examples, max_tokens=40, step_max_tokens=6)
+    gen = generate(client, "decomposed", row["request"], examples=got.examples,
+                   decoding=Decoding(max_tokens=40, step_max_tokens=6))
     assert gen.error is None and gen.calls >= 2  # outline + trigger (+ steps)
     assert gen.calls == 2 + len(json.loads(gen.output)["components"])
     assert validate_flow(json.loads(gen.output)) == []
@@ -148,8 +149,8 @@ def test_decomposed_strategy_gives_a_schema_valid_flow(server, retriever, data, 
 
 
 def _meta(strategy: str = "zero_shot", retrieval: str = "none", k: int = 0, system: str | None = None) -> SystemMeta:
-    return prompted_meta(system or system_name(MODEL, strategy, retrieval), strategy, base_model=MODEL,
-                         n_params=134515008, k=k, retrieval=retrieval, engine="transformers serve (test)",
+    return prompted_meta(system or system_name(PROMPTED, MODEL, strategy, retrieval), strategy, base_model=MODEL,
+                         n_params=134515008, k=k, retrieval=retrieval, engine=EngineInfo(name="transformers serve"),
                          decoding="greedy")
 
 
@@ -160,12 +161,14 @@ def test_prompted_meta_per_strategy():
         ("decomposed", "bm25"): (3, "bm25"), ("decomposed", "oracle"): (3, "oracle"),
     }
     for (strategy, mode), (k, retrieval) in expected.items():
-        meta = prompted_meta(f"s-{strategy}-{mode}", strategy, base_model="gpt-4o", n_params=0, k=3, retrieval=mode,
-                             engine="openai-compatible: https://api.openai.com/v1", decoding="greedy")
-        assert (meta.arm, meta.strategy, meta.k, meta.retrieval) == ("prompted", strategy, k, retrieval)
-        assert meta.adapter is None and meta.n_params == 0 and meta.model_sha256 is None
+        meta = prompted_meta(f"s-{strategy}-{mode}", strategy, base_model="gpt-4o", n_params=None, k=3, retrieval=mode,
+                             engine=REMOTE, decoding="greedy")
+        assert (meta.arm, meta.strategy, meta.k, meta.retrieval) == (PROMPTED, strategy, k, retrieval)
+        assert meta.adapter is None and meta.n_params is None and meta.model_sha256 is None  # not published
+        assert meta.engine == REMOTE
     with pytest.raises(ValueError, match="bm25' or 'oracle"):
-        prompted_meta("x", "rag_few_shot", base_model="m", n_params=0, k=3, retrieval="none", engine="e", decoding="greedy")
+        prompted_meta("x", "rag_few_shot", base_model="m", n_params=None, k=3, retrieval="none", engine=REMOTE,
+                      decoding="greedy")
     assert decoding_label(0.0) == "greedy" and decoding_label(0, "schema") == "greedy+json_schema"
     assert decoding_label(0.7, "object") == "sampling(temperature=0.7)+json_object"
 
@@ -192,10 +195,10 @@ def test_local_model_facts_count_parameters_and_hash_the_gguf():
 
 
 def test_run_system_writes_predictions_sidecar_and_a_rerun_makes_no_call(server, retriever, data, tmp_path):
-    client = server.client(cache_dir=tmp_path / "llm" / "cache")
+    client = connect(server, cache_dir=tmp_path / "llm" / "cache")
     rows = data["test"].select(range(2))
     meta = _meta()
-    kwargs = dict(run_dir=tmp_path, retriever=retriever, concurrency=2, max_tokens=6, progress=False)
+    kwargs = dict(run_dir=tmp_path, retriever=retriever, concurrency=2, decoding=Decoding(max_tokens=6), progress=False)
     first = run_system(client, meta, {"synthetic/test": rows}, **kwargs)
     assert first["written"] == 2 and first["calls"] == 2 and first["cache_hits"] == 0 and not first["errors"]
     assert first["splits"]["synthetic/test"] == {"examples": 2, "written": 2, "already_done": 0, "failed": 0}
@@ -219,10 +222,10 @@ def test_run_system_writes_predictions_sidecar_and_a_rerun_makes_no_call(server,
 
 @pytest.mark.integration
 def test_a_changed_resume_key_or_data_restarts_and_force_recomputes(server, retriever, data, tmp_path):
-    client = server.client(cache_dir=tmp_path / "llm" / "cache")
+    client = connect(server, cache_dir=tmp_path / "llm" / "cache")
     rows = data["test"].select(range(2)).to_list()
     meta = _meta()
-    kwargs = dict(run_dir=tmp_path, retriever=retriever, concurrency=2, max_tokens=5, progress=False)
+    kwargs = dict(run_dir=tmp_path, retriever=retriever, concurrency=2, decoding=Decoding(max_tokens=5), progress=False)
     run_system(client, meta, {"synthetic/test": rows}, **kwargs)
     key_before = read_sidecar(predictions_path(tmp_path, meta.system))["resume_key"]
     calls = client.stats.network_calls
@@ -233,26 +236,27 @@ def test_a_changed_resume_key_or_data_restarts_and_force_recomputes(server, retr
     assert read_sidecar(predictions_path(tmp_path, meta.system))["resume_key"] != key_before
     assert len(trace_path(tmp_path, meta.system).read_text().splitlines()) == 2  # the trace restarted too
     # a decoding parameter changed: restart, and new requests (a different cache key)
-    fewer = run_system(client, meta, {"synthetic/test": rows}, key={"note": "v2"}, **{**kwargs, "max_tokens": 4})
+    fewer = run_system(client, meta, {"synthetic/test": rows}, key={"note": "v2"}, **{**kwargs, "decoding": Decoding(max_tokens=4)})
     assert fewer["restarted"] and fewer["written"] == 2 and fewer["cache_hits"] == 0
     assert all(p.completion_tokens <= 4 for p in read_predictions(predictions_path(tmp_path, meta.system)))
     # the run's data was rebuilt: same id, another request -> restart
     edited = [dict(rows[0], request=rows[0]["request"] + " Also log it."), rows[1]]
-    stale = run_system(client, meta, {"synthetic/test": edited}, key={"note": "v2"}, **{**kwargs, "max_tokens": 4})
+    stale = run_system(client, meta, {"synthetic/test": edited}, key={"note": "v2"}, **{**kwargs, "decoding": Decoding(max_tokens=4)})
     assert stale["restarted"].startswith("data changed") and stale["written"] == 2 and stale["cache_hits"] == 1
     # force: restart and skip cache reads (every call goes to the server)
     calls = client.stats.network_calls
     forced = run_system(client, meta, {"synthetic/test": edited}, key={"note": "v2"}, force=True,
-                        **{**kwargs, "max_tokens": 4})
+                        **{**kwargs, "decoding": Decoding(max_tokens=4)})
     assert forced["restarted"] == "force" and forced["cache_hits"] == 0 and forced["calls"] == 2
     assert client.stats.network_calls == calls + 2
 
 
 def test_run_system_on_two_splits_and_retrieval_from_metadata(server, retriever, data, tmp_path):
-    client = server.client(cache_dir=tmp_path / "llm" / "cache")
+    client = connect(server, cache_dir=tmp_path / "llm" / "cache")
     meta = _meta("rag_few_shot", "oracle", k=1)
     splits = {"synthetic/test": data["test"].select([0]), "synthetic/ood": data["ood"].select([0])}
-    out = run_system(client, meta, splits, run_dir=tmp_path, retriever=retriever, max_tokens=3, progress=False)
+    out = run_system(client, meta, splits, run_dir=tmp_path, retriever=retriever, decoding=Decoding(max_tokens=3),
+                     progress=False)
     assert out["written"] == 2 and set(out["splits"]) == set(splits)
     preds = read_predictions(predictions_path(tmp_path, meta.system))
     assert sorted(p.split for p in preds) == ["ood", "test"]
@@ -268,10 +272,10 @@ def test_a_trace_line_cut_by_a_kill_is_never_glued_to_the_next_record(server, re
     from wfutils.data.predictions import DataWarning
     from wfutils.evaluation.costs import trace_costs
 
-    client = server.client(cache_dir=tmp_path / "llm" / "cache")
+    client = connect(server, cache_dir=tmp_path / "llm" / "cache")
     rows = data["test"].select(range(2)).to_list()
     meta = _meta()
-    kwargs = dict(run_dir=tmp_path, retriever=retriever, concurrency=1, max_tokens=3, progress=False)
+    kwargs = dict(run_dir=tmp_path, retriever=retriever, concurrency=1, decoding=Decoding(max_tokens=3), progress=False)
     run_system(client, meta, {"synthetic/test": rows}, **kwargs)
     # the kill: the second example's prediction never made it, its trace line was cut mid-write
     path, traces = predictions_path(tmp_path, meta.system), trace_path(tmp_path, meta.system)
@@ -294,12 +298,12 @@ def test_run_system_survives_cache_entries_of_any_shape_and_internal_errors(serv
     from wfutils.llm.client import ResponseCache
     from wfutils.llm.strategies import build_messages
 
-    client = server.client(cache_dir=tmp_path / "llm" / "cache")
+    client = connect(server, cache_dir=tmp_path / "llm" / "cache")
     row = data["test"][0]
     body = client.request_body(build_messages("zero_shot", row["request"]), max_tokens=3)
     key = ResponseCache.key(client.cache_id, body)
     meta = _meta()
-    kwargs = dict(run_dir=tmp_path, retriever=retriever, max_tokens=3, progress=False)
+    kwargs = dict(run_dir=tmp_path, retriever=retriever, decoding=Decoding(max_tokens=3), progress=False)
     for entry in ({"result": None}, {"result": {"text": None}}, {"result": {"text": 7, "prompt_tokens": "x"}},
                   {"result": ["a"]}):
         client.cache.put(key, entry)  # what a damaged or foreign cache entry holds
@@ -352,7 +356,7 @@ def test_run_system_checks_its_inputs(retriever, tmp_path):
     with pytest.raises(ValueError, match="ids repeat"):
         row = {"id": "a", "request": "r", "flow": "{}"}
         run_system(client, _meta(system="x"), {"s": [row], "t": [row]}, run_dir=tmp_path)
-    fine_tuned = SystemMeta(system="x", arm="fine-tuned", base_model="m", n_params=1)
+    fine_tuned = SystemMeta(system="x", arm=FINE_TUNED, base_model="m", n_params=1)
     with pytest.raises(ValueError, match="prompted"):
         run_system(client, fine_tuned, {"s": []}, run_dir=tmp_path)
     with pytest.raises(TypeError, match="split names"):
@@ -375,7 +379,8 @@ def test_notebook_03_runs_a_rerun_makes_zero_calls_and_force_recomputes(tmp_path
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     run_dir = tmp_path / "run"
     build_all(run_dir, n_train=60, n_test=2, n_ood=1, corpora=())
-    params = dict(run_dir=str(run_dir), strategies=["zero_shot", "few_shot", "decomposed"],
+    params = dict(run_dir=str(run_dir), local_model="smollm2-135m", local_engine="transformers",
+                  strategies=["zero_shot", "few_shot", "decomposed"],
                   retrieval=["bm25", "oracle"], eval_splits=["synthetic/test"], max_examples=2, max_tokens=32,
                   step_max_tokens=8, concurrency=2, k=1)
     systems = {"smollm2-135m-zero-shot": ("zero_shot", 0, "none"), "smollm2-135m-few-shot": ("few_shot", 1, "none"),
@@ -399,7 +404,8 @@ def test_notebook_03_runs_a_rerun_makes_zero_calls_and_force_recomputes(tmp_path
         meta = read_system_meta(predictions_path(run_dir, system))
         assert (meta.arm, meta.strategy, meta.k, meta.retrieval) == ("prompted", strategy, k, retrieval)
         assert meta.base_model == "smollm2-135m" and meta.n_params == 134_515_008 and len(meta.model_sha256) == 64
-        assert meta.engine.startswith("transformers serve ") and meta.decoding == "greedy"
+        assert (meta.engine.name, meta.engine.local, meta.engine.threads) == ("transformers serve", True, 1)
+        assert meta.decoding == "greedy"
         assert summary["systems"][system]["restarted"] == "force"
     text = out.read_text()
     assert "flowsim_with_inputs" in text and "flowsim_no_inputs" in text and '"flowsim"' not in text

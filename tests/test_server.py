@@ -1,4 +1,4 @@
-"""wfutils.llm.server: a real `transformers serve` process is started, answers, and leaves no orphan."""
+"""wfutils.engines.transformers_serve: a real `transformers serve` process is started, answers, and leaves no orphan."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 
 from tests.llm_server import MODEL, shared_server
 from wfutils.models import ModelNotFoundError
-from wfutils.llm.server import ServerStartError, find_free_port, local_server
+from wfutils.engines.processes import find_free_port
+from wfutils.engines.transformers_serve import ServerStartError, local_server
+from wfutils.llm.client import connect
 
 
 def _alive(pid: int) -> bool:
@@ -58,7 +60,10 @@ def test_shared_server_lists_its_model():
     assert server.context_window == 8192
     from wfutils.provenance import package_version
 
-    assert server.engine == f"transformers serve {package_version('transformers')}"  # SystemMeta.engine
+    info = server.info()  # what SystemMeta.engine records
+    assert (info.name, info.version, info.local, info.threads) == ("transformers serve", package_version("transformers"),
+                                                                   True, 1)
+    assert server.endpoint().info == info and server.endpoint().cache_id == server.cache_id
 
 
 def test_server_is_stopped_on_interrupt_with_no_orphan(tmp_path):
@@ -98,7 +103,7 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones():
     server = shared_server()
     with open(f"/proc/{server.pid}/cmdline", "rb") as handle:
         assert b"--no-continuous-batching" in handle.read().split(b"\0")  # the CPU default
-    client = server.client()
+    client = connect(server)
     questions = ["Name a colour.", "Say hello.", "What is two plus two?", "Name a fruit."]
 
     def ask(question: str) -> str:

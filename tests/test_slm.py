@@ -7,11 +7,13 @@ so the fast tests stay within a couple of minutes on 2 CPU cores.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 from wfutils.data.predictions import PREDICTION_FIELDS, read_predictions, read_sidecar, read_system_meta
 from wfutils.flows.vocabulary import flow_text
@@ -24,12 +26,15 @@ from wfutils.slm.formatting import (
     stop_token_ids,
     training_messages,
 )
+from wfutils.config import ConfigError
+from wfutils.data.predictions import FINE_TUNED, system_name
 from wfutils.slm.generation import (
+    GenerationConfig,
     decoding_schema,
     default_max_new_tokens,
-    generate_batch,
     generate_for_run,
     generate_predictions,
+    slm_engine,
     slm_system_meta,
 )
 from wfutils.slm.training import (
@@ -37,8 +42,8 @@ from wfutils.slm.training import (
     encode_dataset,
     encode_example,
     load_finetuned,
+    notebook_configs,
     read_training_record,
-    system_name,
     train_lora,
 )
 
@@ -120,15 +125,13 @@ def test_trainer_batches_mask_prompt_and_padding(trained, base):
         assert (kept[:n_prompt] == IGNORE_INDEX).all() and (kept[n_prompt:] != IGNORE_INDEX).all()
 
 
-def test_context_and_few_shot_turns_go_into_the_masked_prompt(base):
+def test_context_goes_into_the_masked_prompt(base):
     _, tok = base
     ex = encode_example(tok, "Email the assignee.", PAIRS[0]["flow"], context="send_email(to, subject, body)")
     prompt_text = tok.decode([t for t, lab in zip(ex.input_ids, ex.labels) if lab == IGNORE_INDEX])
     assert "send_email(to, subject, body)" in prompt_text
     assert "send_email(to" not in tok.decode([lab for lab in ex.labels if lab != IGNORE_INDEX])
-    messages = training_messages("r", examples=[("q", json.loads(PAIRS[1]["flow"]))])
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-    assert messages[2]["content"] == PAIRS[1]["flow"]  # the one flow text form
+    assert [m["role"] for m in training_messages("r")] == ["system", "user"]  # few-shot prompts are the prompted arm's
 
 
 def test_bad_training_data_is_rejected_before_training(base, tmp_path):
@@ -368,10 +371,10 @@ def test_adapter_reloads_and_writes_resumable_predictions_with_their_metadata(tr
     # The reloaded (merged) adapter is the trained model: same loss, far below the base model's.
     reloaded, in_memory, untouched = _mean_loss(model, tok), _mean_loss(trained.model, tok), _mean_loss(base[0], tok)
     assert reloaded == pytest.approx(in_memory, rel=1e-3) and reloaded < 0.6 * untouched
-    system = system_name("smollm2-135m")
+    system = system_name(FINE_TUNED, "smollm2-135m", "lora")
     assert system == "slm-smollm2-135m-lora"
     path = tmp_path / "predictions" / f"{system}.jsonl"
-    meta = slm_system_meta(system, model, base_model="smollm2-135m", adapter="slm/adapter")
+    meta = slm_system_meta(system, model, tok, base_model="smollm2-135m", adapter="slm/adapter")
     key = {"adapter": trained.record["fingerprint"]}
     rows = PAIRS[:3]
 
@@ -392,7 +395,9 @@ def test_adapter_reloads_and_writes_resumable_predictions_with_their_metadata(tr
     assert (sidecar.arm, sidecar.strategy, sidecar.k, sidecar.retrieval) == ("fine-tuned", "none", 0, "none")
     assert sidecar.adapter == "slm/adapter" and sidecar.base_model == "smollm2-135m"
     assert sidecar.n_params == count_parameters(model) == pytest.approx(134.5e6, rel=0.02)
-    assert sidecar.decoding == "greedy" and sidecar.engine.startswith("transformers ")
+    assert sidecar.decoding == "greedy" and sidecar.engine.name == "transformers" and sidecar.engine.local
+    assert sidecar.engine.adapter_format == "peft-lora (merged)" and sidecar.engine.version == transformers.__version__
+    assert sidecar.engine.quantisation == "float32" and sidecar.engine.threads == torch.get_num_threads()
     assert sidecar.model_sha256 and len(sidecar.model_sha256) == 64
     # A partial file is completed, not overwritten.
     lines = path.read_text().splitlines(keepends=True)
@@ -410,27 +415,13 @@ def test_adapter_reloads_and_writes_resumable_predictions_with_their_metadata(tr
     assert len(read_predictions(path)) == 3 and "stale" not in path.read_text()
 
 
-def test_few_shot_baseline_is_the_prompted_arm(base, tmp_path):
-    model, tok = base
-    system = system_name("smollm2-135m", "2shot")
-    path = tmp_path / f"{system}.jsonl"
-    meta = slm_system_meta(system, model, base_model="smollm2-135m", arm="prompted", k=2)
-    generate_predictions(model, tok, PAIRS[3:], path, meta=meta, split="test", max_new_tokens=4, progress=False,
-                         examples=[(p["request"], p["flow"]) for p in PAIRS[:2]], key={"examples": ["p1", "p2"]})
-    sidecar = read_system_meta(path)
-    assert (sidecar.arm, sidecar.strategy, sidecar.k, sidecar.adapter) == ("prompted", "few_shot", 2, None)
-    record = read_predictions(path)[0]
-    assert record.prompt_tokens == len(prompt_token_ids(tok, PAIRS[3]["request"],
-                                                        examples=[(p["request"], p["flow"]) for p in PAIRS[:2]]))
-
-
 def test_generation_runs_on_the_validation_split(base, tmp_path):
     from wfutils.data.store import build_all
 
     model, tok = base
     run = tmp_path / "run"
     build_all(run, n_train=4, n_validation=3, n_test=2, n_ood=1, corpora=())
-    meta = slm_system_meta("slm-val", model, base_model="smollm2-135m", arm="prompted", k=0)
+    meta = slm_system_meta("slm-val", model, tok, base_model="smollm2-135m")
     summary = generate_for_run(model, tok, run, meta=meta, eval_splits=["synthetic/validation"], limit=2,
                                max_new_tokens=4, progress=False)
     records = read_predictions(run / "predictions" / "slm-val.jsonl")
@@ -442,7 +433,7 @@ def test_generation_runs_on_the_validation_split(base, tmp_path):
         generate_for_run(model, tok, run, meta=meta, eval_splits=["synthetic/nope"], progress=False)
 
     # test_limit: the whole headline (training corpus test) split, the others sampled by limit
-    meta = slm_system_meta("slm-limits", model, base_model="smollm2-135m", arm="prompted", k=0)
+    meta = slm_system_meta("slm-limits", model, tok, base_model="smollm2-135m")
     summary = generate_for_run(model, tok, run, meta=meta, eval_splits=["synthetic/validation"], limit=1,
                                test_limit=2, max_new_tokens=4, progress=False)
     assert {s: v["generated"] for s, v in summary["splits"].items()} == {"synthetic/test": 2, "synthetic/validation": 1}
@@ -453,8 +444,9 @@ def test_generation_runs_on_the_validation_split(base, tmp_path):
 def test_batched_greedy_matches_one_at_a_time(base):
     model, tok = base
     prompts = [prompt_token_ids(tok, p["request"]) for p in PAIRS[:3]]
-    batched = generate_batch(model, tok, prompts, max_new_tokens=12)
-    single = [generate_batch(model, tok, [p], max_new_tokens=12)[0] for p in prompts]
+    with slm_engine(model, tok) as engine:
+        batched = engine.generate(prompts, max_new_tokens=12)
+        single = [engine.generate([p], max_new_tokens=12)[0] for p in prompts]
     assert len({len(p) for p in prompts}) > 1  # different prompt lengths: left padding is exercised
     for b, s in zip(batched, single):
         assert b.text == s.text and b.completion_tokens == s.completion_tokens
@@ -465,7 +457,7 @@ def test_max_new_tokens_follows_reference_lengths(base):
     short = default_max_new_tokens(tok, [p["flow"] for p in PAIRS])
     longest = max(len(tok(p["flow"], add_special_tokens=False)["input_ids"]) for p in PAIRS)
     assert longest < short <= longest * 1.25 + 16
-    meta = slm_system_meta("s", torch.nn.Linear(1, 1), base_model="x", arm="prompted")
+    meta = slm_system_meta("s", torch.nn.Linear(1, 1), tok, base_model="x")
     with pytest.raises(ValueError, match="field 'request'"):
         generate_predictions(None, tok, [{"id": "a", "flow": "{}"}], "s.jsonl", meta=meta, split="test")
 
@@ -556,13 +548,12 @@ def test_notebook_02_runs_end_to_end(tmp_path):
     run = tmp_path / "run"
     build_all(run, n_train=16, n_validation=2, n_test=2, n_ood=1, corpora=())
     params = {"run_dir": str(run), "max_steps": 2, "batch_size": 2, "grad_accum": 1, "gradient_checkpointing": False,
-              "eval_splits": ["synthetic/test"], "eval_limit": 2, "max_new_tokens_cap": 24, "few_shot_baseline": 1,
-              "lora_r": 4}
+              "eval_splits": ["synthetic/test"], "eval_limit": 2, "max_new_tokens_cap": 24, "lora_r": 4}
     papermill.execute_notebook(str(ROOT / "notebooks" / "02_slm_finetuning.ipynb"), str(tmp_path / "02.ipynb"),
                                kernel_name="python3", progress_bar=False, parameters=params)
     record = read_training_record(run / "slm")
     assert record["steps"] == 2 and (run / "slm" / "loss_curve.png").is_file()
-    arms = {"slm-smollm2-135m-lora": ("fine-tuned", "none", 0), "slm-smollm2-135m-1shot": ("prompted", "few_shot", 1)}
+    arms = {"slm-smollm2-135m-lora": ("fine-tuned", "none", 0)}  # the prompted baseline is notebook 03's
     for system, (arm, strategy, k) in arms.items():
         records = read_predictions(run / "predictions" / f"{system}.jsonl")
         assert len(records) == 2 and {r.split for r in records} == {"test"}
@@ -576,6 +567,28 @@ def test_notebook_02_runs_end_to_end(tmp_path):
     # force = True retrains and regenerates
     papermill.execute_notebook(str(ROOT / "notebooks" / "02_slm_finetuning.ipynb"), str(tmp_path / "02b.ipynb"),
                                kernel_name="python3", progress_bar=False,
-                               parameters={**params, "few_shot_baseline": 0, "force": True})
+                               parameters={**params, "force": True})
     assert read_training_record(run / "slm")["finished"] >= record["finished"]
     assert "trained into" in (tmp_path / "02b.ipynb").read_text()
+
+
+def test_generation_config_holds_the_notebook_parameters_that_are_not_training_ones():
+    import papermill
+
+    values = {p["name"]: eval(p["default"]) for p in  # noqa: S307 - the notebook's own literals
+              papermill.inspect_notebook(str(ROOT / "notebooks" / "02_slm_finetuning.ipynb")).values()}
+    train, generation = notebook_configs(values)
+    names = {f.name for f in dataclasses.fields(TrainConfig)} | {f.name for f in dataclasses.fields(GenerationConfig)}
+    assert set(values) - names == {"run_dir"}  # every other parameter is a field of one of the two
+    assert generation == GenerationConfig() and train == TrainConfig(flowsim_max_new_tokens=1024)
+    for name, value in values.items():
+        if name in {f.name for f in dataclasses.fields(GenerationConfig)}:
+            assert getattr(GenerationConfig(), name) == value, name
+    with pytest.raises(ConfigError, match=r"gen_batch_size must be int, got '16'"):
+        GenerationConfig(gen_batch_size="16")
+    with pytest.raises(ConfigError, match=r"unknown field 'few_shot_baseline' \(known: constrained, "):
+        from wfutils.config import config_from
+
+        config_from(GenerationConfig, {"few_shot_baseline": 3})
+    with pytest.raises(ValueError, match="eval_limit must be >= 1 or None, got 0"):
+        GenerationConfig(eval_limit=0)

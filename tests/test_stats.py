@@ -1,12 +1,42 @@
-"""Statistics: bootstrap coverage, paired tests, relative improvement, table helpers."""
+"""Statistics: agreement with SciPy, bootstrap coverage, degenerate inputs, paired tests, table helpers."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from wfutils.evaluation import statistics as stats
+
+
+def test_intervals_and_p_values_agree_with_scipy_on_the_same_data() -> None:
+    rng = np.random.default_rng(11)
+    a = rng.beta(4, 2, size=150)
+    b = np.clip(a - 0.05 + rng.normal(0, 0.1, size=150), 0, 1)
+
+    ci = stats.mean_ci(a, n_boot=1500, seed=3, alpha=0.1)
+    direct = scipy_stats.bootstrap((a,), np.mean, n_resamples=1500, method="BCa", confidence_level=0.9, rng=3)
+    assert (ci.low, ci.high) == pytest.approx((direct.confidence_interval.low, direct.confidence_interval.high),
+                                              rel=1e-12)
+    assert ci.estimate == pytest.approx(a.mean())
+
+    r = stats.paired_comparison(a, b, n_boot=1500, seed=3)
+    diff = scipy_stats.bootstrap((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), paired=True,
+                                 n_resamples=1500, method="BCa", rng=3)
+    assert (r.diff_low, r.diff_high) == pytest.approx(
+        (diff.confidence_interval.low, diff.confidence_interval.high), rel=1e-9)
+    rel = scipy_stats.bootstrap((a, b), lambda x, y, axis: 100 * (x.mean(axis) - y.mean(axis)) / y.mean(axis),
+                                paired=True, n_resamples=1500, method="BCa", rng=3)
+    assert (r.rel_low, r.rel_high) == pytest.approx((rel.confidence_interval.low, rel.confidence_interval.high),
+                                                    rel=1e-9)
+    # The sign-flip test is SciPy's paired permutation test (pairs swapped at random), seeded with seed + 1.
+    perm = scipy_stats.permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis),
+                                        permutation_type="samples", n_resamples=1500, rng=4)
+    assert r.p_permutation == pytest.approx(perm.pvalue, rel=1e-12)
+    assert r.p_bootstrap == stats.bootstrap_p_value(diff.bootstrap_distribution, r.diff)
 
 
 def test_bootstrap_ci_covers_true_mean_at_nominal_rate() -> None:
@@ -21,8 +51,54 @@ def test_bootstrap_ci_covers_true_mean_at_nominal_rate() -> None:
         assert ci.low <= ci.estimate <= ci.high
         covered += ci.low <= true_mean <= ci.high
     rate = covered / trials
-    # Nominal 95%; the percentile bootstrap under-covers slightly at n=80. 3 standard errors ~ 0.027.
+    # Nominal 95%; 3 binomial standard errors at 600 trials are about 0.027.
     assert 0.915 <= rate <= 0.975, rate
+
+
+def test_intervals_nest_by_level_repeat_by_seed_and_pairing_narrows_them() -> None:
+    rng = np.random.default_rng(8)
+    a = rng.beta(2, 3, size=120)
+    widths = []
+    for alpha in (0.2, 0.1, 0.05, 0.01):
+        ci = stats.mean_ci(a, n_boot=2000, seed=1, alpha=alpha)
+        widths.append(ci.high - ci.low)
+    assert widths == sorted(widths) and widths[0] < widths[-1]  # 80% inside 90% inside 95% inside 99%
+    assert stats.mean_ci(a, n_boot=500, seed=5) == stats.mean_ci(a, n_boot=500, seed=5)
+    assert stats.mean_ci(a, n_boot=500, seed=5) != stats.mean_ci(a, n_boot=500, seed=6)
+
+    # Two systems that find the same examples hard: pairing removes the shared difficulty.
+    b = np.clip(a + 0.03 + rng.normal(0, 0.03, size=120), 0, 1)
+    paired = stats.paired_comparison(b, a, n_boot=2000, seed=0)
+    unpaired = scipy_stats.bootstrap((b, a), lambda x, y, axis: x.mean(axis) - y.mean(axis), paired=False,
+                                     n_resamples=2000, method="BCa", rng=0).confidence_interval
+    assert paired.diff_high - paired.diff_low < 0.5 * (unpaired.high - unpaired.low)
+    assert paired.diff_low > 0 > unpaired.low
+
+
+def test_degenerate_samples_give_the_documented_results_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        constant = stats.mean_ci(np.full(50, 0.7), n_boot=300)
+        assert (constant.estimate, constant.low, constant.high, constant.n) == pytest.approx((0.7, 0.7, 0.7, 50))
+        single = stats.mean_ci([0.4], n_boot=300)
+        assert (single.low, single.high, single.n) == (0.4, 0.4, 1)
+        two = stats.mean_ci([0.2, 0.8], n_boot=300)
+        assert 0.2 <= two.low <= two.estimate <= two.high <= 0.8 and two.low < two.high
+        assert np.isnan(stats.mean_ci([], n_boot=300).estimate)
+
+        shift = stats.paired_comparison(np.linspace(0.2, 0.8, 30) + 0.1, np.linspace(0.2, 0.8, 30), n_boot=300)
+        assert shift.diff_low == pytest.approx(0.1) and shift.diff_high == pytest.approx(0.1)  # every pair +0.1
+        assert shift.rel_low < shift.rel_improvement_pct < shift.rel_high  # the base mean still varies
+        one = stats.paired_comparison(np.array([0.9]), np.array([0.5]), n_boot=300)
+        assert (one.diff_low, one.diff_high) == pytest.approx((0.4, 0.4))
+        assert np.isnan(one.p_bootstrap) and np.isnan(one.p_permutation)  # no test on one example
+        zero_base = stats.paired_comparison(np.array([0.5, 0.6, 0.7]), np.zeros(3), n_boot=300)
+        assert np.isnan(zero_base.rel_improvement_pct) and np.isnan(zero_base.rel_low)
+        assert zero_base.diff_low <= zero_base.diff <= zero_base.diff_high
+    with pytest.raises(ValueError, match="1 NaN of 3"):
+        stats.mean_ci([0.1, np.nan, 0.3])
+    with pytest.raises(ValueError, match="scores b contain 1 NaN"):
+        stats.paired_comparison(np.array([0.1, 0.2]), np.array([0.1, np.nan]))
 
 
 def test_bootstrap_spread_matches_standard_error_and_pairs_columns() -> None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import os
+import struct
 import shutil
 import time
 from dataclasses import dataclass
@@ -34,10 +36,11 @@ __all__ = [
     "find_gguf",
     "resolve_model",
     "load_model_and_tokenizer",
-    "model_slug",
     "model_sha256",
     "file_sha256",
     "count_parameters",
+    "local_model_facts",
+    "parameters_on_disk",
     "set_threads",
 ]
 
@@ -75,16 +78,6 @@ def cache_dir() -> Path:
     """Root of wfbook's caches: ``$WFBOOK_CACHE`` or ``~/.cache/wfbook``."""
     env = os.environ.get("WFBOOK_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "wfbook"
-
-
-def model_slug(name_or_path: str | os.PathLike) -> str:
-    """A short file-name-safe name for a model (used in system names such as ``slm-<slug>-lora``)."""
-    text = str(name_or_path)
-    if text in KNOWN_MODELS:
-        return text
-    base = Path(text.rstrip("/")).name
-    slug = "".join(c if c.isalnum() or c in "-._" else "-" for c in base.lower()).strip("-")
-    return slug or "model"
 
 
 def _known_list() -> str:
@@ -312,3 +305,30 @@ def load_model_and_tokenizer(
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def _safetensors_numel(path: Path) -> int:
+    with open(path, "rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+
+
+def parameters_on_disk(model_dir: str | os.PathLike[str]) -> int | None:
+    """Parameters of a Hugging Face model directory, from its safetensors headers, without loading it
+    (None when unknown; :func:`count_parameters` counts a loaded model's)."""
+    folder = Path(model_dir)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    try:
+        return int(sum(_safetensors_numel(f) for f in files))
+    except (OSError, ValueError, KeyError, struct.error):
+        return None
+
+
+def local_model_facts(model: str | os.PathLike[str]) -> dict[str, Any]:
+    """``n_params`` and ``model_sha256`` of a local model (a known name or a model directory)."""
+    model_dir = resolve_model(model)
+    return {"n_params": parameters_on_disk(model_dir), "model_sha256": model_sha256(model),
+            "model_dir": str(model_dir)}

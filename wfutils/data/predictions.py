@@ -25,7 +25,7 @@ import json
 import os
 import re
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -34,11 +34,94 @@ from wfutils.flows.parsing import parse_flow
 from wfutils.provenance import code_digest
 from wfutils.storage import atomic_write_json
 
-ARMS = ("fine-tuned", "prompted")
-#: Built-in strategies; a strategy registered in wfutils.llm.strategies adds its own name.
-STRATEGIES = ("none", "zero_shot", "few_shot", "rag_few_shot", "decomposed")
+#: The two arms of the study, the one spelling of each (compare ``meta.arm`` with these, never with a literal).
+FINE_TUNED = "fine-tuned"
+PROMPTED = "prompted"
+ARMS = (FINE_TUNED, PROMPTED)
+#: The strategy of a system that answers the bare request (the fine-tuned arm); prompt strategies are
+#: registered in :data:`wfutils.llm.strategies.STRATEGIES`, their one home (this layer checks a name's shape only).
+NO_STRATEGY = "none"
 RETRIEVALS = ("none", "bm25", "oracle")
 META_SUFFIX = ".meta.json"
+
+
+def slug(text: str | os.PathLike[str]) -> str:
+    """A short file-name-safe name: the last path component, lower case, runs of other characters than
+    ``a-z``, ``0-9`` and ``.`` turned into one ``-`` (``Qwen/Qwen2.5-Coder_0.5B`` -> ``qwen2.5-coder-0.5b``)."""
+    base = str(text).rstrip("/").split("/")[-1]
+    return re.sub(r"[^a-z0-9.]+", "-", base.lower()).strip("-")
+
+
+def system_name(arm: str, model: str | os.PathLike[str], variant: str, retrieval: str = "none") -> str:
+    """The predictions-file name of a system: ``slm-<model>-<variant>`` for the fine-tuned arm (``variant``
+    such as ``lora``), ``<model>-<strategy>`` (``-oracle`` for oracle retrieval) for the prompted arm.
+
+    Only a file name: what a system is lives in its :class:`SystemMeta` sidecar, never parsed back from the name.
+    """
+    if arm == FINE_TUNED:
+        return f"slm-{slug(model) or 'model'}-{slug(variant)}"
+    if arm == PROMPTED:
+        return slug(f"{slug(model)}-{variant}" + ("-oracle" if retrieval == "oracle" else "")) or "llm"
+    raise ValueError(f"arm {arm!r} is not one of {ARMS}")
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What generated a system's answers, as data (null where unknown): read by the book and the cost table.
+
+    ``name``: the engine (``llama.cpp``, ``transformers serve``, ``transformers``, ``openai-compatible``);
+    ``endpoint``: the public URL of a remote OpenAI-compatible endpoint (None for an engine wfbook ran);
+    ``quantisation``: how the weights ran (``Q4_K_M`` GGUF as is, ``float32`` after dequantising, ...);
+    ``adapter_format``: ``peft-lora`` / ``gguf-lora`` when an adapter was applied; ``settings``: the other
+    settings that shape the numerics (parallel slots, flash attention, batch size, ...).
+    """
+
+    name: str
+    version: str | None = None
+    local: bool | None = None  # ran on this machine (None: unknown)
+    endpoint: str | None = None
+    quantisation: str | None = None
+    threads: int | None = None
+    prompt_cache: bool | None = None
+    adapter_format: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"engine name {self.name!r} is not a non-empty string")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)):
+            raise ValueError(f"engine threads {self.threads!r} is not an int or None")
+
+    @property
+    def label(self) -> str:
+        """One line for a reader: name, version and the settings that are known."""
+        parts = [f"{k}={v}" for k, v in (("threads", self.threads), ("quantisation", self.quantisation),
+                                         ("prompt_cache", None if self.prompt_cache is None
+                                          else ("on" if self.prompt_cache else "off")),
+                                         ("adapter", self.adapter_format)) if v is not None]
+        parts += [f"{k}={v}" for k, v in sorted(self.settings.items())]
+        head = f"{self.name} {self.version}" if self.version else self.name
+        head += f" ({self.endpoint})" if self.endpoint else ""
+        return f"{head}; {', '.join(parts)}" if parts else head
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "EngineInfo | None":
+        """From a sidecar's ``engine``: a mapping, None, or (sidecars written before engines were data) a text
+        kept whole as the name."""
+        if data is None or data == "":
+            return None
+        if isinstance(data, str):
+            return cls(name=data)
+        if not isinstance(data, dict):
+            raise ValueError(f"engine must be an object, got {type(data).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"engine: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+        return cls(**data)
 
 
 class DataWarning(UserWarning):
@@ -53,30 +136,38 @@ class SystemMeta:
     system: str
     arm: str  # one of ARMS
     base_model: str
-    n_params: int
+    n_params: int | None  # None: not published (a remote endpoint's model, an independently started server)
     adapter: str | None = None
-    strategy: str = "none"  # a strategy name ("none": the fine-tuned model answers the bare request)
+    strategy: str = NO_STRATEGY  # a strategy name (NO_STRATEGY: the fine-tuned model answers the bare request)
     k: int = 0  # examples in the prompt
     retrieval: str = "none"  # one of RETRIEVALS
-    engine: str = ""  # what generated it, e.g. "transformers 5.24.0 (wfutils.slm.generation)", "openai-compatible: <url>"
+    engine: EngineInfo | None = None  # what generated it (None: not recorded)
     decoding: str = "greedy"  # "greedy", "constrained", ...
     model_sha256: str | None = None
     train_corpus: str = "synthetic"  # the data set it was fine-tuned on / draws examples and retrieval from
 
     def __post_init__(self) -> None:
         problems = []
+        if isinstance(self.engine, (dict, str)):  # as to_dict() writes it (a text: a sidecar of an older version)
+            try:
+                object.__setattr__(self, "engine", EngineInfo.from_dict(self.engine))
+            except (TypeError, ValueError) as exc:
+                problems.append(str(exc))
         if not self.system:
             problems.append("system is empty")
         if self.arm not in ARMS:
             problems.append(f"arm {self.arm!r} is not one of {ARMS}")
         if not isinstance(self.strategy, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", self.strategy):
-            problems.append(f"strategy {self.strategy!r} is not a strategy name (built in: {', '.join(STRATEGIES)})")
+            problems.append(f"strategy {self.strategy!r} is not a strategy name (lower case, digits, underscores)")
         if self.retrieval not in RETRIEVALS:
             problems.append(f"retrieval {self.retrieval!r} is not one of {RETRIEVALS}")
-        if isinstance(self.n_params, bool) or not isinstance(self.n_params, int) or self.n_params < 0:
-            problems.append(f"n_params {self.n_params!r} is not a non-negative int")
+        if self.n_params is not None and (isinstance(self.n_params, bool) or not isinstance(self.n_params, int)
+                                          or self.n_params < 0):
+            problems.append(f"n_params {self.n_params!r} is not a non-negative int or None (not published)")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
             problems.append(f"k {self.k!r} is not a non-negative int")
+        if self.engine is not None and not isinstance(self.engine, EngineInfo):
+            problems.append(f"engine {self.engine!r} is not an EngineInfo or None")
         if problems:
             raise ValueError(f"system metadata for {self.system!r}: " + "; ".join(problems))
 

@@ -35,6 +35,7 @@ from typing import Any, Callable
 from datasets import DatasetDict
 
 from wfutils.data.catalog import Catalog, Table, load_catalog
+from wfutils.data.converters.building import Components
 from wfutils.data.records import rows_to_dataset
 from wfutils.flows.schema import validate_flow
 from wfutils.flows.vocabulary import flow_features, flow_text
@@ -55,34 +56,30 @@ class FlowBuilder:
         self.trigger: dict[str, Any] = {"type": trigger_type}
         if trigger_inputs:
             self.trigger["inputs"] = [{"name": n, "value": v} for n, v in trigger_inputs]
-        self.components: list[dict[str, Any]] = []
+        self._components = Components(shorten=False)
+
+    @property
+    def components(self) -> list[dict[str, Any]]:
+        return self._components.items
 
     @property
     def next_order(self) -> int:
-        return len(self.components) + 1
+        return self._components.next_order
 
     def add(self, definition: str, inputs: list[tuple[str, Any]] = (), block: int | None = None) -> int:
-        """Append a component and return its order."""
-        order = self.next_order
-        comp: dict[str, Any] = {"order": order}
-        if block is not None:
-            comp["block"] = block
+        """Append a component (a flow logic or a catalogue action, with the category and scope the catalogue
+        gives it) and return its order."""
         if definition in self.catalog.flow_logic:
             allowed = {p.name for p in self.catalog.flow_logic[definition].inputs}
-            comp["category"] = "flowlogic"
-            comp["definition"] = definition
+            category, scope = "flowlogic", None
         else:
             action = self.catalog.action(definition)
             allowed = set(action.input_names)
-            comp["category"] = action.category
-            comp["definition"] = definition
-            comp["scope"] = action.scope
+            category, scope = action.category, action.scope
         for name, _ in inputs:
             if name not in allowed:
                 raise ValueError(f"{definition} has no input {name!r} (has {sorted(allowed)})")
-        comp["inputs"] = [{"name": n, "value": v} for n, v in inputs]
-        self.components.append(comp)
-        return order
+        return self._components.add(definition, list(inputs), block, category=category, scope=scope)
 
     def flow(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "components": self.components}
@@ -227,17 +224,36 @@ TOPICS = [
 # A block takes the context and a Subject (or None) and returns an imperative clause.
 
 
-def notify_person(ctx: Ctx, s: Subject, block: int | None = None) -> str:
-    """Email / notify / message a person named by a user-reference field of the subject."""
-    b = ctx.builder
-    fields = people_fields(s.table, groups=False)
+@dataclass(frozen=True)
+class Addressee:
+    """Whom a notifying block writes to: a people field of the subject, and what it tells them."""
+
+    person_field: str  # the user (or group) reference field, e.g. assigned_to
+    who: str  # how the request names that person or group, e.g. "assignee"
+    owner: str  # how the request names the subject as their owner ("its", "the incident's")
+    topic: str
+    said: str
+
+
+def addressee(ctx: Ctx, s: Subject, *, groups: bool) -> Addressee | None:
+    """A person (``groups=False``) or group field of the subject and a topic, chosen at random; None if it has none."""
+    fields = people_fields(s.table, groups=groups)
     if not fields:
-        return log_step(ctx, s, block)
+        return None
     f = ctx.choice(fields)
     who = ctx.choice(s.table.people[f])
     topic, said = ctx.choice(TOPICS)
+    return Addressee(f, who, "its" if s.ref == "it" else f"the {noun(s.table)}'s", topic, said)
+
+
+def notify_person(ctx: Ctx, s: Subject, block: int | None = None) -> str:
+    """Email / notify / message a person named by a user-reference field of the subject."""
+    b = ctx.builder
+    to = addressee(ctx, s, groups=False)
+    if to is None:
+        return log_step(ctx, s, block)
+    f, who, owner, topic, said = to.person_field, to.who, to.owner, to.topic, to.said
     shown = display(s.table)
-    owner = "its" if s.ref == "it" else f"the {noun(s.table)}'s"
     channel = ctx.pick_action(["send_email", "send_email", "send_notification", "send_slack_direct_message", "send_sms"], 0.5)
     if channel == "send_email":
         subject = f"{s.table.label} {{{{{s.pill}.{shown}}}}} {said}"
@@ -266,12 +282,10 @@ def notify_person(ctx: Ctx, s: Subject, block: int | None = None) -> str:
 def notify_group_members(ctx: Ctx, s: Subject, block: int | None = None) -> str:
     """Implicit step: 'email everyone in the group' implies a look-up and a FOR EACH loop."""
     b = ctx.builder
-    groups = people_fields(s.table, groups=True)
-    if not groups:
+    to = addressee(ctx, s, groups=True)
+    if to is None:
         return notify_person(ctx, s, block)
-    g = ctx.choice(groups)
-    who = ctx.choice(s.table.people[g])
-    topic, said = ctx.choice(TOPICS)
+    g, who, owner, said = to.person_field, to.who, to.owner, to.said
     lookup = b.add("look_up_records", [("table", "sys_user_grmember"), ("conditions", f"group={{{{{s.pill}.{g}}}}}")], block)
     explicit = ctx.chance(0.3)
     if not explicit:
@@ -279,7 +293,6 @@ def notify_group_members(ctx: Ctx, s: Subject, block: int | None = None) -> str:
     loop = b.add("FOREACH", [("items", f"{{{{{lookup}.records}}}}")], block)
     b.add("send_email", [("to", f"{{{{{loop}.item.user.email}}}}"),
                          ("subject", f"{s.table.label} {{{{{s.pill}.{display(s.table)}}}}} {said}")], loop)
-    owner = "its" if s.ref == "it" else f"the {noun(s.table)}'s"
     if explicit:
         return ctx.choice([f"look up the members of {owner} {who} and, for each member, send an email saying it {said}",
                            f"find all group members of {owner} {who}, then loop over them and email each one that it {said}"])

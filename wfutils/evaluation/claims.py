@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 from wfutils.evaluation import statistics as stats
-from wfutils.evaluation.loading import is_selection_split, subset_name
-from wfutils.evaluation.selection import compared_systems
+from wfutils.evaluation.selection import comparison_setup, evaluation_values
 from wfutils.evaluation.store import save_table
+from wfutils.evaluation.tables import readable, with_ci
 
 METRIC = "flowsim_with_inputs"
 ALT_METRIC = "flowsim_no_inputs"
@@ -129,23 +129,43 @@ def _row(claim: Claim, verdict: str, measured: float = float("nan"), low: float 
             "verdict": verdict, "details": details}
 
 
-def evaluation_values(scores: pd.DataFrame, metric: str = METRIC) -> tuple[pd.DataFrame, str]:
-    """Examples x systems for ``metric`` on the claims' evaluation set, and that set's name.
+def remaining_error(means: np.ndarray, oracle: Sequence[int], bm25: Sequence[int]) -> np.ndarray:
+    """C5's quantity: mean over oracle / BM25 pairs of ``(1 - mean_oracle) / (1 - mean_bm25)``.
 
-    The test split of the systems' training corpus when there is one (``test`` for the synthetic
-    corpus, the corpus's name for another), else the subsets every system ran, pooled; the
-    selection split (``validation``) is never part of it.
+    ``means``: system means (last axis; earlier axes are bootstrap replicates), ``oracle`` / ``bm25``
+    the column of each pair's systems. NaN where a BM25 system makes no error.
     """
-    scores = scores[~scores["subset"].map(is_selection_split).astype(bool)]
-    matrix = stats._metric_matrix(scores, metric)
-    subsets = list(matrix.index.get_level_values(0).unique())
-    corpora = set(scores["train_corpus"].astype(str)) if "train_corpus" in scores.columns else {"synthetic"}
-    home = subset_name(corpora.pop(), "test") if len(corpora) == 1 else "test"
-    if home in subsets:
-        return matrix.loc[home], home
-    full = [s for s in subsets if matrix.loc[s].notna().all().all()]
-    chosen = full or subsets
-    return matrix.loc[matrix.index.get_level_values(0).isin(chosen)], "+".join(map(str, chosen))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nanmean((1 - means[..., list(oracle)]) / (1 - means[..., list(bm25)]), axis=-1)
+
+
+def oracle_frame(values: pd.DataFrame, oracle_pairs: Sequence[tuple[str, str]]
+                 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The examples C5 and C6 rest on: every oracle / BM25 system of ``oracle_pairs`` predicted them.
+
+    Returns those values (examples x the pairs' systems) and the pairs whose two systems have values.
+    """
+    pairs = [(o, b) for o, b in oracle_pairs if o in values and b in values]
+    columns = sorted({c for pair in pairs for c in pair})
+    return values[columns].dropna(), pairs
+
+
+def oracle_errors(values: pd.DataFrame, oracle_pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """Per oracle / BM25 pair, on C5's examples: how many the BM25 system gets wrong (FlowSim < 1), the share of
+    those the oracle system still gets wrong, and C5's remaining error for that pair.
+
+    Index: oracle, bm25; columns: n, bm25_errors, still_wrong_with_oracle, error_mass_remaining.
+    """
+    frame, pairs = oracle_frame(values, oracle_pairs)
+    rows = []
+    for oracle, bm25 in pairs:
+        wrong = frame[bm25] < 1
+        means = frame[[oracle, bm25]].to_numpy(dtype=np.float64).mean(axis=0)
+        rows.append({"oracle": oracle, "bm25": bm25, "n": len(frame), "bm25_errors": int(wrong.sum()),
+                     "still_wrong_with_oracle": float((frame.loc[wrong, oracle] < 1).mean()) if wrong.any() else np.nan,
+                     "error_mass_remaining": float(remaining_error(means, [0], [1])) if len(frame) else np.nan})
+    return pd.DataFrame(rows, columns=["oracle", "bm25", "n", "bm25_errors", "still_wrong_with_oracle",
+                                       "error_mass_remaining"]).set_index(["oracle", "bm25"])
 
 
 def _tagged(values: pd.DataFrame, examples: pd.DataFrame, tag: str) -> np.ndarray:
@@ -162,20 +182,11 @@ def evaluate_claims(scores: pd.DataFrame, examples: pd.DataFrame, *,
     ``scores`` / ``selection_scores``: :attr:`Evaluation.scores` and :attr:`Evaluation.selection_scores`
     (the latter chooses between several fine-tuned systems).
     """
-    values, where = evaluation_values(scores, metric)
-    comparison = compared_systems(scores, selection_scores)
-    finetuned = comparison.finetuned
-    prompted = [p for p in comparison.prompted if p in values]
-    oracle_pairs = list(comparison.oracle_pairs)
-    if finetuned is None:
-        missing = f"no fine-tuned system selected ({comparison.selection.how})"
-    elif finetuned not in values:
-        missing = f"the selected fine-tuned system {finetuned} has no predictions on {where}"
-    elif not prompted:
-        missing = "no prompted (non-oracle) system in this run"
-    else:
-        missing = None
-    chosen = f"{finetuned} ({comparison.selection.how})" if finetuned else ""
+    setup = comparison_setup(scores, selection_scores, metric)
+    values, where, finetuned, missing = setup.values, setup.where, setup.finetuned, setup.missing
+    prompted = list(setup.prompted)
+    oracle_pairs = list(setup.oracle_pairs)
+    chosen = f"{finetuned} ({setup.comparison.selection.how})" if finetuned else ""
     rows: list[dict[str, Any]] = []
     claims = {c.id: c for c in CLAIMS}
     alt = None
@@ -231,9 +242,8 @@ def evaluate_claims(scores: pd.DataFrame, examples: pd.DataFrame, *,
                   "with the same base model, strategy and k, retrieval 'oracle' and 'bm25' in their metadata)")
         rows += [_row(claims["C5"], NOT_TESTABLE, details=reason), _row(claims["C6"], NOT_TESTABLE, details=reason)]
     else:
-        cols = sorted({c for pair in oracle_pairs for c in pair if c in values})
-        oracle_pairs = [(o, b) for o, b in oracle_pairs if o in values and b in values]
-        frame = values[cols].dropna()
+        frame, oracle_pairs = oracle_frame(values, oracle_pairs)
+        cols = list(frame.columns)
         n = len(frame)
         names = ", ".join(f"{o} vs {b}" for o, b in oracle_pairs)
         if n < MIN_GROUP:
@@ -249,8 +259,7 @@ def evaluate_claims(scores: pd.DataFrame, examples: pd.DataFrame, *,
             means = matrix.mean(axis=0)
 
             def share(m: np.ndarray) -> np.ndarray:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    return np.nanmean((1 - m[..., o_idx]) / (1 - m[..., b_idx]), axis=-1)
+                return remaining_error(m, o_idx, b_idx)
 
             def gain(m: np.ndarray) -> np.ndarray:
                 with np.errstate(divide="ignore", invalid="ignore"):
@@ -281,6 +290,26 @@ def save_claims(table: pd.DataFrame, run_dir: str | os.PathLike[str]) -> Path:
     if missing:
         raise ValueError(f"claims table lacks column(s) {sorted(missing)}")
     return save_table(table, run_dir, "paper_claims.csv")
+
+
+def claims_glue(table: pd.DataFrame) -> dict[str, int]:
+    """What the book glues about the verdicts: how many claims, how many of each verdict, and :data:`MIN_GROUP`."""
+    verdicts = table["verdict"].value_counts()
+    return {"n_reproduced": int(verdicts.get(REPRODUCED, 0)), "n_not_reproduced": int(verdicts.get(NOT_REPRODUCED, 0)),
+            "n_not_testable": int(verdicts.get(NOT_TESTABLE, 0)), "n_claims": len(table), "min_group": MIN_GROUP}
+
+
+def claims_for_book(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table as the book shows it (index: claim id): the claim, the paper's value, the measured value with
+    its 95% CI in one cell, unit, n and verdict; criteria and details are in :func:`claims_details`."""
+    shown = table.assign(measured=with_ci(table, "measured", "ci_low", "ci_high").where(table["measured"].notna(), "–"))
+    return readable(shown[["claim_id", "claim", "paper", "measured", "unit", "n", "verdict"]].set_index("claim_id"),
+                    rename={"claim": "Claim of the paper", "claim_id": "Id", "measured": "Measured (95% CI)"})
+
+
+def claims_details(table: pd.DataFrame) -> pd.DataFrame:
+    """Each claim's criterion and the details behind its verdict (index: claim id)."""
+    return readable(table[["claim_id", "criterion", "details"]].set_index("claim_id"), rename={"claim_id": "Id"})
 
 
 def claims_markdown(table: pd.DataFrame, columns: Sequence[str] = ("claim_id", "claim", "paper", "measured",

@@ -5,9 +5,8 @@ Everything here is read from the run's own files, never typed:
 * :func:`finetuned_hyperparameters` -- the fine-tuned arm's settings, from each fine-tuned
   system's sidecar (``predictions/<system>.meta.json``), the training record beside its adapter
   (``slm/training_record.json``) and ``slm/generation_summary.json``;
-* :func:`prompted_hyperparameters` -- one row per prompted system, from its sidecar and
-  ``llm/summary.json`` (or ``slm/generation_summary.json`` for the few-shot baseline that
-  notebook 02 generates in-process);
+* :func:`prompted_hyperparameters` -- one row per prompted system (found by its sidecar's arm), from its
+  sidecar and ``llm/summary.json``;
 * :func:`weight_provenance` -- which weight file each model came from: package, version, file,
   SHA-256 (the sidecars' ``model_sha256``), checked against :data:`wfutils.weights.WEIGHTS` and
   :data:`wfutils.models.KNOWN_MODELS`, and whether the weights ran quantised or dequantised;
@@ -32,12 +31,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wfutils.data.predictions import FINE_TUNED, PROMPTED, EngineInfo
 from wfutils.evaluation import statistics as stats
 from wfutils.evaluation.claims import published, published_results
 from wfutils.evaluation.loading import load_system_metas
+from wfutils.evaluation.selection import best_prompted
+from wfutils.evaluation.tables import ci_text, params_label
 
-__all__ = ["finetuned_hyperparameters", "headline", "params_label", "prompted_hyperparameters",
-           "published_comparison", "run_scale", "weight_provenance", "weights_as_run"]
+__all__ = ["finetuned_hyperparameters", "headline", "headline_glue", "headline_markdown", "params_label",
+           "prompted_hyperparameters", "scale_glue",
+           "published_comparison", "run_scale", "training_record", "weight_provenance", "weights_as_run"]
 
 NOT_RECORDED = "not recorded"
 _QUANT = re.compile(r"(?<![A-Za-z0-9])(Q\d+_K_[SML]|Q\d+_K|Q\d+_\d|Q\d+|IQ\d+_[A-Z]+|BF16|F16|F32)(?![A-Za-z0-9])",
@@ -54,18 +57,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def params_label(n: float | None) -> str:
-    """``134515008`` -> ``135M``, ``1543714304`` -> ``1.54B``; 0 or None -> ``unknown``."""
-    if not n:
-        return "unknown"
-    n = float(n)
-    if n >= 1e9:
-        return f"{n / 1e9:.3g}B"
-    if n >= 1e6:
-        return f"{n / 1e6:.0f}M"
-    return f"{n / 1e3:.0f}k"
-
-
 def _number(value: Any) -> str:
     if value is None:
         return NOT_RECORDED
@@ -78,22 +69,21 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def weights_as_run(engine: str) -> str:
-    """How an engine ran the weights: quantised GGUF as is (llama.cpp) or dequantised (transformers)."""
-    text = (engine or "").lower()
-    if ("llama" in text and "cpp" in text) or "gguf" in text:
-        return "quantised GGUF as is (llama.cpp)"
-    if "transformers" in text:
-        return "dequantised to float (transformers)"
-    if "openai-compatible" in text or "http" in text:
+def weights_as_run(engine: EngineInfo | None) -> str:
+    """How an engine ran the weights, from its recorded description: e.g. ``Q4_K_M (llama.cpp)`` (the GGUF as is),
+    ``float32 (transformers)`` (dequantised), or behind a remote endpoint."""
+    if engine is None:
+        return NOT_RECORDED
+    if engine.endpoint is not None:
         return "behind an endpoint (not seen by wfbook)"
-    return NOT_RECORDED if not text else engine
+    return f"{engine.quantisation} ({engine.name})" if engine.quantisation else NOT_RECORDED
 
 
 # --------------------------------------------------------------------------- hyperparameters
 
-def _training_record(run_dir: Path, adapter: str | None) -> tuple[dict[str, Any], str]:
-    """The training record of a fine-tuned system and its path relative to the run."""
+def training_record(run_dir: Path, adapter: str | None) -> tuple[dict[str, Any], str]:
+    """The training record of a fine-tuned system (beside its adapter, else ``slm/``) and its path relative to
+    the run; ``({}, "")`` when there is none."""
     candidates = []
     if adapter:
         candidates.append(run_dir / Path(adapter).parent / "training_record.json")
@@ -134,10 +124,10 @@ def finetuned_hyperparameters(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     ``slm/generation_summary.json``; a setting a file does not hold reads ``not recorded``.
     """
     run_dir = Path(run_dir)
-    metas = {name: m for name, m in load_system_metas(run_dir).items() if m.arm == "fine-tuned"}
+    metas = {name: m for name, m in load_system_metas(run_dir).items() if m.arm == FINE_TUNED}
     columns: dict[str, dict[str, str]] = {}
     for name, meta in sorted(metas.items()):
-        record, where = _training_record(run_dir, meta.adapter)
+        record, where = training_record(run_dir, meta.adapter)
         config = record.get("config", {})
         gen = _generation(run_dir, name)
 
@@ -176,7 +166,7 @@ def finetuned_hyperparameters(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
                               if record.get("train_seconds") is not None else NOT_RECORDED),
             "Decoding": meta.decoding,
             "Max new tokens": _number(_max_new_tokens(gen)),
-            "Engine": meta.engine or NOT_RECORDED,
+            "Engine": meta.engine.label if meta.engine else NOT_RECORDED,
             "Training record": where or NOT_RECORDED,
         }
         columns[name] = column
@@ -189,9 +179,8 @@ def prompted_hyperparameters(run_dir: str | os.PathLike[str], *, with_source: bo
     """Settings of every prompted system of a run, one row per system.
 
     Index: System; columns: Model (with its size), Engine, Strategy, k, Retrieval, Max tokens,
-    Temperature, Decoding and, with ``with_source``, Settings from: the sidecars and
-    ``llm/summary.json`` (systems of the prompted arm) or ``slm/generation_summary.json`` (the
-    in-process few-shot baseline of notebook 02).
+    Temperature, Decoding and, with ``with_source``, Settings from: the sidecars and ``llm/summary.json``
+    (a prompted system the summary does not list reads ``sidecar only``).
     """
     run_dir = Path(run_dir)
     summary = _read_json(run_dir / "llm" / "summary.json")
@@ -199,7 +188,7 @@ def prompted_hyperparameters(run_dir: str | os.PathLike[str], *, with_source: bo
     systems = summary.get("systems", {})
     rows = []
     for name, meta in sorted(load_system_metas(run_dir).items()):
-        if meta.arm != "prompted":
+        if meta.arm != PROMPTED:
             continue
         entry = systems.get(name, {})
         if entry:
@@ -209,12 +198,11 @@ def prompted_hyperparameters(run_dir: str | os.PathLike[str], *, with_source: bo
             temperature = entry.get("temperature", parameters.get("temperature"))
             source = "llm/summary.json"
         else:
-            gen = _generation(run_dir, name)
-            max_tokens = _max_new_tokens(gen)
-            temperature = 0.0 if meta.decoding.startswith("greedy") or meta.decoding == "constrained" else None
-            source = "slm/generation_summary.json" if gen else "sidecar only"
+            max_tokens = None
+            temperature = 0.0 if meta.decoding.startswith("greedy") else None
+            source = "sidecar only"
         rows.append({"System": name, "Model": f"{meta.base_model} ({params_label(meta.n_params)})",
-                     "Engine": meta.engine or NOT_RECORDED, "Strategy": meta.strategy, "k": meta.k,
+                     "Engine": meta.engine.label if meta.engine else NOT_RECORDED, "Strategy": meta.strategy, "k": meta.k,
                      "Retrieval": meta.retrieval, "Max tokens": _number(max_tokens),
                      "Temperature": _number(temperature), "Decoding": meta.decoding, "Settings from": source})
     table = pd.DataFrame(rows, columns=["System", "Model", "Engine", "Strategy", "k", "Retrieval", "Max tokens",
@@ -312,7 +300,7 @@ def headline(values: pd.DataFrame, finetuned: str | None, prompted: Sequence[str
     * ``finetuned_*``: the fine-tuned system's mean, 95% CI (``low``, ``high``) and ``n`` on every
       example it predicted;
     * ``best_prompted_*``: the same for the prompted system with the highest mean (its name in
-      ``best_prompted_system``);
+      ``best_prompted_system``; ties as :func:`wfutils.evaluation.selection.highest_mean` breaks them);
     * ``paired_*``: fine-tuned minus best prompted on the examples both predicted (mean
       difference, CI, ``n``, permutation p-value, relative improvement with CI);
     * ``relative_gain_*``: the average relative improvement over every prompted system
@@ -332,13 +320,13 @@ def headline(values: pd.DataFrame, finetuned: str | None, prompted: Sequence[str
     if finetuned is not None and finetuned in values:
         ci = stats.mean_ci(values[finetuned].dropna().to_numpy(), n_boot, seed, alpha)
         out.update(finetuned_mean=ci.estimate, finetuned_low=ci.low, finetuned_high=ci.high, finetuned_n=ci.n)
-    if prompted:
-        best = max(prompted, key=lambda p: (values[p].mean(), p))
+    best = best_prompted(values, prompted)
+    if best is not None:
         ci = stats.mean_ci(values[best].dropna().to_numpy(), n_boot, seed, alpha)
         out.update(best_prompted_system=best, best_prompted_mean=ci.estimate, best_prompted_low=ci.low,
                    best_prompted_high=ci.high, best_prompted_n=ci.n)
-    if finetuned is not None and finetuned in values and prompted:
-        pair = values[[finetuned, out["best_prompted_system"]]].dropna()
+    if finetuned is not None and finetuned in values and best is not None:
+        pair = values[[finetuned, best]].dropna()
         if len(pair):
             r = stats.paired_comparison(pair.iloc[:, 0].to_numpy(), pair.iloc[:, 1].to_numpy(), n_boot, seed, alpha)
             out.update(paired_diff=r.diff, paired_low=r.diff_low, paired_high=r.diff_high, paired_n=r.n,
@@ -350,13 +338,41 @@ def headline(values: pd.DataFrame, finetuned: str | None, prompted: Sequence[str
     return out
 
 
-def _with_ci(mean: float, low: float, high: float, fmt: str = ".3f", unit: str = "") -> str:
-    """``0.580 [0.520, 0.640]``; with ``unit="%"``: ``+4.1% [-2.0%, +9.9%]``; ``n/a`` for NaN."""
-    if not np.isfinite(mean):
-        return "n/a"
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return f"{mean:{fmt}}{unit}"
-    return f"{mean:{fmt}}{unit} [{low:{fmt}}{unit}, {high:{fmt}}{unit}]"
+def headline_glue(numbers: dict[str, Any], *, evaluation_set: str, n_test_examples: int) -> dict[str, Any]:
+    """The headline values the book glues, by the names ``book/*.md`` cite them, rounded as the prose shows them.
+
+    ``numbers``: :func:`headline`; ``n_test_examples``: the examples of the evaluation set that any
+    system predicted.
+    """
+    glued: dict[str, Any] = {
+        "headline_relative_gain_pct": round(numbers["relative_gain_pct"], 1),
+        "headline_ci_low_pct": round(numbers["relative_gain_low"], 1),
+        "headline_ci_high_pct": round(numbers["relative_gain_high"], 1),
+        "headline_n": numbers["relative_gain_n"], "n_prompted_systems": numbers["n_prompted"]}
+    for prefix in ("finetuned", "best_prompted"):
+        glued.update({f"{prefix}_flowsim_with_inputs": round(numbers[f"{prefix}_mean"], 3),
+                      f"{prefix}_ci_low": round(numbers[f"{prefix}_low"], 3),
+                      f"{prefix}_ci_high": round(numbers[f"{prefix}_high"], 3),
+                      f"{prefix}_n": numbers[f"{prefix}_n"], f"{prefix}_system": numbers[f"{prefix}_system"] or "none"})
+    glued.update(paired_diff=round(numbers["paired_diff"], 3), paired_diff_low=round(numbers["paired_low"], 3),
+                 paired_diff_high=round(numbers["paired_high"], 3), paired_n=numbers["paired_n"],
+                 n_test_examples=n_test_examples, evaluation_set=evaluation_set)
+    return glued
+
+
+def headline_markdown(numbers: dict[str, Any], *, evaluation_set: str, missing: str | None = None) -> str:
+    """The headline as a Markdown paragraph (``missing``: why there is no comparison, said first)."""
+    n = numbers
+    text = (f"On **{evaluation_set}**, the fine-tuned system ({n['finetuned_system']}) scores FlowSim with inputs "
+            f"**{n['finetuned_mean']:.3f}** [{n['finetuned_low']:.3f}, {n['finetuned_high']:.3f}] "
+            f"(n = {n['finetuned_n']}), the best prompted system ({n['best_prompted_system']}) "
+            f"**{n['best_prompted_mean']:.3f}** [{n['best_prompted_low']:.3f}, {n['best_prompted_high']:.3f}] "
+            f"(n = {n['best_prompted_n']}); paired on the {n['paired_n']} examples both predicted, the difference is "
+            f"**{n['paired_diff']:+.3f}** [{n['paired_low']:+.3f}, {n['paired_high']:+.3f}]. The average relative "
+            f"improvement over {n['n_prompted']} prompted system(s) is **{n['relative_gain_pct']:+.1f}%** "
+            f"(95% CI {n['relative_gain_low']:+.1f}% .. {n['relative_gain_high']:+.1f}%, "
+            f"{n['relative_gain_n']} examples predicted by every compared system).")
+    return (f"**No headline in this run:** {missing}.\n\n" + text) if missing else text
 
 
 def published_comparison(numbers: dict[str, Any], metric: str = "flowsim_with_inputs", *,
@@ -375,7 +391,7 @@ def published_comparison(numbers: dict[str, Any], metric: str = "flowsim_with_in
     table = published_results(metric)
     for source, part in table.groupby("source", sort=False):
         info = data["sources"][source]
-        ft, pr = part[part["arm"] == "fine-tuned"], part[part["arm"] == "prompted"]
+        ft, pr = part[part["arm"] == FINE_TUNED], part[part["arm"] == PROMPTED]
         if ft.empty or pr.empty:
             continue
         f, p = ft.iloc[ft["value"].argmax()], pr.iloc[pr["value"].argmax()]
@@ -396,20 +412,20 @@ def published_comparison(numbers: dict[str, Any], metric: str = "flowsim_with_in
     best = numbers.get("best_prompted_system") or "none"
     if prompted_params:
         best += f" ({params_label(prompted_params)})"
-    ft_cell = (f"{ft_name}: " + _with_ci(numbers["finetuned_mean"], numbers["finetuned_low"], numbers["finetuned_high"])
+    ft_cell = (f"{ft_name}: " + ci_text(numbers["finetuned_mean"], numbers["finetuned_low"], numbers["finetuned_high"])
                + f", n = {numbers['finetuned_n']:,}")
     rows.append({"Study": "This run, vs the best prompted system", "Input": "natural-language request",
                  "Fine-tuned": ft_cell,
-                 "Prompted": f"{best}: " + _with_ci(numbers["best_prompted_mean"], numbers["best_prompted_low"],
+                 "Prompted": f"{best}: " + ci_text(numbers["best_prompted_mean"], numbers["best_prompted_low"],
                                                     numbers["best_prompted_high"])
                  + f", n = {numbers['best_prompted_n']:,}",
-                 "Gain of fine-tuning": _with_ci(numbers["paired_rel_pct"], numbers["paired_rel_low"],
+                 "Gain of fine-tuning": ci_text(numbers["paired_rel_pct"], numbers["paired_rel_low"],
                                                  numbers["paired_rel_high"], "+.1f", "%")
                  + (" (paired)" if np.isfinite(numbers["paired_rel_pct"]) else ""),
                  "n": f"{numbers['paired_n']:,} paired"})
     rows.append({"Study": "This run, average over prompted systems", "Input": "natural-language request",
                  "Fine-tuned": ft_cell, "Prompted": f"{numbers['n_prompted']} prompted system(s)",
-                 "Gain of fine-tuning": _with_ci(numbers["relative_gain_pct"], numbers["relative_gain_low"],
+                 "Gain of fine-tuning": ci_text(numbers["relative_gain_pct"], numbers["relative_gain_low"],
                                                  numbers["relative_gain_high"], "+.1f", "%"),
                  "n": f"{numbers['relative_gain_n']:,} paired"})
     return pd.DataFrame(rows, columns=["Study", "Input", "Fine-tuned", "Prompted", "Gain of fine-tuning",
@@ -417,6 +433,23 @@ def published_comparison(numbers: dict[str, Any], metric: str = "flowsim_with_in
 
 
 # --------------------------------------------------------------------------- scale
+
+#: Keys of :func:`run_scale` that the book glues (as ``scale_<key>``).
+SCALE_GLUED = ("finetuned_params_m", "prompted_params_m", "size_ratio", "train_examples", "train_steps",
+               "train_minutes", "train_threads", "generation_minutes", "prompted_minutes", "compute_minutes",
+               "n_systems_prompted", "profile", "quantisations")
+
+
+def scale_glue(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """What the limitations chapter glues about a run's size and budget (``scale_*``, :func:`run_scale`) and the
+    published StarFlow FlowSim numbers it sets beside them (``starflow_*``)."""
+    scale = run_scale(run_dir)
+    glued = {f"scale_{key}": scale[key] for key in SCALE_GLUED}
+    starflow = published_results("flowsim_with_inputs").query("source == 'bechard2025starflow'").set_index("arm")
+    glued["starflow_prompted_flowsim"] = float(starflow.loc[PROMPTED, "value"])
+    glued["starflow_finetuned_flowsim"] = float(starflow.loc[FINE_TUNED, "value"])
+    return glued
+
 
 def run_scale(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Sizes and budgets of a run, from its manifest, sidecars, training record and arm summaries.
@@ -434,16 +467,16 @@ def run_scale(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     run_dir = Path(run_dir)
     nan = float("nan")
     metas = load_system_metas(run_dir)
-    finetuned = [m for m in metas.values() if m.arm == "fine-tuned"]
-    prompted = [m for m in metas.values() if m.arm == "prompted"]
+    finetuned = [m for m in metas.values() if m.arm == FINE_TUNED]
+    prompted = [m for m in metas.values() if m.arm == PROMPTED]
     manifest = _read_json(run_dir / "manifest.json")
     record = {}
     for meta in finetuned:
-        record, _ = _training_record(run_dir, meta.adapter)
+        record, _ = training_record(run_dir, meta.adapter)
         if record:
             break
-    ft_params = max((m.n_params for m in finetuned), default=0)
-    pr_params = max((m.n_params for m in prompted), default=0)
+    ft_params = max((m.n_params for m in finetuned if m.n_params), default=0)  # None: not published
+    pr_params = max((m.n_params for m in prompted if m.n_params), default=0)
     llm = _read_json(run_dir / "llm" / "summary.json")
     generation = _read_json(run_dir / "slm" / "generation_summary.json")
     gen_seconds = sum(split.get("seconds") or 0 for entry in generation.values() if isinstance(entry, dict)

@@ -21,38 +21,25 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import warnings
 from pathlib import Path
 
-from wfutils.data.predictions import DataWarning, SystemMeta
-from wfutils.llm.client import is_local_url
+from wfutils.data.predictions import FINE_TUNED, DataWarning, SystemMeta
 from wfutils.llm.pricing import MAX_COST_PER_EXAMPLE_USD, cost_usd
 
 #: The largest cost one example may have in a trace (USD); above it the value is damaged, not a price.
 MAX_TRACED_COST_USD = MAX_COST_PER_EXAMPLE_USD
-_URL_RE = re.compile(r"https?://(?:[^\s/@\[\]\"']*@)?(?:\[[0-9A-Fa-f:.]+\])?[^\s)\]\"']*")
 _RECORD_START = '{"id": '
 
 
 def runs_locally(meta: SystemMeta) -> bool | None:
-    """Whether the system's model ran on this machine, from ``meta.engine``.
-
-    * an engine naming an ``http(s)://`` endpoint: local when its host is this machine's loopback
-      address (:func:`wfutils.llm.client.is_local_url`: 127.0.0.0/8, ``localhost``, ``::1``;
-      ``0.0.0.0`` is not), hosted otherwise;
-    * an engine naming no endpoint (``transformers ...``, ``llama.cpp ...``): an in-process
-      model, local;
-    * no engine recorded: local for the fine-tuned arm (it runs its own model), unknown (None)
-      for the prompted arm.
+    """Whether the system's model ran on this machine, from ``meta.engine.local`` (an engine wfbook ran, or a
+    remote endpoint on this machine's loopback address: local; a hosted endpoint: not; unknown: None).
+    No engine recorded: local for the fine-tuned arm (it runs its own model), unknown (None) for the prompted arm.
     """
-    engine = (meta.engine or "").strip()
-    match = _URL_RE.search(engine)
-    if match:
-        return is_local_url(match.group(0))
-    if engine:
-        return True
-    return True if meta.arm == "fine-tuned" else None
+    if meta.engine is not None:
+        return meta.engine.local
+    return True if meta.arm == FINE_TUNED else None
 
 
 def valid_cost(value: object) -> bool:

@@ -9,7 +9,8 @@ fine-tuned systems and never enter the reported tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 
 import pandas as pd
 
@@ -19,7 +20,7 @@ from wfutils.data.predictions import SystemMeta
 META_COLUMNS: tuple[str, ...] = ("arm", "base_model", "n_params", "strategy", "k", "retrieval", "train_corpus")
 SCORE_COLUMNS: tuple[str, ...] = ("run", "system", *META_COLUMNS, "dataset", "split", "subset", "domain", "id",
                                   "metric", "value")
-#: Score columns stored as pandas categoricals (the others: id str, n_params / k int64, value float64).
+#: Score columns stored as pandas categoricals (the others: id str, k int64, n_params / value float64, NaN: not published).
 CATEGORY_COLUMNS: tuple[str, ...] = ("run", "system", "arm", "base_model", "strategy", "retrieval", "train_corpus", "dataset",
                                      "split", "subset", "domain", "metric")
 PREDICTION_COLUMNS: tuple[str, ...] = ("system", "id", "subset", "output", "flow", "parse_status")
@@ -53,6 +54,28 @@ class Evaluation:
         """One row per system with every :class:`SystemMeta` field."""
         return systems_frame(self.metas)
 
+    def only(self, systems: Sequence[str] | None) -> Evaluation:
+        """This evaluation restricted to ``systems`` (None: all of them), so a notebook can analyse a few.
+
+        Raises ValueError naming the systems that are not scored here, with those that are.
+        """
+        if systems is None:
+            return self
+        if isinstance(systems, str):
+            raise TypeError(f"systems must be a list of system names, got the string {systems!r}")
+        missing = sorted(set(systems) - set(self.systems))
+        if missing:
+            raise ValueError(f"systems {missing} are not in the scores of {self.run} (have: {self.systems})")
+        keep = set(systems)
+
+        def rows(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["system"].astype(str).isin(keep)] if len(frame) else frame
+
+        return replace(self, scores=rows(self.scores), selection_scores=rows(self.selection_scores),
+                       predictions=rows(self.predictions), coverage=rows(self.coverage),
+                       metas={name: meta for name, meta in self.metas.items() if name in keep},
+                       notes=list(self.notes))
+
 
 def wide(scores: pd.DataFrame, metric: str = "flowsim_with_inputs") -> pd.DataFrame:
     """Pivot the tidy table to (subset, id) x system for one metric."""
@@ -81,4 +104,4 @@ def meta_of(scores: pd.DataFrame) -> pd.DataFrame:
     frame = scores[["system", *META_COLUMNS]].astype({"system": str}).drop_duplicates("system").set_index("system")
     for column in ("arm", "base_model", "strategy", "retrieval"):
         frame[column] = frame[column].astype(str)
-    return frame.astype({"n_params": "int64", "k": "int64"}).sort_index()
+    return frame.astype({"n_params": "float64", "k": "int64"}).sort_index()  # n_params NaN: not published

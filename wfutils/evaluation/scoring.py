@@ -72,7 +72,7 @@ from wfutils.flows.schema import validate_flow
 from wfutils.flows.vocabulary import components
 
 __all__ = ["METRICS", "ON_INCOMPLETE", "QUALITY_METRICS", "SCORE_COLUMNS", "Evaluation", "ScoringJob", "evaluate_run",
-           "score_jobs", "score_prediction", "wide"]
+           "quick_scores", "quick_table", "score_jobs", "score_prediction", "wide"]
 
 METRICS: dict[str, str] = {
     "flowsim_with_inputs": "FlowSim with inputs (raw text, the paper's metric)",
@@ -294,8 +294,8 @@ def _frame(run: str, rows: list[tuple[str, Prediction, dict[str, Any]]], values:
 
     data: dict[str, Any] = {"run": run, "system": column(lambda r: r[0])}
     for name in META_COLUMNS:
-        dtype = np.int64 if name in ("n_params", "k") else object
-        data[name] = column(lambda r, name=name: getattr(metas[r[0]], name), dtype)
+        dtype = np.int64 if name == "k" else np.float64 if name == "n_params" else object  # n_params NaN: not published
+        data[name] = column(lambda r, name=name: _meta_value(metas[r[0]], name), dtype)
     for name in ("dataset", "split", "subset", "domain"):
         data[name] = column(lambda r, name=name: r[2][name])
     data["id"] = column(lambda r: r[1].id)
@@ -304,7 +304,12 @@ def _frame(run: str, rows: list[tuple[str, Prediction, dict[str, Any]]], values:
     frame = pd.DataFrame(data, columns=list(SCORE_COLUMNS))
     for name in CATEGORY_COLUMNS:
         frame[name] = frame[name].astype("category")
-    return frame.astype({"n_params": "int64", "k": "int64", "value": "float64", "id": object})
+    return frame.astype({"n_params": "float64", "k": "int64", "value": "float64", "id": object})
+
+
+def _meta_value(meta: SystemMeta, name: str) -> Any:
+    value = getattr(meta, name)
+    return float("nan") if name == "n_params" and value is None else value
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None = None, *,
@@ -381,3 +386,44 @@ def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None 
     return Evaluation(run=run_dir.name, scores=scores, selection_scores=selection_scores,
                       examples=evaluation_examples, predictions=predictions_frame, coverage=coverage, metas=metas,
                       notes=notes, seconds=time.perf_counter() - start)
+
+
+def quick_scores(run_dir: str | os.PathLike[str], systems: Iterable[str],
+                 datasets: dict[str, str] | None = None) -> pd.DataFrame:
+    """A first look at some systems of a run (notebooks 02 and 03), one row per prediction: FlowSim with and
+    without inputs, parsed, tokens, cost (:func:`wfutils.evaluation.costs.prediction_cost`) and latency, with
+    the system's arm, strategy and retrieval; ``datasets`` (example id -> data set) adds a ``dataset`` column.
+    Notebook 04 scores every system with confidence intervals (:func:`evaluate_run`)."""
+    from wfutils.data.predictions import predictions_path, read_predictions, read_system_meta
+
+    rows = []
+    for name in systems:
+        path = predictions_path(run_dir, name)
+        meta = read_system_meta(path)
+        traced = costs.trace_costs(run_dir, name)
+        for p in read_predictions(path):
+            rows.append({"system": name, "arm": meta.arm, "strategy": meta.strategy, "retrieval": meta.retrieval,
+                         "split": p.split, "id": p.id, "parse_status": p.parse_status,
+                         "parsed": p.parse_status in ("ok", "repaired"),
+                         "flowsim_with_inputs": flowsim.flow_similarity(p.output, p.reference, with_inputs=True),
+                         "flowsim_no_inputs": flowsim.flow_similarity(p.output, p.reference, with_inputs=False),
+                         "prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens,
+                         "cost_usd": costs.prediction_cost(meta, p.prompt_tokens, p.completion_tokens,
+                                                           traced=traced.get(p.id)),
+                         "latency_s": p.latency_s, "request": p.request, "output": p.output,
+                         "reference": p.reference})
+    frame = pd.DataFrame(rows)
+    if datasets is not None and not frame.empty:
+        frame["dataset"] = frame["id"].map(datasets)
+    return frame
+
+
+def quick_table(scores: pd.DataFrame, by: Sequence[str] = ("system",)) -> pd.DataFrame:
+    """:func:`quick_scores` per group: examples, parse rate, mean FlowSim with and without inputs, mean tokens,
+    total cost and mean latency, best FlowSim with inputs first."""
+    return (scores.groupby(list(by))
+            .agg(n=("id", "size"), parse_rate=("parsed", "mean"),
+                 flowsim_with_inputs=("flowsim_with_inputs", "mean"), flowsim_no_inputs=("flowsim_no_inputs", "mean"),
+                 prompt_tokens=("prompt_tokens", "mean"), completion_tokens=("completion_tokens", "mean"),
+                 cost_usd=("cost_usd", "sum"), latency_s=("latency_s", "mean"))
+            .round(4).sort_values("flowsim_with_inputs", ascending=False))

@@ -9,21 +9,27 @@
   has one; otherwise the one with the highest mean FlowSim with inputs on the synthetic
   ``validation`` split, on the examples every fine-tuned system predicted there. Test scores
   never take part. When several fine-tuned systems lack validation predictions there is no
-  selection, and the reason says so.
+  selection, and the reason says so;
+* the evaluation set of the headline and the claims (:func:`evaluation_values`) and the best
+  prompted system on it (:func:`best_prompted`); :func:`comparison_setup` gathers all of the above
+  once, for the claims, the headline and the error analysis alike.
+
+Ties are broken the same way everywhere: the highest mean wins, then the first name in sorted order.
 
 Names play no part: a system called ``slm-...-3shot`` whose sidecar says ``prompted`` is prompted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from wfutils.evaluation.loading import SELECTION_SPLIT, is_selection_split
-from wfutils.evaluation.result import meta_of
-
-FINE_TUNED, PROMPTED = "fine-tuned", "prompted"
+from wfutils.data.predictions import FINE_TUNED, PROMPTED
+from wfutils.evaluation.loading import SELECTION_SPLIT, is_selection_split, subset_name
+from wfutils.evaluation.result import meta_of, wide
 SELECTION_METRIC = "flowsim_with_inputs"
 
 
@@ -53,6 +59,16 @@ class Comparison:
     @property
     def finetuned(self) -> str | None:
         return self.selection.system
+
+
+def highest_mean(means: pd.Series, systems: Sequence[str]) -> str | None:
+    """The system of ``systems`` with the highest mean, ties to the first name in sorted order.
+
+    The one tie rule of the package (the selected fine-tuned system, the best prompted system), so the
+    headline, the claims and the error analysis always name the same system. A NaN mean never wins.
+    """
+    ranked = [(-float(means[s]), str(s)) for s in systems if s in means and np.isfinite(means[s])]
+    return min(ranked)[1] if ranked else None
 
 
 def finetuned_systems(scores: pd.DataFrame) -> list[str]:
@@ -111,7 +127,7 @@ def select_finetuned(scores: pd.DataFrame, selection_scores: pd.DataFrame | None
     if values.empty:
         return Selection(None, candidates, f"the fine-tuned systems share no {SELECTION_SPLIT} example")
     means = values.mean()
-    best = min(candidates, key=lambda s: (-means[s], s))  # ties: first by name
+    best = highest_mean(means, candidates)
     return Selection(best, candidates,
                      f"highest mean {metric} on the {SELECTION_SPLIT} split ({len(values)} examples) of "
                      f"{len(candidates)} fine-tuned systems",
@@ -125,3 +141,73 @@ def compared_systems(scores: pd.DataFrame, selection_scores: pd.DataFrame | None
         return Comparison(Selection(None, (), "no scores"), (), ())
     return Comparison(select_finetuned(scores, selection_scores, metric), tuple(prompted_systems(scores)),
                       tuple(oracle_pairs(scores)))
+
+
+def evaluation_values(scores: pd.DataFrame, metric: str = SELECTION_METRIC) -> tuple[pd.DataFrame, str]:
+    """Examples x systems for ``metric`` on the claims' evaluation set, and that set's name.
+
+    The test split of the systems' training corpus when there is one (``test`` for the synthetic
+    corpus, the corpus's name for another), else the subsets every system ran, pooled; the
+    selection split (``validation``) is never part of it.
+    """
+    scores = scores[~scores["subset"].map(is_selection_split).astype(bool)]
+    matrix = wide(scores, metric)
+    subsets = list(matrix.index.get_level_values(0).unique())
+    corpora = set(scores["train_corpus"].astype(str)) if "train_corpus" in scores.columns else {"synthetic"}
+    home = subset_name(corpora.pop(), "test") if len(corpora) == 1 else "test"
+    if home in subsets:
+        return matrix.loc[home], home
+    full = [s for s in subsets if matrix.loc[s].notna().all().all()]
+    chosen = full or subsets
+    return matrix.loc[matrix.index.get_level_values(0).isin(chosen)], "+".join(map(str, chosen))
+
+
+def best_prompted(values: pd.DataFrame, prompted: Sequence[str]) -> str | None:
+    """The prompted system with the highest mean in ``values`` (examples x systems), by :func:`highest_mean`."""
+    return highest_mean(values[[p for p in prompted if p in values]].mean(), prompted)
+
+
+@dataclass(frozen=True)
+class ComparisonSetup:
+    """Fine-tuned vs prompted on the claims' evaluation set: the systems, their values and what is missing."""
+
+    values: pd.DataFrame  # examples x systems, one metric, on ``where``
+    where: str  # the evaluation set's name
+    comparison: Comparison
+    prompted: tuple[str, ...]  # the comparison's prompted systems that have values on ``where``
+    best_prompted: str | None
+
+    @property
+    def finetuned(self) -> str | None:
+        return self.comparison.finetuned
+
+    @property
+    def oracle_pairs(self) -> tuple[tuple[str, str], ...]:
+        return self.comparison.oracle_pairs
+
+    @property
+    def missing(self) -> str | None:
+        """Why there is no fine-tuned vs prompted comparison here, or None when there is one."""
+        if self.finetuned is None:
+            return f"no fine-tuned system selected ({self.comparison.selection.how})"
+        if self.finetuned not in self.values:
+            return f"the selected fine-tuned system {self.finetuned} has no predictions on {self.where}"
+        if not self.prompted:
+            return "no prompted (non-oracle) system in this run"
+        return None
+
+    @property
+    def ready(self) -> bool:
+        return self.missing is None
+
+
+def comparison_setup(scores: pd.DataFrame, selection_scores: pd.DataFrame | None = None,
+                     metric: str = SELECTION_METRIC) -> ComparisonSetup:
+    """The comparison every table, claim and figure of a run uses (one place, so they agree).
+
+    ``scores`` / ``selection_scores``: :attr:`Evaluation.scores` and :attr:`Evaluation.selection_scores`.
+    """
+    values, where = evaluation_values(scores, metric)
+    comparison = compared_systems(scores, selection_scores)
+    prompted = tuple(p for p in comparison.prompted if p in values)
+    return ComparisonSetup(values, where, comparison, prompted, best_prompted(values, prompted))

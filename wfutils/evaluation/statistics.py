@@ -1,17 +1,28 @@
-"""Vectorised statistics for the evaluation: bootstrap CIs, paired tests, relative improvement.
+"""Statistics for the evaluation: bootstrap CIs, paired tests, relative improvement.
 
-Resampling is done with count matrices: a bootstrap replicate of n examples is a row of
-multinomial counts, so the means of every replicate and every system are one matrix product
-``counts @ values / n``. Using the same counts for all systems keeps comparisons paired.
+Where SciPy does the job, SciPy does it: :func:`mean_ci` and :func:`paired_comparison` call
+``scipy.stats.bootstrap`` (BCa intervals, which suit a bounded, skewed score like FlowSim better
+than percentile intervals; paired resampling for two systems) and ``scipy.stats.permutation_test``
+(sign flips of the paired differences). The statistics over several systems at once -- the
+average relative improvement over the prompted systems, the subgroup gain (resampled within each
+group) and the oracle-retrieval claims -- resample all systems jointly with count matrices
+(:func:`bootstrap_means`): a replicate of n examples is a row of multinomial counts, so the means
+of every replicate and every system are one matrix product ``counts @ values / n``, and their
+intervals are percentile intervals (BCa needs the statistic on every replicate, and these skip
+systems whose replicate mean is 0, or resample within strata, which ``scipy.stats.bootstrap`` does not).
 
 Definitions used throughout (stated once here, referenced by the notebooks and the claims):
 
 * Arms: which system is fine-tuned and which is prompted comes from the ``arm`` column the
   scores carry (each system's :class:`~wfutils.data.predictions.SystemMeta`), never from names.
 
-* CI: percentile bootstrap, ``n_boot`` replicates, two-sided ``1 - alpha`` (default 95%).
+* CI: two-sided ``1 - alpha`` (default 95%) from ``n_boot`` bootstrap replicates; BCa for one
+  system or one pair. Where every replicate gives the same value (constant scores, one example)
+  the interval is that value (zero width); where BCa is undefined otherwise (a replicate with
+  mean 0 under a relative improvement) it is NaN. NaN scores are an error: callers drop what a
+  system did not predict.
 * Paired difference: per example ``a_i - b_i`` on the ids both systems predicted; p-values from
-  a paired bootstrap (null-centred) and from a sign-flip permutation test.
+  a paired bootstrap (null-centred) and from a sign-flip permutation test (NaN for one example).
 * Relative improvement of the fine-tuned model over prompting, as the paper states its "10% on
   average": for each prompted system L, ``100 * (mean_fine_tuned - mean_L) / mean_L`` on the examples
   both predicted; the headline is the plain mean of these percentages over the prompted
@@ -20,12 +31,15 @@ Definitions used throughout (stated once here, referenced by the notebooks and t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
+from wfutils.data.predictions import FINE_TUNED, PROMPTED
 from wfutils.evaluation.result import META_COLUMNS, meta_of
 
 DEFAULT_BOOT = 2000
@@ -106,16 +120,64 @@ def percentile_interval(samples: np.ndarray, alpha: float = 0.05) -> tuple[np.nd
     return low, high
 
 
+def _finite_sample(values: Sequence[float] | np.ndarray, name: str = "values") -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if np.isnan(array).any():
+        raise ValueError(f"{name} contain {int(np.isnan(array).sum())} NaN of {array.size}: drop the examples a "
+                         "system did not predict before computing its statistics")
+    return array
+
+
+@dataclass(frozen=True)
+class _Bootstrap:
+    """What :func:`_bca` returns: the statistic, its BCa interval and the replicates, one entry per output."""
+
+    estimate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    replicates: np.ndarray  # (outputs, n_boot); empty for a single example
+
+
+def _bca(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], n_boot: int, seed: int,
+         alpha: float) -> _Bootstrap:
+    """``scipy.stats.bootstrap`` (paired, BCa) of a vectorised statistic with one or more outputs.
+
+    Outputs whose replicates are all equal (constant data, one example) get a zero-width interval
+    at the estimate, where SciPy returns NaN with a warning; other undefined intervals stay NaN.
+    """
+    estimate = np.atleast_1d(np.asarray(statistic(*samples, axis=-1), dtype=np.float64))
+    if samples[0].size < 2:
+        return _Bootstrap(estimate, estimate.copy(), estimate.copy(), np.empty((estimate.size, 0)))
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", scipy_stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = scipy_stats.bootstrap(samples, statistic, n_resamples=n_boot, paired=True, vectorized=True,
+                                       confidence_level=1 - alpha, method="BCa", rng=seed)
+    replicates = np.atleast_2d(result.bootstrap_distribution)
+    low = np.atleast_1d(np.asarray(result.confidence_interval.low, dtype=np.float64)).copy()
+    high = np.atleast_1d(np.asarray(result.confidence_interval.high, dtype=np.float64)).copy()
+    with np.errstate(invalid="ignore"):
+        spread = np.ptp(replicates, axis=-1)
+    constant = np.isfinite(estimate) & (spread <= 1e-12 * np.maximum(1.0, np.abs(estimate)))
+    low[constant] = high[constant] = estimate[constant]
+    return _Bootstrap(estimate, low, high, replicates)
+
+
+def _mean(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(values, axis=axis)
+
+
 def mean_ci(values: Sequence[float] | np.ndarray, n_boot: int = DEFAULT_BOOT, seed: int = 0,
             alpha: float = 0.05) -> Interval:
-    """Mean with its percentile-bootstrap CI (NaN values are an error)."""
-    values = np.asarray(values, dtype=np.float64)
+    """Mean with its BCa bootstrap CI (``scipy.stats.bootstrap``; degenerate cases as the module says).
+
+    With the same ``seed`` two samples of the same size are resampled at the same positions.
+    """
+    values = _finite_sample(values)
     if values.size == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
-    if np.isnan(values).any():
-        raise ValueError("values contain NaN")
-    low, high = percentile_interval(bootstrap_means(values, n_boot, seed), alpha)
-    return Interval(float(values.mean()), float(low), float(high), int(values.size))
+    boot = _bca((values,), _mean, n_boot, seed, alpha)
+    return Interval(float(boot.estimate[0]), float(boot.low[0]), float(boot.high[0]), int(values.size))
 
 
 def bootstrap_p_value(differences_boot: np.ndarray, observed: float) -> float:
@@ -126,22 +188,14 @@ def bootstrap_p_value(differences_boot: np.ndarray, observed: float) -> float:
 
 
 def sign_flip_p_value(differences: np.ndarray, n_perm: int = DEFAULT_BOOT, seed: int = 0) -> float:
-    """Two-sided paired permutation (sign-flip) test of a zero mean difference."""
-    d = np.asarray(differences, dtype=np.float64)
-    if d.size == 0:
+    """Two-sided paired permutation test of a zero mean difference: ``scipy.stats.permutation_test``
+    flipping the sign of each difference (exact when ``2**n <= n_perm``; NaN below two differences)."""
+    d = _finite_sample(differences, "differences")
+    if d.size < 2:
         return float("nan")
-    observed = abs(d.mean())
-    rng = _rng(seed)
-    chunk = max(1, min(n_perm, _CHUNK_CELLS // d.size))
-    extreme = done = 0
-    while done < n_perm:
-        rows = min(chunk, n_perm - done)
-        bits = np.unpackbits(np.frombuffer(rng.bytes(rows * d.size // 8 + 1), dtype=np.uint8))[: rows * d.size]
-        # sum(sign * d) with sign = 2 * bit - 1
-        flipped = 2.0 * (bits.reshape(rows, d.size).astype(np.float64) @ d) - d.sum()
-        extreme += int(np.count_nonzero(np.abs(flipped) / d.size >= observed - 1e-12))
-        done += rows
-    return float((extreme + 1) / (n_perm + 1))
+    result = scipy_stats.permutation_test((d,), _mean, permutation_type="samples", vectorized=True,
+                                          n_resamples=n_perm, alternative="two-sided", rng=seed)
+    return float(result.pvalue)
 
 
 @dataclass(frozen=True)
@@ -170,29 +224,32 @@ def relative_improvement(mean_new: np.ndarray | float, mean_base: np.ndarray | f
     return float(out) if out.ndim == 0 else out
 
 
+def _difference_and_relative(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The paired statistics of :func:`paired_comparison`: mean(a - b) and the relative improvement (%)."""
+    diff = np.mean(a - b, axis=axis)
+    return np.stack([diff, relative_improvement(diff + np.mean(b, axis=axis), np.mean(b, axis=axis))])
+
+
 def paired_comparison(a: np.ndarray, b: np.ndarray, n_boot: int = DEFAULT_BOOT, seed: int = 0,
                       alpha: float = 0.05) -> PairedResult:
-    """Compare two systems scored on the same examples (aligned arrays)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    """Compare two systems scored on the same examples (aligned arrays): paired BCa intervals of the
+    difference and of the relative improvement, a null-centred bootstrap p-value and a sign-flip p-value."""
+    a = _finite_sample(a, "scores a")
+    b = _finite_sample(b, "scores b")
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired samples must be aligned 1-d arrays, got shapes {a.shape} and {b.shape}")
     if a.size == 0:
         nan = float("nan")
         return PairedResult(0, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan)
-    boot = bootstrap_means(np.stack([a, b], axis=1), n_boot, seed)
-    diff_boot = boot[:, 0] - boot[:, 1]
-    rel_boot = relative_improvement(boot[:, 0], boot[:, 1])
-    low, high = percentile_interval(diff_boot, alpha)
-    rel_low, rel_high = (np.nanquantile(rel_boot, [alpha / 2, 1 - alpha / 2]) if np.isfinite(rel_boot).any()
-                         else (np.nan, np.nan))
+    boot = _bca((a, b), _difference_and_relative, n_boot, seed, alpha)
     diff = float(a.mean() - b.mean())
     return PairedResult(
         n=int(a.size), mean_a=float(a.mean()), mean_b=float(b.mean()), diff=diff,
-        diff_low=float(low), diff_high=float(high), p_bootstrap=bootstrap_p_value(diff_boot, diff),
+        diff_low=float(boot.low[0]), diff_high=float(boot.high[0]),
+        p_bootstrap=bootstrap_p_value(boot.replicates[0], diff) if a.size > 1 else float("nan"),
         p_permutation=sign_flip_p_value(a - b, n_boot, seed + 1),
         rel_improvement_pct=float(relative_improvement(a.mean(), b.mean())),
-        rel_low=float(rel_low), rel_high=float(rel_high),
+        rel_low=float(boot.low[1]), rel_high=float(boot.high[1]),
     )
 
 
@@ -288,8 +345,8 @@ def paired_comparisons(scores: pd.DataFrame, metric: str = "flowsim_with_inputs"
         if meta is None:
             raise ValueError("the scores carry no 'arm' column: pass fine_tuned= and prompted=, or score the run "
                              "with wfutils.evaluation.scoring.evaluate_run")
-        fine_tuned = list(meta.index[meta["arm"] == "fine-tuned"]) if fine_tuned is None else fine_tuned
-        prompted = list(meta.index[meta["arm"] == "prompted"]) if prompted is None else prompted
+        fine_tuned = list(meta.index[meta["arm"] == FINE_TUNED]) if fine_tuned is None else fine_tuned
+        prompted = list(meta.index[meta["arm"] == PROMPTED]) if prompted is None else prompted
     rows = []
     for subset, frame in matrix.groupby(level=0, observed=True):
         for a in fine_tuned:

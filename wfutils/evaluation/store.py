@@ -8,6 +8,7 @@ Everything goes under ``results/<run>/eval/`` and is written atomically (:mod:`w
 plus whatever tables (:func:`save_table`) and figures (:func:`save_figure`) the notebooks add.
 Temporary files of an interrupted write (unique names, ``.<name>.<random>.tmp``) are removed
 when a notebook starts writing (:func:`remove_eval_leftovers`; :func:`save_evaluation` does it first).
+:func:`evaluate_and_save` scores a run and saves it in one step; :func:`load_or_evaluate` reuses saved scores.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ import pandas as pd
 
 from wfutils.data.predictions import SystemMeta
 from wfutils.evaluation.result import CATEGORY_COLUMNS, SCORE_COLUMNS, Evaluation
-from wfutils.evaluation.scoring import METRICS
+from wfutils.evaluation.loading import data_notes
+from wfutils.evaluation.scoring import METRICS, evaluate_run
 from wfutils.provenance import version_record
 from wfutils.storage import atomic_write, atomic_write_json, remove_leftovers
 
@@ -51,8 +54,13 @@ def save_table(table: pd.DataFrame, run_dir: str | os.PathLike[str], name: str, 
     raise ValueError(f"{name}: tables are saved as .csv or .parquet")
 
 
-def save_figure(figure: Any, run_dir: str | os.PathLike[str], name: str, *, dpi: int = 150) -> Path:
-    """Write a matplotlib figure to ``eval/figures/<name>.png`` atomically; returns its path."""
+def save_figure(figure: Any, run_dir: str | os.PathLike[str], name: str, *, dpi: int = 150) -> Path | None:
+    """Write a matplotlib figure to ``eval/figures/<name>.png`` atomically; returns its path.
+
+    ``figure`` None (what :mod:`wfutils.evaluation.figures` returns for an empty table) writes nothing.
+    """
+    if figure is None:
+        return None
     path = eval_dir(run_dir) / FIGURES / f"{name}.png"
     return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
 
@@ -111,3 +119,27 @@ def load_evaluation(run_dir: str | os.PathLike[str]) -> Evaluation:
                       predictions=pd.read_parquet(folder / "predictions.parquet"),
                       coverage=pd.read_csv(folder / "coverage.csv"), metas=metas, notes=info.get("notes", []),
                       seconds=info.get("seconds", 0.0))
+
+
+def evaluate_and_save(run_dir: str | os.PathLike[str], systems: Sequence[str] | None = None, *,
+                      on_incomplete: str = "error", params: dict[str, Any] | None = None) -> Evaluation:
+    """Score a run (:func:`~wfutils.evaluation.scoring.evaluate_run`) and save it under ``eval/``.
+
+    What reading skipped or repaired (:func:`wfutils.evaluation.loading.data_notes`) joins the
+    evaluation's notes, so nothing is dropped without a note naming ``file:line``.
+    """
+    with data_notes() as skipped:
+        evaluation = evaluate_run(run_dir, systems, on_incomplete=on_incomplete)
+    evaluation.notes += [note for note in skipped if note not in evaluation.notes]
+    save_evaluation(evaluation, run_dir, params=params)
+    return evaluation
+
+
+def load_or_evaluate(run_dir: str | os.PathLike[str], *, on_incomplete: str = "error") -> tuple[Evaluation, str]:
+    """The saved evaluation of a run, or a fresh one (:func:`evaluate_and_save`) when there is none yet;
+    with a sentence saying which."""
+    try:
+        return load_evaluation(run_dir), f"using the scores notebook 04 wrote: {eval_dir(run_dir) / 'scores.parquet'}"
+    except FileNotFoundError:
+        evaluation = evaluate_and_save(run_dir, on_incomplete=on_incomplete, params={"on_incomplete": on_incomplete})
+        return evaluation, f"scored the run here (no scores were saved yet), on_incomplete={on_incomplete!r}"

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import quote, urlparse
 
+from wfutils.engines.base import Endpoint
 from wfutils.llm.pricing import cost_usd
 from wfutils.storage import atomic_write_text
 
@@ -73,6 +74,7 @@ __all__ = [
     "LLMConfigError",
     "ResponseCache",
     "check_base_url",
+    "connect",
     "is_local_url",
     "public_url",
     "redact",
@@ -602,3 +604,18 @@ class LLMClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def connect(endpoint: Endpoint | Any, **kwargs: Any) -> LLMClient:
+    """An :class:`LLMClient` for an engine's endpoint (an :class:`~wfutils.engines.base.Endpoint`, or a running
+    server or engine with an ``endpoint()`` method): its model, URL, key, cache identity and context-window
+    check; ``kwargs`` (cache folder, retries, ...) go to the client and win over the endpoint's values."""
+    if not isinstance(endpoint, Endpoint):
+        endpoint = endpoint.endpoint()
+    for name in ("cache_id", "api_key", "context_window"):
+        value = getattr(endpoint, name)
+        if value is not None:
+            kwargs.setdefault(name, value)
+    if kwargs.get("context_window") is not None and endpoint.count_tokens is not None:
+        kwargs.setdefault("count_tokens", endpoint.count_tokens)
+    return LLMClient(endpoint.model, base_url=endpoint.base_url, **kwargs)

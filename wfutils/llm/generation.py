@@ -23,6 +23,7 @@ from wfutils.flows.schema import FLOW_SCHEMA
 from wfutils.flows.vocabulary import flow_text
 from wfutils.llm.assembly import assemble_flow, example_shot, outline_steps, parse_part_inputs, part_inputs
 from wfutils.llm.client import ChatResult, LLMClient
+from wfutils.llm.config import Decoding
 from wfutils.llm.retrieval import CatalogContext, Example
 from wfutils.llm.strategies import Strategy, build_messages, get_strategy, step_messages
 
@@ -64,22 +65,24 @@ class Generation:
 
 
 def _single(client: LLMClient, s: Strategy, request: str, gen: Generation, *, examples: Sequence[Example],
-            catalog_context: CatalogContext | None, catalog: Catalog | None, temperature: float, max_tokens: int,
-            step_max_tokens: int, json_mode: str, refresh: bool | None) -> None:
+            catalog_context: CatalogContext | None, catalog: Catalog | None, decoding: Decoding,
+            refresh: bool | None) -> None:
     messages = build_messages(s, request, examples=examples, catalog=catalog_context)
-    result = client.chat(messages, temperature=temperature, max_tokens=max_tokens, json_mode=json_mode,
-                         json_schema=FLOW_SCHEMA if json_mode == "schema" else None, refresh=refresh)
+    result = client.chat(messages, temperature=decoding.temperature, max_tokens=decoding.max_tokens,
+                         json_mode=decoding.json_mode,
+                         json_schema=FLOW_SCHEMA if decoding.json_mode == "schema" else None, refresh=refresh)
     gen.add(result)
     gen.output = result.text
 
 
 def _decomposed(client: LLMClient, s: Strategy, request: str, gen: Generation, *, examples: Sequence[Example],
-                catalog_context: CatalogContext | None, catalog: Catalog | None, temperature: float,
-                max_tokens: int, step_max_tokens: int, json_mode: str, refresh: bool | None) -> None:
+                catalog_context: CatalogContext | None, catalog: Catalog | None, decoding: Decoding,
+                refresh: bool | None) -> None:
     catalog = catalog if catalog is not None else load_catalog()
-    part_mode = "none" if json_mode == "none" else "object"  # outline and parts are not flows: no flow schema
+    part_mode = "none" if decoding.json_mode == "none" else "object"  # outline and parts are not flows: no flow schema
     result = client.chat(build_messages(s, request, examples=examples, catalog=catalog_context),
-                         temperature=temperature, max_tokens=max_tokens, json_mode=part_mode, refresh=refresh)
+                         temperature=decoding.temperature, max_tokens=decoding.max_tokens, json_mode=part_mode,
+                         refresh=refresh)
     gen.add(result)
     if result.error:
         return
@@ -104,8 +107,8 @@ def _decomposed(client: LLMClient, s: Strategy, request: str, gen: Generation, *
     for kind, definition, key, label in parts:
         messages = step_messages(s.version, request, skeleton, label, part_inputs(catalog, kind, definition),
                                  example_shot(examples, kind, definition))
-        r = client.chat(messages, temperature=temperature, max_tokens=step_max_tokens, json_mode=part_mode,
-                        refresh=refresh)
+        r = client.chat(messages, temperature=decoding.temperature, max_tokens=decoding.step_max_tokens,
+                        json_mode=part_mode, refresh=refresh)
         gen.add(r)
         if r.error:
             return
@@ -133,19 +136,15 @@ def generate(
     examples: Sequence[Example] = (),
     catalog_context: CatalogContext | None = None,
     catalog: Catalog | None = None,
-    temperature: float = 0.0,
-    max_tokens: int = 512,
-    step_max_tokens: int = 128,
-    json_mode: str = "none",
+    decoding: Decoding = Decoding(),
     refresh: bool | None = None,
 ) -> Generation:
-    """Run ``strategy`` for one request with the given examples / catalogue context.
+    """Run ``strategy`` for one request with the given examples / catalogue context, decoding as ``decoding`` says.
 
     ``refresh=True`` skips response-cache reads for these calls (None: the client's setting).
     """
     s = get_strategy(strategy)
     gen = Generation(retrieved_ids=[e.id for e in examples])
     _PIPELINES[s.pipeline](client, s, request, gen, examples=examples, catalog_context=catalog_context,
-                           catalog=catalog, temperature=temperature, max_tokens=max_tokens,
-                           step_max_tokens=step_max_tokens, json_mode=json_mode, refresh=refresh)
+                           catalog=catalog, decoding=decoding, refresh=refresh)
     return gen

@@ -42,6 +42,15 @@ def load_prices(path: str | None = None) -> dict[str, dict[str, float]]:
     return table
 
 
+def prices_as_of(path: str | None = None) -> str | None:
+    """When the price table's list prices were read (its ``as_of`` field), for quoting a cost with its date;
+    None when the table does not say."""
+    text = (resources.files("wfutils.llm").joinpath("pricing.json").read_text(encoding="utf-8") if path is None
+            else Path(path).read_text(encoding="utf-8"))
+    value = json.loads(text).get("as_of")
+    return str(value) if value else None
+
+
 def cost_usd(model: str, prompt_tokens: int, completion_tokens: int, *, local: bool = False,
              prices: str | None = None) -> float | None:
     """Cost of one call; 0 for local endpoints, None when the model is not in the price table.

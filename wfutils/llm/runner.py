@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from wfutils.data.catalog import load_catalog
-from wfutils.data.predictions import (Prediction, PredictionWriter, SystemMeta, end_jsonl_cleanly, predictions_path,
+from wfutils.data.predictions import (PROMPTED, Prediction, PredictionWriter, SystemMeta, end_jsonl_cleanly, predictions_path,
                                       read_predictions)
 from wfutils.flows.vocabulary import flow_text
 from wfutils.llm.client import LLMClient
+from wfutils.llm.config import Decoding
 from wfutils.llm.generation import Generation, generate
 from wfutils.llm.pricing import MAX_COST_PER_EXAMPLE_USD
 from wfutils.llm.retrieval import CatalogContext, Example, Retriever
@@ -118,10 +119,7 @@ def run_system(
     retriever: Retriever | None = None,
     few_shot: Sequence[Example] | None = None,
     concurrency: int = 4,
-    temperature: float = 0.0,
-    max_tokens: int = 512,
-    step_max_tokens: int = 128,
-    json_mode: str = "none",
+    decoding: Decoding = Decoding(),
     key: Any = None,
     force: bool = False,
     progress: bool = True,
@@ -140,7 +138,7 @@ def run_system(
     example is generated, in the thread that generates it (the arm primes llama.cpp's prompt
     cache with it; with ``concurrency=1`` the two follow each other). Returns a summary dict.
     """
-    if meta.arm != "prompted":
+    if meta.arm != PROMPTED:
         raise ValueError(f"system {meta.system!r}: run_system runs prompted systems, metadata says arm {meta.arm!r}")
     s = get_strategy(meta.strategy)
     if not isinstance(splits, Mapping):
@@ -166,8 +164,9 @@ def run_system(
     examples_key = {"none": None, "fixed": _examples_digest(few_shot or ()),
                     "retrieved": retriever.fingerprint if retriever is not None else None}[s.uses_examples]
     resume_key = {"endpoint": client.cache_id, "model": client.model, "strategy_version": s.version,
-                  "temperature": temperature, "max_tokens": max_tokens, "json_mode": json_mode,
-                  "step_max_tokens": step_max_tokens if s.pipeline == "decomposed" else None,
+                  "temperature": decoding.temperature, "max_tokens": decoding.max_tokens,
+                  "json_mode": decoding.json_mode,
+                  "step_max_tokens": decoding.step_max_tokens if s.pipeline == "decomposed" else None,
                   "examples": examples_key, "caller": key}
     run_dir = Path(run_dir)
     out_path = predictions_path(run_dir, meta.system)
@@ -195,12 +194,12 @@ def run_system(
                    if meta.retrieval == "oracle" else retriever.retrieve(row["request"], meta.k, exclude_ids=[row["id"]]))
             examples, context = got.examples, got.catalog
         return generate(client, s, row["request"], examples=examples, catalog_context=context, catalog=catalog,
-                        temperature=temperature, max_tokens=max_tokens, step_max_tokens=step_max_tokens,
-                        json_mode=json_mode, refresh=True if force else None)
+                        decoding=decoding, refresh=True if force else None)
 
     summary: dict[str, Any] = {
         "system": meta.system, "meta": meta.to_dict(), "strategy_version": s.version, "model": client.model,
-        "endpoint": client.cache_id, "temperature": temperature, "max_tokens": max_tokens, "json_mode": json_mode,
+        "endpoint": client.cache_id, "temperature": decoding.temperature, "max_tokens": decoding.max_tokens,
+        "json_mode": decoding.json_mode,
         "concurrency": concurrency, "examples": len(todo_all), "written": 0, "already_done": 0, "failed": 0,
         "errors": {}, "calls": 0, "attempts": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
         "cost_usd": 0.0, "restarted": None,

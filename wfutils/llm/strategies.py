@@ -28,7 +28,6 @@ the endpoint for one request, :mod:`wfutils.llm.runner` runs a system over split
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -56,7 +55,6 @@ __all__ = [
     "outline_of",
     "register_strategy",
     "step_messages",
-    "system_name",
     "template_text",
 ]
 
@@ -153,18 +151,6 @@ register_strategy(Strategy("rag_few_shot", "v1", ("system", "catalog", "request"
 register_strategy(Strategy("decomposed", "v1", ("outline", "catalog", "request", "step_inputs", "step_request"),
                            "retrieved", True, "decomposed", "2 + steps",
                            "outline (trigger + steps) first, then one call per part for its inputs; assembled in code"))
-
-
-def system_name(model: str, strategy: str, retrieval: str = "bm25") -> str:
-    """Predictions-file system name: ``<model>-<strategy>`` slugified (``-oracle`` for oracle retrieval).
-
-    Only a file name: what a system is (arm, strategy, retrieval) is in its
-    :class:`wfutils.data.predictions.SystemMeta` sidecar, never parsed back from the name.
-    """
-    base = str(model).rstrip("/").split("/")[-1]
-    text = f"{base}-{strategy}" + ("-oracle" if retrieval == "oracle" else "")
-    slug = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
-    return slug or "llm"
 
 
 # --------------------------------------------------------------------------- examples

@@ -10,7 +10,7 @@ the end-of-turn token. Base models without a chat template get a plain ``### Req
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from wfutils.flows.vocabulary import flow_text
 
@@ -37,22 +37,16 @@ def training_messages(
     request: str,
     *,
     context: str | None = None,
-    examples: Sequence[tuple[str, str]] = (),
     system_prompt: str = SYSTEM_PROMPT,
 ) -> list[dict[str, str]]:
-    """Chat messages of the SLM arm for one request: instruction (+ context), few-shot turns, the request.
+    """Chat messages of the fine-tuned arm for one request: instruction (+ context), then the request.
 
-    (The prompted arm's strategies build their own messages: :func:`wfutils.llm.strategies.build_messages`.)
+    (Prompting with examples is the prompted arm's: :func:`wfutils.llm.strategies.build_messages`.)
     """
     system = system_prompt
     if context:
         system += "\n\nRelevant catalogue entries:\n" + context.strip()
-    messages = [{"role": "system", "content": system}]
-    for example_request, example_flow in examples:
-        messages.append({"role": "user", "content": example_request})
-        messages.append({"role": "assistant", "content": flow_text(example_flow)})
-    messages.append({"role": "user", "content": request})
-    return messages
+    return [{"role": "system", "content": system}, {"role": "user", "content": request}]
 
 
 def _plain_prompt(messages: list[dict[str, str]]) -> str:
@@ -87,11 +81,10 @@ def prompt_token_ids(
     request: str,
     *,
     context: str | None = None,
-    examples: Sequence[tuple[str, str]] = (),
     system_prompt: str = SYSTEM_PROMPT,
 ) -> list[int]:
     """Token ids of the prompt, ending where the model's flow should start."""
-    messages = training_messages(request, context=context, examples=examples, system_prompt=system_prompt)
+    messages = training_messages(request, context=context, system_prompt=system_prompt)
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])

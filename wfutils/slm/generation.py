@@ -1,24 +1,20 @@
-"""Batched greedy generation of flows for whole splits, written as predictions with their system metadata.
+"""Greedy generation of flows for whole splits by the fine-tuned arm, written as predictions with their metadata.
 
-Prompts (:mod:`wfutils.slm.formatting`) are sorted by length and decoded in left-padded batches
-with ``model.generate`` (greedy, stopping at end-of-turn). Every finished batch is appended to
-``predictions/<system>.jsonl`` through :class:`wfutils.data.predictions.PredictionWriter`, which
-also writes the ``<system>.meta.json`` sidecar (:class:`SystemMeta`: arm, base model, adapter,
-strategy, decoding, ...). A killed run resumes where it stopped, as long as the resume key (the
-metadata, the code digest and the caller's ``key``, e.g. the adapter fingerprint) is unchanged;
-``force`` regenerates.
+Prompts (:mod:`wfutils.slm.formatting`) are sorted by length and decoded in left-padded batches by the
+in-process engine (:class:`wfutils.engines.inprocess.InProcessTransformersEngine`: ``model.generate``,
+greedy, stopping at end-of-turn). Every finished batch is appended to ``predictions/<system>.jsonl``
+through :class:`wfutils.data.predictions.PredictionWriter`, which also writes the ``<system>.meta.json``
+sidecar (:class:`SystemMeta`: arm, base model, adapter, engine, decoding, ...). A killed run resumes where
+it stopped, as long as the resume key (the metadata, the code digest and the caller's ``key``, e.g. the
+adapter fingerprint) is unchanged; ``force`` regenerates. :class:`GenerationConfig` holds notebook 02's
+generation settings.
 
 ``latency_s`` of a record is the wall time of its batch divided by the batch size (the
 amortised cost per flow); the batch wall time is the latency each request actually saw.
 
 Constrained decoding (an ablation, off by default) masks every token that would leave the
-flow JSON Schema, with llguidance (:func:`schema_constraint`).
-
-``benchmarks/slm_bench.py`` decided both engines, side by side on the same batches (2 busy CPU
-cores, numbers in its docstring): the former hand-written greedy loop, which drops finished rows
-from the batch, was 1.22-1.29x the tokens/s of batched ``model.generate`` in CPU time (1.09-1.50x
-in wall time, swinging with the neighbours' load), short of the 1.3x that would justify keeping
-it; llguidance was 1.1-2.3x the tokens/s of lm-format-enforcer with at least its parse rate.
+flow JSON Schema, with llguidance (:func:`schema_constraint`), which ``benchmarks/slm_bench.py``
+chose over lm-format-enforcer.
 """
 
 from __future__ import annotations
@@ -27,19 +23,21 @@ import copy
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from wfutils.data.predictions import Prediction, PredictionWriter, SystemMeta, predictions_path
+from wfutils.config import validate
+from wfutils.data.predictions import FINE_TUNED, NO_STRATEGY, Prediction, PredictionWriter, SystemMeta, predictions_path
 from wfutils.data.store import evaluation_splits, load_run_data
+from wfutils.engines.inprocess import InProcessTransformersEngine
 from wfutils.flows.vocabulary import flow_text
 from wfutils.provenance import peak_rss_gib
 from wfutils.slm.formatting import SYSTEM_PROMPT, end_of_turn_id, prompt_token_ids, stop_token_ids
 
 __all__ = [
-    "Generated",
-    "generate_batch",
+    "GenerationConfig",
+    "slm_engine",
     "default_max_new_tokens",
     "slm_system_meta",
     "generate_predictions",
@@ -52,58 +50,45 @@ __all__ = [
 ConstraintFactory = Callable[[Sequence[int]], Any]
 
 
-@dataclass
-class Generated:
-    """One generated answer."""
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Notebook 02's settings that are not training settings (:class:`wfutils.slm.training.TrainConfig`):
+    what the fine-tuned model is trained on and asked, and how its answers are decoded."""
 
-    text: str
-    prompt_tokens: int
-    completion_tokens: int  # generated tokens up to and including the end-of-turn token
+    train_corpus: str = "synthetic"  # the run's data set to fine-tune on (a name or a .jsonl stem of notebook 01)
+    n_train: int | None = None  # first N training pairs (None: the whole train split)
+    time_budget_s: float | None = None  # train for at most this many seconds, then keep the adapter as it is
+    eval_splits: list[str] | None = None  # "<data set>/<split>" names; None: every test / ood split
+    eval_limit: int | None = None  # first N examples of each evaluation split
+    test_limit: int | None = None  # first N of the training corpus's test split instead (None: eval_limit)
+    gen_batch_size: int = 16  # flows decoded together
+    max_new_tokens_cap: int = 1024
+    constrained: bool = False  # ablation: JSON-Schema-guided decoding (llguidance)
+    force: bool = False  # retrain the adapter and regenerate the predictions even when nothing changed
+    system: str | None = None  # None: slm-<model>-lora
+
+    def __post_init__(self) -> None:
+        validate(self)
+        problems = [f"{name} must be >= 1 or None, got {value!r}" for name, value in
+                    (("n_train", self.n_train), ("eval_limit", self.eval_limit), ("test_limit", self.test_limit))
+                    if value is not None and value < 1]
+        if self.gen_batch_size < 1:
+            problems.append(f"gen_batch_size must be >= 1, got {self.gen_batch_size!r}")
+        if self.max_new_tokens_cap < 1:
+            problems.append(f"max_new_tokens_cap must be >= 1, got {self.max_new_tokens_cap!r}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            problems.append(f"time_budget_s must be > 0 or None, got {self.time_budget_s!r}")
+        if problems:
+            raise ValueError("invalid GenerationConfig: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def _pad_id(tokenizer: Any) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
-
-
-def generate_batch(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[Sequence[int]],
-    *,
-    max_new_tokens: int,
-    logits_processor: Any = None,
-) -> list[Generated]:
-    """Greedy-decode a batch of tokenised prompts with ``model.generate`` (left padding, end-of-turn stops).
-
-    ``logits_processor`` (a ``LogitsProcessorList``) is passed on to ``generate``.
-    """
-    import torch
-    from transformers import GenerationConfig
-
-    if not prompts:
-        return []
-    pad_id = _pad_id(tokenizer)
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.tensor(list(p))
-        mask[row, width - len(p):] = 1
-    device = next(model.parameters()).device
-    stop = stop_token_ids(tokenizer)
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop, pad_token_id=pad_id,
-                              use_cache=True)
-    with torch.inference_mode():
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config,
-                             logits_processor=logits_processor)
-    results = []
-    stop_set = set(stop)
-    for row, p in enumerate(prompts):
-        new = out[row, width:].tolist()
-        n = next((k + 1 for k, t in enumerate(new) if t in stop_set), len(new))
-        text = tokenizer.decode(new[:n], skip_special_tokens=True)
-        results.append(Generated(text=text, prompt_tokens=len(p), completion_tokens=n))
-    return results
+def slm_engine(model: Any, tokenizer: Any) -> InProcessTransformersEngine:
+    """The in-process engine for a model of this arm: its chat template's end-of-turn tokens stop a row."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
+    return InProcessTransformersEngine(model, tokenizer, stop_ids=stop_token_ids(tokenizer), pad_id=pad_id)
 
 
 def default_max_new_tokens(tokenizer: Any, references: Iterable[Any], *, slack: float = 1.25, extra: int = 16,
@@ -117,29 +102,26 @@ def default_max_new_tokens(tokenizer: Any, references: Iterable[Any], *, slack: 
 def slm_system_meta(
     system: str,
     model: Any,
+    tokenizer: Any,
     *,
     base_model: str,
-    arm: str = "fine-tuned",
     adapter: str | None = None,
-    k: int = 0,
     constrained: bool = False,
     train_corpus: str = "synthetic",
 ) -> SystemMeta:
-    """The :class:`SystemMeta` of a system generated here.
+    """The :class:`SystemMeta` of a fine-tuned system generated here: the adapter answers the bare request.
 
-    ``arm="fine-tuned"``: the adapter answers the bare request (strategy ``none``); ``arm="prompted"``:
-    the same base model with ``k`` fixed examples in the prompt (strategy ``few_shot``).
-    ``n_params`` is counted from ``model``; ``model_sha256`` is that of the base model's GGUF when known.
+    ``n_params`` is counted from ``model``; ``model_sha256`` is that of the base model's GGUF when known;
+    the engine is :func:`slm_engine`'s description (the weights' dtype as its quantisation).
     """
-    import transformers
-
     from wfutils.models import count_parameters, model_sha256
 
-    strategy = "none" if arm == "fine-tuned" else ("few_shot" if k else "zero_shot")
+    engine = slm_engine(model, tokenizer).info()
+    if adapter is not None and engine.adapter_format is None:  # load_finetuned merges the LoRA weights by default
+        engine = replace(engine, adapter_format="peft-lora (merged)")
     return SystemMeta(
-        system=system, arm=arm, base_model=str(base_model), n_params=count_parameters(model), adapter=adapter,
-        strategy=strategy, k=int(k), retrieval="none",
-        engine=f"transformers {transformers.__version__} (model.generate, batched)",
+        system=system, arm=FINE_TUNED, base_model=str(base_model), n_params=count_parameters(model), adapter=adapter,
+        strategy=NO_STRATEGY, k=0, retrieval="none", engine=engine,
         decoding="constrained" if constrained else "greedy", model_sha256=model_sha256(base_model),
         train_corpus=train_corpus,
     )
@@ -158,15 +140,13 @@ def _check_rows(rows: Any, split: str, context_column: str | None) -> list[dict[
 
 def _generate_into(
     writer: PredictionWriter,
-    model: Any,
-    tokenizer: Any,
+    engine: InProcessTransformersEngine,
     rows: list[dict[str, Any]],
     *,
     split: str,
     batch_size: int,
     max_new_tokens: int | None,
     context_column: str | None,
-    examples: Sequence[tuple[str, Any]],
     system_prompt: str,
     constraint: ConstraintFactory | None,
     progress: bool,
@@ -174,6 +154,7 @@ def _generate_into(
     """Generate the rows not yet in ``writer``; returns counts and timings."""
     from tqdm.auto import tqdm
 
+    tokenizer = engine.tokenizer
     system = writer.meta.system
     todo = [r for r in rows if str(r["id"]) not in writer.done_ids]
     stats = {"n": len(rows), "generated": len(todo), "completion_tokens": 0, "seconds": 0.0,
@@ -182,7 +163,7 @@ def _generate_into(
         return stats
     if max_new_tokens is None:
         max_new_tokens = stats["max_new_tokens"] = default_max_new_tokens(tokenizer, [r["flow"] for r in rows])
-    prompts = [prompt_token_ids(tokenizer, r["request"], examples=examples, system_prompt=system_prompt,
+    prompts = [prompt_token_ids(tokenizer, r["request"], system_prompt=system_prompt,
                                 context=r.get(context_column) if context_column else None) for r in todo]
     order = sorted(range(len(todo)), key=lambda i: len(prompts[i]), reverse=True)
     bar = tqdm(total=len(todo), desc=f"generating {split} ({system})", unit="flow", disable=not progress)
@@ -191,8 +172,7 @@ def _generate_into(
         batch_prompts = [prompts[i] for i in idx]
         processor = constraint([len(p) for p in batch_prompts]) if constraint else None
         t0 = time.perf_counter()
-        outs = generate_batch(model, tokenizer, batch_prompts, max_new_tokens=max_new_tokens,
-                              logits_processor=processor)
+        outs = engine.generate(batch_prompts, max_new_tokens=max_new_tokens, logits_processor=processor)
         dt = time.perf_counter() - t0
         for i, gen in zip(idx, outs):
             row = todo[i]
@@ -224,7 +204,6 @@ def generate_predictions(
     batch_size: int = 16,
     max_new_tokens: int | None = None,
     context_column: str | None = None,
-    examples: Sequence[tuple[str, Any]] = (),
     system_prompt: str = SYSTEM_PROMPT,
     constraint: ConstraintFactory | None = None,
     progress: bool = True,
@@ -232,24 +211,17 @@ def generate_predictions(
     """Generate a flow for every row (``id``, ``request``, ``flow`` = reference) not yet in ``out_path``.
 
     ``meta`` describes the system (written to the sidecar); ``key`` joins the resume key (pass
-    the adapter fingerprint); ``force`` starts the file afresh. ``examples`` adds few-shot
-    (request, flow) turns to every prompt. ``constraint`` is a constrained-decoding factory
+    the adapter fingerprint); ``force`` starts the file afresh. ``constraint`` is a constrained-decoding factory
     (:func:`schema_constraint`). Returns ``out_path``.
     """
     rows = _check_rows(rows, split, context_column)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out_path = Path(out_path)
-    was_training = model.training
-    model.eval()
-    try:
-        with PredictionWriter(out_path, meta, key=key, force=force) as writer:
-            _generate_into(writer, model, tokenizer, rows, split=split, batch_size=batch_size,
-                           max_new_tokens=max_new_tokens, context_column=context_column, examples=examples,
-                           system_prompt=system_prompt, constraint=constraint, progress=progress)
-    finally:
-        if was_training:
-            model.train()
+    with slm_engine(model, tokenizer) as engine, PredictionWriter(out_path, meta, key=key, force=force) as writer:
+        _generate_into(writer, engine, rows, split=split, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                       context_column=context_column, system_prompt=system_prompt, constraint=constraint,
+                       progress=progress)
     return out_path
 
 
@@ -267,7 +239,6 @@ def generate_for_run(
     batch_size: int = 16,
     max_new_tokens: int | None = None,
     max_new_tokens_cap: int = 1024,
-    examples: Sequence[tuple[str, Any]] = (),
     constraint: ConstraintFactory | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -290,24 +261,17 @@ def generate_for_run(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     path = predictions_path(run_dir, meta.system)
     summary: dict[str, Any] = {"system": meta.system, "arm": meta.arm, "path": str(path), "splits": {}}
-    was_training = model.training
-    model.eval()
-    try:
-        with PredictionWriter(path, meta, key=key, force=force) as writer:
-            summary["restarted"] = writer.restart_reason
-            for name, split in wanted:
-                rows = _check_rows(data[name][split], split, None)
-                keep = test_limit if test_limit is not None and (name, split) == (meta.train_corpus, "test") else limit
-                rows = rows[:keep] if keep is not None else rows
-                budget = max_new_tokens or default_max_new_tokens(tokenizer, [r["flow"] for r in rows],
-                                                                  cap=max_new_tokens_cap)
-                summary["splits"][f"{name}/{split}"] = _generate_into(
-                    writer, model, tokenizer, rows, split=split, batch_size=batch_size, max_new_tokens=budget,
-                    context_column=None, examples=examples, system_prompt=SYSTEM_PROMPT, constraint=constraint,
-                    progress=progress)
-    finally:
-        if was_training:
-            model.train()
+    with slm_engine(model, tokenizer) as engine, PredictionWriter(path, meta, key=key, force=force) as writer:
+        summary["restarted"] = writer.restart_reason
+        for name, split in wanted:
+            rows = _check_rows(data[name][split], split, None)
+            keep = test_limit if test_limit is not None and (name, split) == (meta.train_corpus, "test") else limit
+            rows = rows[:keep] if keep is not None else rows
+            budget = max_new_tokens or default_max_new_tokens(tokenizer, [r["flow"] for r in rows],
+                                                              cap=max_new_tokens_cap)
+            summary["splits"][f"{name}/{split}"] = _generate_into(
+                writer, engine, rows, split=split, batch_size=batch_size, max_new_tokens=budget,
+                context_column=None, system_prompt=SYSTEM_PROMPT, constraint=constraint, progress=progress)
     summary["peak_rss_gib"] = peak_rss_gib()  # of the whole process, training included
     return summary
 

@@ -48,13 +48,14 @@ from wfutils.slm.formatting import (
     completion_token_ids,
     prompt_token_ids,
 )
-from wfutils.slm.generation import default_max_new_tokens
+from wfutils.slm.generation import GenerationConfig, default_max_new_tokens
 from wfutils.slm.validation import ValidationFlowSim, validation_curve
 from wfutils.storage import atomic_dir, atomic_write_json, remove_leftovers
 
 __all__ = [
     "ALL_PROJECTIONS",
     "TrainConfig",
+    "notebook_configs",
     "EncodedExample",
     "TrainResult",
     "TrainingClock",
@@ -66,7 +67,6 @@ __all__ = [
     "train_lora",
     "load_finetuned",
     "read_training_record",
-    "system_name",
 ]
 
 ALL_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -106,9 +106,7 @@ class TrainConfig:
     group_by_length: bool = True  # batches of similar lengths (less padding)
     seed: int = 0
     bf16: bool = False
-    # Measured here on the 8 longest synthetic examples: peak RSS 14.9 GiB (8x1, off), 8.9 (4x2, off),
-    # 5.1 (4x2, on; about 30% slower). On: the defaults fit a small machine.
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool = True  # on: the defaults fit a small machine's memory (book/methods.md)
     checkpoint_every: int = 25  # optimizer steps between checkpoints
     eval_every: int | None = None  # steps between validation losses (needs validation rows); None: never
     select_best: bool = False  # keep the best checkpoint on the validation split (never the test split)
@@ -170,11 +168,18 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def system_name(base_model: str, suffix: str = "lora") -> str:
-    """The predictions-file system name of the SLM arm, e.g. ``slm-smollm2-135m-lora``."""
-    from wfutils.models import model_slug
+def notebook_configs(values: Mapping[str, Any]) -> tuple[TrainConfig, GenerationConfig]:
+    """Notebook 02's parameters (found among ``values``, e.g. the notebook's ``globals()``) as the two
+    configurations: every parameter but ``run_dir`` is a field of one of them. Validation answers use the
+    test-time answer budget (``flowsim_max_new_tokens = max_new_tokens_cap``)."""
+    from dataclasses import fields
 
-    return f"slm-{model_slug(base_model)}-{suffix}"
+    train = {f.name: values[f.name] for f in fields(TrainConfig) if f.name in values}
+    if "lora_targets" in train:
+        train["lora_targets"] = tuple(train["lora_targets"])
+    generation = GenerationConfig(**{f.name: values[f.name] for f in fields(GenerationConfig) if f.name in values})
+    train.setdefault("flowsim_max_new_tokens", generation.max_new_tokens_cap)
+    return TrainConfig(**train), generation
 
 
 # --------------------------------------------------------------------------- encoding

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from wfutils.flows.flowsim import flow_similarities
 from wfutils.flows.parsing import parse_flow
 from wfutils.slm.formatting import SYSTEM_PROMPT, prompt_token_ids
-from wfutils.slm.generation import generate_batch
+from wfutils.slm.generation import slm_engine
 
 __all__ = ["ValidationFlowSim", "validation_curve"]
 
@@ -49,10 +49,10 @@ class ValidationFlowSim(_callback_base()):
     def score(self, model: Any) -> dict[str, float]:
         """Mean FlowSim and parse rate of ``model``'s greedy answers to the validation requests."""
         texts: dict[int, str] = {}
+        engine = slm_engine(model, self.tokenizer)
         for start in range(0, len(self.order), self.batch_size):
             idx = self.order[start:start + self.batch_size]
-            outs = generate_batch(model, self.tokenizer, [self.prompts[i] for i in idx],
-                                  max_new_tokens=self.max_new_tokens)
+            outs = engine.generate([self.prompts[i] for i in idx], max_new_tokens=self.max_new_tokens)
             texts.update({i: o.text for i, o in zip(idx, outs)})
         answers = [texts[i] for i in range(len(self.references))]
         parsed = [parse_flow(text).status == "ok" for text in answers]

@@ -12,6 +12,12 @@ themselves (``remove-input``, ``hide-input``, figure captions) are kept as they 
 A run whose notebooks were executed by other ``wfutils`` code than the installed one (its
 ``code_digest`` differs) is not rendered: the build names the stale notebooks and how to rerun
 them (``--allow-stale`` renders them anyway, with the digests printed).
+
+The committed reference run (``--reference``, or any run folder holding ``reference.json``) is
+checked first (:func:`wfutils.study.reference.validate_reference` and its glued headline against
+``eval/scores.parquet``), and its age is shown instead of refused: a note at the top of the intro
+and of every results page says which commit and code digest computed it and, when the installed
+code differs, which notebooks' inputs changed (:func:`reference_note`).
 """
 
 from __future__ import annotations
@@ -27,11 +33,15 @@ import yaml
 
 from wfutils.provenance import code_digest
 from wfutils.study.pipeline import REPO_ROOT
+from wfutils.study.reference import (RECORD_FILE, REFERENCE_DIR, ReferenceRunError, check_headline, is_reference,
+                                     read_provenance, validate_reference)
 
 RUN_PAGES_DIR = REPO_ROOT / "book" / "run"
 ADAPT_PAGES_DIR = REPO_ROOT / "book" / "adapt_run"
 #: The run shown as the worked example of "Adapt it to your domain" (``--profile n8n``), beside the rendered run.
 ADAPT_RUN_NAME = "n8n"
+#: Staged beside the run's pages and included by ``book/intro.md``: the reference run's note, empty for other runs.
+NOTE_FILE = "provenance.md"
 
 
 class BookError(RuntimeError):
@@ -80,17 +90,37 @@ def reader_tags(notebook: dict) -> int:
     return changed
 
 
-def stage_notebook(source: Path, target: Path) -> Path:
-    """Copy an executed notebook into the book with :func:`reader_tags` applied."""
+def add_note(notebook: dict, note: str) -> None:
+    """Put ``note`` (MyST) under the notebook's title, in its first Markdown cell (in place)."""
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            source = cell.get("source", "")
+            lines = (source if isinstance(source, list) else source.splitlines(keepends=True)) or [""]
+            title = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+            at = 0 if title is None else title + 1
+            if at and not lines[at - 1].endswith("\n"):
+                lines[at - 1] += "\n"
+            cell["source"] = lines[:at] + ["\n", note.rstrip("\n") + "\n", "\n"] + lines[at:]
+            return
+    notebook.setdefault("cells", []).insert(0, {"cell_type": "markdown", "metadata": {}, "source": [note]})
+
+
+def stage_notebook(source: Path, target: Path, *, note: str = "") -> Path:
+    """Copy an executed notebook into the book with :func:`reader_tags` applied (and ``note`` under its title)."""
     notebook = json.loads(Path(source).read_text(encoding="utf-8"))
     reader_tags(notebook)
+    if note:
+        add_note(notebook, note)
     target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     shutil.copystat(source, target)
     return target
 
 
-def stage_run(run_dir: Path, pages_dir: Path = RUN_PAGES_DIR) -> list[Path]:
-    """Copy the run's executed notebooks into the book (cells hidden by :func:`reader_tags`); name every missing one."""
+def stage_run(run_dir: Path, pages_dir: Path = RUN_PAGES_DIR, *, note: str = "") -> list[Path]:
+    """Copy the run's executed notebooks into the book (cells hidden by :func:`reader_tags`); name every missing one.
+
+    ``note`` (MyST, empty for none) goes under each page's title and into :data:`NOTE_FILE`, which the intro includes.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").exists():
         raise BookError(f"{run_dir / 'manifest.json'} not found: run the study first "
@@ -105,8 +135,34 @@ def stage_run(run_dir: Path, pages_dir: Path = RUN_PAGES_DIR) -> list[Path]:
     pages_dir.mkdir(parents=True)
     copied = []
     for source in sources:
-        copied.append(stage_notebook(source, pages_dir / source.name))
+        copied.append(stage_notebook(source, pages_dir / source.name, note=note))
+    (pages_dir / NOTE_FILE).write_text(note, encoding="utf-8")
     return copied
+
+
+def reference_note(run_dir: Path, stale: list[str]) -> str:
+    """The reference run's age as a MyST admonition: the commit and code digest that computed it and, when
+    the installed code differs (``stale``: :func:`stale_notebooks`), which notebooks' inputs changed since."""
+    manifest = read_provenance(run_dir)
+    record = json.loads((Path(run_dir) / RECORD_FILE).read_text(encoding="utf-8"))
+    commit, digest = manifest["commit"], manifest["code_digest"]
+    seconds = manifest.get("duration_s")
+    cores = (record.get("machine") or {}).get("cpu_count")
+    took = (f" after {seconds / 60:.0f} minutes of computing{f' on {cores} CPU cores' if cores else ''}"
+            if isinstance(seconds, (int, float)) else "")
+    finished = str(manifest.get("finished", "")).partition("T")[0]
+    text = (f"This book renders the committed reference run of the study (profile `{manifest.get('profile', '?')}`), "
+            f"computed by commit `{commit}` (`wfutils` code digest `{digest}`)"
+            f"{f', finished on {finished}' if finished else ''}{took}. Nothing was trained or prompted to "
+            "build this book: every number comes from that run's files.")
+    if stale:
+        text += (f"\n\nThe installed code (code digest `{code_digest()}`) differs from the code that computed it: "
+                 f"the inputs of {', '.join(f'`{name}`' for name in stale)} have changed since, so these pages show "
+                 "what the recorded commit computed. `make reference` recomputes the run with the current code.")
+    else:
+        text += "\n\nThe installed code is the code that computed it."
+    title = f"Reference run: commit {commit[:7]}, code digest {digest}"
+    return f"```{{admonition}} {title}\n:class: {'warning' if stale else 'note'}\n{text}\n```\n"
 
 
 def _check_fresh(run_dir: Path, allow_stale: bool) -> None:
@@ -161,7 +217,8 @@ def stage_adapt_run(adapt_run: Path | None, pages_dir: Path = ADAPT_PAGES_DIR, *
     target = pages_dir / "04_evaluation.ipynb"
     source = Path(adapt_run) / "notebooks" / "04_evaluation.ipynb" if adapt_run is not None else None
     if source is not None and source.exists():
-        _check_fresh(Path(adapt_run), allow_stale)
+        if not is_reference(Path(adapt_run).parent):  # inside a reference run, its age is in the reference's note
+            _check_fresh(Path(adapt_run), allow_stale)
         stage_notebook(source, target)
         notebook = json.loads(target.read_text(encoding="utf-8"))
         notebook["cells"].insert(0, {"cell_type": "markdown", "metadata": {}, "source": [
@@ -192,11 +249,30 @@ def stage_adapt_run(adapt_run: Path | None, pages_dir: Path = ADAPT_PAGES_DIR, *
 def build(run_dir: Path, *, strict: bool = True, allow_stale: bool = False, adapt_run: Path | None = None) -> Path:
     """Stage the run (and the worked example of the adapt chapter) and build the HTML book; return its index page.
 
-    ``adapt_run`` defaults to ``results/n8n`` beside ``run_dir``.
+    ``adapt_run`` defaults to ``results/n8n`` beside ``run_dir``; for a reference run (:func:`is_reference`), to the
+    worked example it holds. A reference run is validated and its glued headline checked before anything is
+    staged (:class:`BookError` naming the file); its stale notebooks are a note in the book, not a refusal.
     """
-    _check_fresh(run_dir, allow_stale)
-    stage_run(run_dir)
-    stage_adapt_run(adapt_run if adapt_run is not None else Path(run_dir).parent / ADAPT_RUN_NAME, allow_stale=allow_stale)
+    run_dir = Path(run_dir)
+    if is_reference(run_dir):
+        try:
+            record = validate_reference(run_dir)
+            check_headline(run_dir)
+            stale = stale_notebooks(run_dir)
+            if record.get("adapt_run"):
+                stale += [f"{record['adapt_run']}/{name}" for name in stale_notebooks(run_dir / record["adapt_run"])]
+            note = reference_note(run_dir, stale)
+        except ReferenceRunError as exc:
+            raise BookError(f"the reference run cannot be rendered: {exc}") from exc
+        if adapt_run is None and record.get("adapt_run"):
+            adapt_run = run_dir / record["adapt_run"]
+        stage_run(run_dir, note=note)
+        stage_adapt_run(adapt_run, allow_stale=allow_stale)
+    else:
+        _check_fresh(run_dir, allow_stale)
+        stage_run(run_dir)
+        stage_adapt_run(adapt_run if adapt_run is not None else run_dir.parent / ADAPT_RUN_NAME,
+                        allow_stale=allow_stale)
     executable = Path(sys.executable).with_name("jupyter-book")
     # --all: pages that glue numbers from the run (intro, claims) do not change when another
     # run is staged, so an incremental build would keep the previous run's numbers.
@@ -213,15 +289,23 @@ def build(run_dir: Path, *, strict: bool = True, allow_stale: bool = False, adap
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wfutils.book", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, type=Path, help="run directory, e.g. results/default")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", type=Path, help="run directory, e.g. results/default")
+    which.add_argument("--reference", nargs="?", type=Path, const=REFERENCE_DIR,
+                       help=f"render the committed reference run (default {REFERENCE_DIR.relative_to(REPO_ROOT)})")
     parser.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")
     parser.add_argument("--adapt-run", type=Path, default=None,
                         help=f"the worked example of the adapt chapter (default: results/{ADAPT_RUN_NAME} beside --run)")
     parser.add_argument("--allow-stale", action="store_true",
                         help="render notebooks computed by other wfutils code than the installed one")
     args = parser.parse_args(argv)
+    if args.reference is not None and not is_reference(args.reference):
+        print(f"error: no reference run in {args.reference} ({RECORD_FILE} not found); maintainers write it with "
+              "make reference", file=sys.stderr)
+        return 2
     try:
-        index = build(args.run, strict=not args.no_strict, allow_stale=args.allow_stale, adapt_run=args.adapt_run)
+        index = build(args.run or args.reference, strict=not args.no_strict, allow_stale=args.allow_stale,
+                      adapt_run=args.adapt_run)
     except BookError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,15 +2,19 @@
 
     python -m wfutils.study.bookcheck --html _build/html --screenshot results/smoke/book.png
 
-Serves the HTML on 127.0.0.1 (a free port), loads the pages in headless Chromium (the
-Debian package), screenshots the evaluation page and fails when a page is missing, a
-figure does not load, or a glued number did not make it into the prose.
+Serves the HTML on 127.0.0.1 (a free port), loads every page of the book in headless
+Chromium (the Debian package) in a window :data:`VIEWPORT_WIDTH` pixels wide, screenshots the
+evaluation page and fails when a page is missing, a figure does not load, a glued number did
+not make it into the prose, a table is clipped (wider than the page or than its scrolling
+container), a cell output shows a raw ``NOTE:`` line, or a table cell shows a parameter count
+as a long integer (134515008 instead of 135M).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import html as html_text
 import http.server
 import re
 import shutil
@@ -34,8 +38,14 @@ EXPECTED_PAGES = {
     "book/limitations.html": {"figures": 0, "glue": "text"},
     "book/run/01_data_exploration.html": {"figures": 1, "glue": None},
     "book/run/04_evaluation.html": {"figures": 1, "glue": None},
+    "book/run/06_decision.html": {"figures": 1, "glue": None},  # validity beside quality is drawn for every run
 }
 SCREENSHOT_PAGE = "book/run/04_evaluation.html"
+#: What every other page of the book must show (its tables, outputs and figures are still checked).
+DEFAULT_EXPECT = {"figures": 0, "glue": None}
+#: The window width at which no table may be clipped.
+VIEWPORT_WIDTH = 1200
+PROBE_SUFFIX = ".wfbook-probe.html"
 
 
 class BookCheckError(RuntimeError):
@@ -48,6 +58,7 @@ class PageReport:
     figures: int = 0
     broken_images: list[str] = field(default_factory=list)
     glued_values: list[str] = field(default_factory=list)
+    tables: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -87,16 +98,80 @@ def _chromium(args: list[str], timeout: float = 90) -> str:
     return result.stdout
 
 
-# Runs in the page after load: report each image and whether it decoded.
-_IMAGE_PROBE = """
+# Runs in the page after load and writes one tab-separated line per finding into a <pre>:
+# IMAGE (each image and whether it decoded), TABLES (how many are shown), CLIPPED (a shown table
+# whose right edge lies beyond the window or beyond the visible box of a scrolling ancestor),
+# NOTE (a visible line of a cell output that starts with "NOTE:"), LONGINT (a table cell with an
+# integer of 9 or more digits, plain or grouped by commas: a parameter count not written as 135M).
+_PAGE_PROBE = """
 <script>
 window.addEventListener('load', () => {
-  const out = [...document.images].map(i => (i.complete && i.naturalWidth > 0 ? 'OK ' : 'BROKEN ') + i.src);
-  const pre = document.createElement('pre'); pre.id = 'wfbook-image-report';
-  pre.textContent = out.join('\\n'); document.body.appendChild(pre);
+  const out = [];
+  // shown: rendered, not hidden (visibility) and not inside a closed <details> or a collapsed toggle
+  const shown = e => e.checkVisibility({contentVisibilityAuto: true, visibilityProperty: true});
+  const clean = t => t.replace(/\\s+/g, ' ').trim().slice(0, 120);
+  for (const i of document.images) out.push(['IMAGE', i.complete && i.naturalWidth > 0 ? 'OK' : 'BROKEN', i.src]);
+  const tables = [...document.querySelectorAll('table')].filter(shown);
+  out.push(['TABLES', tables.length]);
+  const windowWidth = document.documentElement.clientWidth;
+  const longInt = /(?<![\\w.,])(\\d{9,}|\\d{1,3}(?:,\\d{3}){3,}|\\d{3},\\d{3},\\d{3})(?![\\w]|[.,]\\d)/;
+  tables.forEach((table, index) => {
+    const caption = table.querySelector('caption');
+    const labelled = table.parentElement && table.parentElement.closest('[id]');
+    const heads = [...table.querySelectorAll('thead th')].map(h => clean(h.textContent)).filter(Boolean);
+    const name = [caption ? clean(caption.textContent) : '', labelled ? '#' + labelled.id : '',
+                  heads.length ? 'columns: ' + heads.slice(0, 5).join(', ') + (heads.length > 5 ? ', ...' : '') : '']
+                 .filter(Boolean).join('; ');
+    const right = table.getBoundingClientRect().right;
+    let visible = windowWidth;
+    for (let a = table.parentElement; a && a !== document.documentElement; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== 'visible') {
+        visible = Math.min(visible, a.getBoundingClientRect().left + a.clientLeft + a.clientWidth);
+      }
+    }
+    if (right > visible + 1) {
+      out.push(['CLIPPED', index + 1, name, Math.round(table.getBoundingClientRect().width), Math.round(right - visible)]);
+    }
+    for (const cell of table.querySelectorAll('td, th')) {
+      const found = cell.textContent.match(longInt);
+      if (found) out.push(['LONGINT', index + 1, name, found[1]]);
+    }
+  });
+  for (const pre of document.querySelectorAll('.cell_output pre')) {
+    if (!shown(pre)) continue;
+    for (const line of pre.innerText.split('\\n')) {
+      if (/^\\s*NOTE\\s*:/i.test(line)) out.push(['NOTE', clean(line)]);
+    }
+  }
+  const pre = document.createElement('pre'); pre.id = 'wfbook-page-report';
+  pre.textContent = out.map(fields => fields.join('\\t')).join('\\n'); document.body.appendChild(pre);
 });
 </script>
 """
+
+
+def _probe_findings(dom: str) -> list[list[str]]:
+    """The probe's lines of a dumped page, split into fields (empty when the probe did not run)."""
+    match = re.search(r'<pre id="wfbook-page-report"[^>]*>(.*?)</pre>', dom, re.DOTALL)
+    text = html_text.unescape(match.group(1)) if match else ""
+    return [line.split("\t") for line in text.splitlines() if line.strip()]
+
+
+def _layout_problems(findings: list[list[str]]) -> list[str]:
+    """Clipped tables, raw NOTE lines and parameter counts written out, named by table."""
+    problems = []
+    for kind, *rest in findings:
+        if kind == "CLIPPED":
+            index, name, width, hidden = rest
+            problems.append(f"table {index} ({name or 'unnamed'}) is clipped at a {VIEWPORT_WIDTH}-pixel-wide "
+                            f"window: {width} px wide, its last {hidden} px out of view")
+        elif kind == "LONGINT":
+            index, name, number = rest
+            problems.append(f"table {index} ({name or 'unnamed'}) shows the integer {number}: write parameter "
+                            "counts as 135M / 0.5B (wfutils.evaluation.tables.params_label)")
+        elif kind == "NOTE":
+            problems.append(f"a cell output prints a raw note line, show it as an admonition: {rest[0]!r}")
+    return problems
 
 
 def check_page(base_url: str, html_dir: Path, page: str, expect: dict[str, object]) -> PageReport:
@@ -105,18 +180,23 @@ def check_page(base_url: str, html_dir: Path, page: str, expect: dict[str, objec
     if not source.exists():
         report.problems.append(f"page missing: {source}")
         return report
-    probe = source.with_name(source.stem + ".wfbook-probe.html")
-    probe.write_text(source.read_text(encoding="utf-8").replace("</body>", _IMAGE_PROBE + "</body>"), encoding="utf-8")
+    probe = source.with_name(source.stem + PROBE_SUFFIX)
+    probe.write_text(source.read_text(encoding="utf-8").replace("</body>", _PAGE_PROBE + "</body>"), encoding="utf-8")
     try:
-        dom = _chromium(["--dump-dom", f"{base_url}/{probe.relative_to(html_dir).as_posix()}"])
+        dom = _chromium([f"--window-size={VIEWPORT_WIDTH},1600", "--dump-dom",
+                         f"{base_url}/{probe.relative_to(html_dir).as_posix()}"])
     finally:
         probe.unlink(missing_ok=True)
-    match = re.search(r'<pre id="wfbook-image-report"[^>]*>(.*?)</pre>', dom, re.DOTALL)
-    lines = [line for line in (match.group(1).splitlines() if match else []) if line.strip()]
-    report.figures = sum(line.startswith("OK ") for line in lines)
-    report.broken_images = [line[7:] for line in lines if line.startswith("BROKEN ")]
+    findings = _probe_findings(dom)
+    if not findings:
+        report.problems.append("the page's check script did not run (no report in the page)")
+    images = [rest for kind, *rest in findings if kind == "IMAGE"]
+    report.figures = sum(state == "OK" for state, _ in images)
+    report.broken_images = [src for state, src in images if state == "BROKEN"]
+    report.tables = sum(int(rest[0]) for kind, *rest in findings if kind == "TABLES")
     if report.broken_images:
         report.problems.append(f"images that do not load: {', '.join(report.broken_images)}")
+    report.problems += _layout_problems(findings)
     if report.figures < int(expect["figures"]):
         report.problems.append(f"expected at least {expect['figures']} figure(s), found {report.figures}")
     if "{glue" in dom or "glue:text" in dom:
@@ -141,13 +221,21 @@ def check_page(base_url: str, html_dir: Path, page: str, expect: dict[str, objec
     return report
 
 
+def book_pages(html_dir: Path) -> dict[str, dict[str, object]]:
+    """Every page of the book (``book/**/*.html``) with what it must show: :data:`EXPECTED_PAGES`, else
+    :data:`DEFAULT_EXPECT`; an expected page that was not built is listed too, and reported missing."""
+    found = sorted(p.relative_to(html_dir).as_posix() for p in (Path(html_dir) / "book").rglob("*.html")
+                   if not p.name.endswith(PROBE_SUFFIX))
+    return {**EXPECTED_PAGES, **{page: EXPECTED_PAGES.get(page, DEFAULT_EXPECT) for page in found}}
+
+
 def check_book(html_dir: Path, screenshot: Path | None = None) -> list[PageReport]:
-    """Serve the built book, check the expected pages, optionally screenshot the results page."""
+    """Serve the built book, check every page (:func:`book_pages`), optionally screenshot the results page."""
     html_dir = Path(html_dir)
     if not (html_dir / "index.html").exists():
         raise BookCheckError(f"no built book in {html_dir} (run python -m wfutils.book --run results/<run>)")
     with serve(html_dir) as base_url:
-        reports = [check_page(base_url, html_dir, page, expect) for page, expect in EXPECTED_PAGES.items()]
+        reports = [check_page(base_url, html_dir, page, expect) for page, expect in book_pages(html_dir).items()]
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             _chromium([f"--screenshot={screenshot.resolve()}", "--window-size=1280,2400", f"{base_url}/{SCREENSHOT_PAGE}"])
@@ -171,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for report in reports:
         glued = f", glued: {', '.join(report.glued_values)}" if report.glued_values else ""
-        print(f"ok  {report.page}: {report.figures} figure(s){glued}")
+        print(f"ok  {report.page}: {report.figures} figure(s), {report.tables} table(s){glued}")
     if args.screenshot:
         print(f"screenshot: {args.screenshot}")
     return 0

@@ -1,90 +1,120 @@
-"""A notebook's parameters cell as a contract: names, types and value sets, checked before any work.
+"""A notebook's parameters as declared data: the fields of its configuration dataclasses, checked before any work.
 
-The type of a parameter is the type of its default (an int default accepts ints, a float
-default ints or floats, a list default lists, ...), and also ``None`` when its comment names
-``None`` (``max_examples = 20  # per split; None: all``). A ``None`` default accepts ``None`` or the
-type its comment starts with (``max_steps = None  # int: overrides epochs``), else anything.
-A comment that starts with two or more quoted strings (``# "error", "exclude" or "intersect"``,
-optionally after ``one of``) is the parameter's value set.
+:data:`NOTEBOOK_CONFIGS` names, for each notebook of the study, the dataclasses whose fields are its
+parameters; :class:`RunParameters` adds what the pipeline gives every notebook. Types and allowed values
+are those dataclasses' annotations (checked by :mod:`wfutils.config`), so the pipeline (before the first
+notebook runs) and each notebook (in the cell after its parameters cell, :func:`check_parameters`) refuse
+a bad value with the same message.
 """
 
 from __future__ import annotations
 
-import ast
-import re
+import dataclasses
+import importlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-                                      "list": (list,), "dict": (dict,)}
-_TYPE_PREFIX = re.compile(r"^\s*(int|float|str|bool|list|dict)\b")
-_CHOICES = re.compile(r'^\s*(?:one of\s*)?((?:"[^"]*"\s*(?:,|\bor\b)?\s*){2,})')
+from wfutils.config import ConfigError, field_problem
+
+__all__ = ["NOTEBOOK_CONFIGS", "ParameterError", "RunParameters", "check_parameters", "declared_configs",
+           "declared_defaults", "parameter_problems"]
+
+#: The dataclasses declaring each notebook's parameters, as ``module:Class`` (imported when needed, so a
+#: notebook's check does not import another stage's libraries).
+NOTEBOOK_CONFIGS: dict[str, tuple[str, ...]] = {
+    "01_data_exploration": ("wfutils.data.config:DataConfig",),
+    "02_slm_finetuning": ("wfutils.slm.training:TrainConfig", "wfutils.slm.generation:GenerationConfig"),
+    "03_llm_prompting": ("wfutils.llm.config:PromptConfig",),
+    "04_evaluation": ("wfutils.evaluation.config:EvaluationConfig",),
+    "05_error_analysis": ("wfutils.evaluation.config:ErrorAnalysisConfig",),
+    "06_decision": ("wfutils.evaluation.config:DecisionConfig",),
+}
 
 
-@dataclass(frozen=True)
-class ParameterSpec:
-    """What a notebook's parameter accepts."""
+@dataclass
+class RunParameters:
+    """What the pipeline sets in every notebook that declares it."""
 
-    name: str
-    default: Any
-    types: tuple[type, ...] | None  # None: any value
-    nullable: bool
-    choices: tuple[str, ...] | None
+    run_dir: str = "results/dev"  # the run folder: results/<run>
+    force: bool = False  # recompute instead of reusing adapters, predictions or cached responses (--force)
 
-    def problem(self, value: Any) -> str | None:
-        """Why ``value`` does not fit, or None."""
-        if value is None and self.nullable:
-            return None
-        if self.types is not None:
-            fits = isinstance(value, self.types) and not (isinstance(value, bool) and bool not in self.types)
-            if not fits:
-                expected = " or ".join(t.__name__ for t in self.types) + (" or None" if self.nullable else "")
-                return f"must be {expected}, got {value!r} ({type(value).__name__})"
-        if self.choices is not None and value not in self.choices:
-            return f"must be one of {', '.join(repr(c) for c in self.choices)}, got {value!r}"
+
+class ParameterError(ConfigError):
+    """Parameter values that do not fit their declarations; one line per value, naming notebook and parameter."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("bad parameter value(s), nothing was run:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+def declared_configs(notebook: str) -> tuple[type, ...] | None:
+    """The dataclasses declaring ``notebook``'s parameters, :class:`RunParameters` last; None for a notebook
+    outside :data:`NOTEBOOK_CONFIGS` (its parameter names are checked, not their types)."""
+    if notebook not in NOTEBOOK_CONFIGS:
         return None
+    classes = []
+    for spec in NOTEBOOK_CONFIGS[notebook]:
+        module, _, name = spec.partition(":")
+        try:
+            classes.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"notebook {notebook} declares its parameters in {module}.{name}, which cannot be "
+                              f"imported: {type(exc).__name__}: {exc}") from None
+    return (*classes, RunParameters)
 
 
-def _literal(source: str) -> Any:
-    try:
-        return ast.literal_eval(source)
-    except (ValueError, SyntaxError):
-        return ...  # an expression: no type to check against
+def _fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def parameter_specs(path: Path) -> dict[str, ParameterSpec]:
-    """The specs of a notebook's ``parameters`` cell (read with papermill)."""
-    import papermill
-
-    specs = {}
-    for name, info in papermill.inspect_notebook(str(path)).items():
-        default = _literal(str(info.get("default")))
-        comment = str(info.get("help") or "")
-        choices = None
-        if isinstance(default, str):
-            found = _CHOICES.match(comment)
-            if found:
-                options = tuple(re.findall(r'"([^"]*)"', found.group(1)))
-                choices = options if default in options else None
-        if default is ...:
-            types, nullable = None, True
-        elif default is None:
-            prefix = _TYPE_PREFIX.match(comment)
-            types, nullable = (_TYPES[prefix.group(1)] if prefix else None), True
-        else:
-            kind = "float" if isinstance(default, float) else type(default).__name__
-            types, nullable = _TYPES.get(kind), re.search(r"\bNone\b", comment) is not None
-        specs[name] = ParameterSpec(name, default, types, nullable, choices)
-    return specs
+def declared_defaults(notebook: str) -> dict[str, Any]:
+    """Every declared parameter of ``notebook`` with its default (the first declaring class's)."""
+    defaults: dict[str, Any] = {}
+    for cls in declared_configs(notebook) or ():
+        for name, f in _fields(cls).items():
+            if name not in defaults and f.default is not dataclasses.MISSING:
+                defaults[name] = f.default
+            elif name not in defaults and f.default_factory is not dataclasses.MISSING:
+                defaults[name] = f.default_factory()
+    return defaults
 
 
-def parameter_problems(notebook: str, specs: dict[str, ParameterSpec], values: dict[str, Any]) -> list[str]:
-    """One message per value that does not fit, naming the notebook and the parameter."""
+def parameter_problems(notebook: str, values: Mapping[str, Any]) -> list[str]:
+    """One line per value of ``values`` that its declarations refuse, each naming the notebook and the parameter.
+
+    A value must fit the annotation of every class declaring it; when all do, each class is built
+    from its own fields, so its own checks (ranges, combinations) speak too.
+    """
+    classes = declared_configs(notebook)
+    if classes is None:
+        return []
     problems = []
     for name, value in values.items():
-        spec = specs.get(name)
-        reason = spec.problem(value) if spec else None
+        owners = [cls for cls in classes if name in _fields(cls)]
+        if not owners:
+            problems.append(f"notebook {notebook}: parameter {name} is not declared by "
+                            f"{', '.join(cls.__name__ for cls in classes)}")
+            continue
+        reason = next((p for cls in owners if (p := field_problem(cls, name, value))), None)
         if reason:
-            problems.append(f"notebook {notebook}: parameter {name} {reason}")
+            problems.append(f"notebook {notebook}: parameter {reason}")
+    if problems:
+        return problems
+    for cls in classes:
+        try:
+            cls(**{name: value for name, value in values.items() if name in _fields(cls)})
+        except (ValueError, TypeError) as exc:
+            problems.append(f"notebook {notebook}: {exc}")
     return problems
+
+
+def check_parameters(notebook: str, namespace: Mapping[str, Any]) -> None:
+    """Refuse ``notebook``'s parameter values in ``namespace`` (its ``globals()``) that do not fit their
+    declarations, with the message the pipeline gives (:class:`ParameterError`)."""
+    classes = declared_configs(notebook)
+    if classes is None:
+        raise ConfigError(f"notebook {notebook!r} has no declared parameters; known: {', '.join(NOTEBOOK_CONFIGS)}")
+    names = {name for cls in classes for name in _fields(cls)}
+    problems = parameter_problems(notebook, {name: namespace[name] for name in names if name in namespace})
+    if problems:
+        raise ParameterError(problems)

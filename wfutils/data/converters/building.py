@@ -44,10 +44,17 @@ def short(value: Any) -> str | int | float | bool | None:
 
 
 class Components:
-    """The flat ``components`` list of a flow, built in order (``order`` = position, ``block`` = parent's order)."""
+    """The flat ``components`` list of a flow, built in order (``order`` = position, ``block`` = parent's order).
 
-    def __init__(self) -> None:
+    The one component builder of the package: the converters use it, and so does the synthetic
+    generator (:class:`wfutils.data.synthetic.FlowBuilder`, which checks each step against the
+    catalogue first). ``shorten`` cuts input values with :func:`short` (converted corpora embed
+    whole scripts); the synthetic generator writes its values as they are.
+    """
+
+    def __init__(self, *, shorten: bool = True) -> None:
         self.items: list[dict[str, Any]] = []
+        self.shorten = shorten
 
     @property
     def next_order(self) -> int:
@@ -56,7 +63,7 @@ class Components:
     def add(self, definition: str, inputs: list[tuple[str, Any]], block: int | None, *, category: str = "action",
             scope: str | None = "global") -> int:
         """Append a component and return its ``order`` (pass it as ``block`` to nest steps inside it)."""
-        order = len(self.items) + 1
+        order = self.next_order
         comp: dict[str, Any] = {"order": order}
         if block is not None:
             comp["block"] = block
@@ -64,7 +71,7 @@ class Components:
         comp["definition"] = definition
         if category != "flowlogic" and scope:
             comp["scope"] = scope
-        comp["inputs"] = [{"name": n, "value": short(v)} for n, v in inputs]
+        comp["inputs"] = [{"name": n, "value": short(v) if self.shorten else v} for n, v in inputs]
         self.items.append(comp)
         return order
 

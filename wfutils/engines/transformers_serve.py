@@ -1,48 +1,46 @@
-"""Start and stop a local OpenAI-compatible server (``transformers serve``) on 127.0.0.1.
+"""``transformers serve`` on 127.0.0.1: a local model directory behind an OpenAI-compatible endpoint.
 
-The prompted-LLM arm talks to any OpenAI-compatible endpoint; offline, the project serves a
-local model directory itself:
-
->>> from wfutils.llm.server import local_server                    # doctest: +SKIP
+>>> from wfutils.engines.transformers_serve import local_server            # doctest: +SKIP
 >>> with local_server("smollm2-135m") as server:
-...     client = LLMClient(base_url=server.base_url, model=server.model, cache_id=server.cache_id)
+...     client = connect(server.endpoint(), cache_dir="results/dev/llm/cache")
 
 :func:`local_server` resolves the model with :func:`wfutils.models.resolve_model` (nothing
 is downloaded; ``HF_HUB_OFFLINE=1``), starts ``transformers serve <model dir>`` on a free port
-in its own process group, polls ``/v1/models`` until the model answers and, on leaving the
-``with`` block (normally, on an exception or on KeyboardInterrupt), terminates the whole
-process group. An :mod:`atexit` hook and a parent-death signal (Linux) stop servers that a
-crashed or killed caller leaves behind, so no orphan keeps a port or CPU.
+in its own process group (:mod:`wfutils.engines.processes`), polls ``/v1/models`` until the model
+answers and, on leaving the ``with`` block (normally, on an exception or on KeyboardInterrupt),
+terminates the whole process group. :class:`TransformersServeEngine` is the registry's face of it.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ["LocalServer", "ServerStartError", "find_free_port", "local_server", "wait_until_ready"]
+from wfutils.data.predictions import slug
+from wfutils.engines.base import Endpoint, EngineInfo, EngineStartError, ServerEngine, register
+from wfutils.engines.processes import DEFAULT_HOST, find_free_port, log_tail, spawn_server, stop_server
 
-DEFAULT_HOST = "127.0.0.1"
-_LIVE: dict[int, subprocess.Popen] = {}
-_LIVE_LOCK = threading.Lock()
+__all__ = ["LocalServer", "ServerStartError", "TransformersServeEngine", "local_server", "wait_until_ready"]
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(EngineStartError):
     """The local server exited or did not become ready; the message carries its log tail."""
+
+
+def _transformers_version() -> str:
+    from wfutils.provenance import package_version
+
+    return package_version("transformers")
 
 
 @dataclass(frozen=True)
@@ -57,13 +55,13 @@ class LocalServer:
     startup_s: float
 
     context_window: int | None = None  # max_position_embeddings of the served model
+    threads: int | None = None
+    dtype: str | None = None  # the weights' dtype in the model directory's config, e.g. float32
 
-    @property
-    def engine(self) -> str:
-        """What serves the model, for system metadata: ``transformers serve <version>``."""
-        from wfutils.provenance import package_version
-
-        return f"transformers serve {package_version('transformers')}"
+    def info(self) -> EngineInfo:
+        """What serves the model, for system metadata."""
+        return EngineInfo(name="transformers serve", version=_transformers_version(), local=True,
+                          quantisation=self.dtype, threads=self.threads, prompt_cache=False)
 
     @property
     def cache_id(self) -> str:
@@ -84,37 +82,19 @@ class LocalServer:
 
         return count
 
-    def client(self, **kwargs: Any):
-        """An :class:`wfutils.llm.client.LLMClient` for this server (context-window check included)."""
-        from wfutils.llm.client import LLMClient
-
-        kwargs.setdefault("cache_id", self.cache_id)
-        kwargs.setdefault("context_window", self.context_window)
-        if kwargs["context_window"] is not None:
-            kwargs.setdefault("count_tokens", self.token_counter())
-        return LLMClient(self.model, base_url=self.base_url, **kwargs)
-
-
-def find_free_port(host: str = DEFAULT_HOST) -> int:
-    """Ask the OS for a free TCP port on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    def endpoint(self, *, cache_id: str | None = None, n_params: int | None = None,
+                 model_sha256: str | None = None) -> Endpoint:
+        """This server as an :class:`~wfutils.engines.base.Endpoint` (context-window check included)."""
+        return Endpoint(base_url=self.base_url, model=self.model, name=self.name, info=self.info(),
+                        cache_id=cache_id or self.cache_id, api_key=None, context_window=self.context_window,
+                        count_tokens=self.token_counter() if self.context_window is not None else None,
+                        n_params=n_params, model_sha256=model_sha256)
 
 
 def _served_models(base_url: str, timeout: float = 2.0) -> list[str]:
     with urllib.request.urlopen(f"{base_url}/models", timeout=timeout) as response:  # noqa: S310 - local URL
         data = json.loads(response.read().decode("utf-8"))
     return [str(m.get("id")) for m in data.get("data", [])]
-
-
-def log_tail(path: Path, n: int = 30) -> str:
-    """The last ``n`` lines of a server log (for error messages)."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:])
 
 
 def wait_until_ready(base_url: str, *, process: subprocess.Popen | None = None, timeout: float = 300.0,
@@ -141,60 +121,6 @@ def wait_until_ready(base_url: str, *, process: subprocess.Popen | None = None, 
     raise ServerStartError(f"local server at {base_url} not ready after {timeout:.0f} s ({last_error}); log tail:\n{tail}")
 
 
-def _set_parent_death_signal() -> None:  # runs in the child between fork and exec
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the parent
-    except Exception:  # noqa: BLE001 - not Linux: the atexit hook still applies
-        pass
-
-
-def spawn_server(command: list[str], log_path: Path, **popen_kwargs: Any) -> subprocess.Popen:
-    """Start a server process in its own session, dying with this process, stopped at exit; output to ``log_path``."""
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_set_parent_death_signal, **popen_kwargs,  # noqa: PLW1509
-        )
-    with _LIVE_LOCK:
-        _LIVE[process.pid] = process
-    return process
-
-
-def stop_server(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """Terminate a server's whole process group: SIGTERM, then SIGKILL after ``grace`` s."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            process.wait(timeout=grace)
-    else:  # the leader is gone; make sure nothing else of its group survives
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    with _LIVE_LOCK:
-        _LIVE.pop(process.pid, None)
-
-
-@atexit.register
-def _stop_all() -> None:
-    with _LIVE_LOCK:
-        processes = list(_LIVE.values())
-    for process in processes:
-        stop_server(process, grace=5.0)
-
-
 def _context_window(model_dir: Path) -> int | None:
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
@@ -202,6 +128,15 @@ def _context_window(model_dir: Path) -> int | None:
         return None
     value = config.get("max_position_embeddings") or config.get("n_positions")
     return int(value) if isinstance(value, int) else None
+
+
+def _dtype(model_dir: Path) -> str | None:
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    value = config.get("dtype") or config.get("torch_dtype")
+    return str(value) if value else None
 
 
 def _serve_command(model_dir: Path, host: str, port: int, device: str, continuous_batching: bool,
@@ -235,18 +170,15 @@ def local_server(
     the system temp directory).
 
     ``threads`` sets the server's CPU threads (``OMP_NUM_THREADS``; None leaves torch's
-    default). One thread is the default because ``transformers serve`` generates on a
-    separate inference thread, where OpenMP's spinning workers fight the event loop and any
-    other process: on the 2-core reference machine a 1-token request took 0.24 s with one
-    thread against 3.9 s with the default, and 30 tokens 2.5 s against 12 s.
+    default). One thread is the default: ``transformers serve`` generates on a separate inference
+    thread, where OpenMP's spinning workers fight the event loop and any other process
+    (book/methods.md, "Engines").
 
-    ``continuous_batching`` turns on the server's batching of concurrent requests. It is off
-    by default because on CPU it does not pay for the study's prompts: on the 2-core machine,
-    8 concurrent greedy requests gave 44.6 against 14.8 tokens/s with short prompts, but with
-    prompts of 630 tokens (the size of a few-shot prompt) 16.4 against 17.8 tokens/s. Turn it
-    on for a GPU-served model.
+    ``continuous_batching`` turns on the server's batching of concurrent requests; it is off by
+    default because on CPU it did not pay for prompts the size of a few-shot prompt. Turn it on
+    for a GPU-served model.
     """
-    from wfutils.models import model_slug, resolve_model
+    from wfutils.models import resolve_model
 
     model_dir = Path(resolve_model(model)).resolve()
     port = port or find_free_port(host)
@@ -269,9 +201,52 @@ def local_server(
         served = wait_until_ready(base_url, process=process, timeout=startup_timeout, log_path=log_path)
         model_id = str(model_dir) if str(model_dir) in served or not served else served[0]
         yield LocalServer(
-            base_url=base_url, model=model_id, name=model_slug(model), pid=process.pid,
+            base_url=base_url, model=model_id, name=slug(model), pid=process.pid,
             log_path=log_path, startup_s=round(time.perf_counter() - t0, 2),
-            context_window=_context_window(model_dir),
+            context_window=_context_window(model_dir), threads=threads, dtype=_dtype(model_dir),
         )
     finally:
         stop_server(process)
+
+
+@register
+class TransformersServeEngine(ServerEngine):
+    """``transformers serve`` on a local model directory (a known name, a directory, a cached hub id)."""
+
+    name = "transformers"
+
+    def __init__(self, model: str, *, threads: int | None = None, prompt_cache: bool = False,
+                 log_path: str | os.PathLike[str] | None = None) -> None:
+        self.model, self.threads, self.log_path = model, threads, log_path
+        self._stack: ExitStack | None = None
+        self._endpoint: Endpoint | None = None
+
+    def info(self) -> EngineInfo:
+        if self._endpoint is not None:
+            return self._endpoint.info
+        return EngineInfo(name="transformers serve", version=_transformers_version(), local=True,
+                          threads=self.threads or 1, prompt_cache=False)
+
+    def __enter__(self) -> "TransformersServeEngine":
+        from wfutils.models import local_model_facts
+
+        self._stack = ExitStack()
+        server = self._stack.enter_context(local_server(self.model, log_path=self.log_path,
+                                                        threads=self.threads or 1))
+        facts = local_model_facts(self.model)
+        sha = facts["model_sha256"]
+        self._endpoint = server.endpoint(cache_id=server.cache_id + (f"@{sha[:16]}" if sha else ""),
+                                         n_params=facts["n_params"], model_sha256=sha)
+        self._endpoint.facts.update(endpoint="local", engine=self._endpoint.info.label,
+                                    server_startup_s=server.startup_s, **facts)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = self._endpoint = None
+
+    def endpoint(self) -> Endpoint:
+        if self._endpoint is None:
+            raise RuntimeError("the transformers serve engine is not running (use it in a with block)")
+        return self._endpoint
