@@ -123,10 +123,10 @@ def float_model(gguf: Path, name: str, sha: str):
     from safetensors.torch import load_file, save_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from wfutils.models import cache_dir
     from wfutils.storage import atomic_dir
+    from wfutils.weights import cache_root
 
-    folder = cache_dir() / "bench" / f"{name}-{sha[:16]}-float32"
+    folder = cache_root() / "bench" / f"{name}-{sha[:16]}-float32"
     if not (folder / "model.safetensors").is_file():
         print(f"  [{name}] dequantising the GGUF with transformers once (cached in {folder}) ...", file=sys.stderr)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

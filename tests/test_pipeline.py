@@ -398,7 +398,8 @@ def test_resources_of_every_notebook_are_checked_before_the_first_one_runs(tmp_p
     assert ("notebook 03_llm_prompting: parameter base_url: the remote endpoint https://api.openai.com/v1 needs an API "
             "key and $OPENAI_API_KEY is not set") in message
     assert ("notebook 02_slm_finetuning: parameter base_model: model id 'wfbook-tests/no-such-model' is not in the "
-            "local Hugging Face cache") in message and "known names: smollm2-135m" in message
+            "local Hugging Face cache") in message
+    assert "registry names: qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, smollm2-135m" in message
     assert ("notebook 02_slm_finetuning: parameter bf16: bf16=true needs a CUDA GPU" in message) != torch.cuda.is_available()
     assert not (tmp_path / "results").exists()  # notebook 01 never ran
 
@@ -424,7 +425,7 @@ def test_unknown_base_model_and_unfetched_weights_are_named_with_the_fix(tmp_pat
     with pytest.raises(PipelineError) as error:
         check_resources(plan("smoke", tmp_path / "r", parse_overrides(["02_slm_finetuning.base_model=gpt-17-tiny"])))
     assert "notebook 02_slm_finetuning: parameter base_model: unknown model 'gpt-17-tiny'" in str(error.value)
-    assert "known names: smollm2-135m" in str(error.value)
+    assert "weights registry (qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, smollm2-135m)" in str(error.value)
     check_resources(plan("smoke", tmp_path / "r"))  # the smoke profile needs only what the environment ships
 
     monkeypatch.setenv("WFBOOK_CACHE", str(tmp_path / "empty-cache"))  # registry weights not fetched here
@@ -434,6 +435,11 @@ def test_unknown_base_model_and_unfetched_weights_are_named_with_the_fix(tmp_pat
                 else "needs the xllamacpp wheel")
     assert "notebook 03_llm_prompting: parameter local_model: " in str(error.value)
     assert expected in str(error.value) and "make models" in str(error.value)
+    with pytest.raises(PipelineError) as error:  # a registry name as base_model: its GGUF must be there first
+        check_resources(plan("smoke", tmp_path / "r",
+                             parse_overrides(["02_slm_finetuning.base_model=qwen2.5-coder-0.5b"]), only=["02"]))
+    assert ("notebook 02_slm_finetuning: parameter base_model: weights qwen2.5-coder-0.5b are not fetched"
+            in str(error.value)) and "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32" in str(error.value)
 
 
 def test_a_prompted_arm_in_which_no_system_could_run_stops_with_the_reason(tmp_path: Path, monkeypatch) -> None:

@@ -14,7 +14,7 @@ from wfutils.provenance import code_digest
 
 META = SystemMeta(system="toy", arm="prompted", base_model="smollm2-135m", n_params=134_515_008, strategy="few_shot",
                   k=3, retrieval="bm25", decoding="greedy",
-                  engine=EngineInfo(name="llama.cpp", version="1", local=True, quantisation="Q4_K_M",
+                  engine=EngineInfo(name="llamacpp", version="1", local=True, quantisation="Q4_K_M",
                                     threads=2, prompt_cache=True, settings={"parallel": 1}))
 
 
@@ -206,7 +206,7 @@ def test_engine_and_unknown_size_round_trip_through_the_sidecar(tmp_path: Path) 
     assert sidecar["n_params"] is None and sidecar["engine"]["endpoint"] == "https://api.openai.com/v1"
     assert sidecar["engine"]["quantisation"] is None and sidecar["engine"]["threads"] is None
     assert read_system_meta(path) == remote and SystemMeta.from_dict(META.to_dict()) == META
-    assert META.engine.label == "llama.cpp 1; threads=2, quantisation=Q4_K_M, prompt_cache=on, parallel=1"
+    assert META.engine.label == "llamacpp 1; threads=2, quantisation=Q4_K_M, prompt_cache=on, parallel=1"
     with pytest.raises(ValueError, match=r"engine: unknown field\(s\) cores"):
         SystemMeta.from_dict({**META.to_dict(), "engine": {"name": "x", "cores": 2}})
     with pytest.raises(ValueError, match="n_params -1 is not a non-negative int or None"):

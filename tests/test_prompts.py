@@ -150,7 +150,7 @@ def test_decomposed_strategy_gives_a_schema_valid_flow(server, retriever, data, 
 
 def _meta(strategy: str = "zero_shot", retrieval: str = "none", k: int = 0, system: str | None = None) -> SystemMeta:
     return prompted_meta(system or system_name(PROMPTED, MODEL, strategy, retrieval), strategy, base_model=MODEL,
-                         n_params=134515008, k=k, retrieval=retrieval, engine=EngineInfo(name="transformers serve"),
+                         n_params=134515008, k=k, retrieval=retrieval, engine=EngineInfo(name="transformers"),
                          decoding="greedy")
 
 
@@ -404,7 +404,7 @@ def test_notebook_03_runs_a_rerun_makes_zero_calls_and_force_recomputes(tmp_path
         meta = read_system_meta(predictions_path(run_dir, system))
         assert (meta.arm, meta.strategy, meta.k, meta.retrieval) == ("prompted", strategy, k, retrieval)
         assert meta.base_model == "smollm2-135m" and meta.n_params == 134_515_008 and len(meta.model_sha256) == 64
-        assert (meta.engine.name, meta.engine.local, meta.engine.threads) == ("transformers serve", True, 1)
+        assert (meta.engine.name, meta.engine.local, meta.engine.threads) == ("transformers", True, 1)
         assert meta.decoding == "greedy"
         assert summary["systems"][system]["restarted"] == "force"
     text = out.read_text()

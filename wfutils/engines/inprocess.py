@@ -87,7 +87,7 @@ class InProcessTransformersEngine(InProcessEngine):
 
         adapter = "peft-lora" if hasattr(self.model, "peft_config") else None
         dtype = str(getattr(self.model, "dtype", "") or "").removeprefix("torch.") or None  # the weights as they run
-        return EngineInfo(name="transformers", version=transformers.__version__, local=True, quantisation=dtype,
+        return EngineInfo(name=self.name, version=transformers.__version__, local=True, quantisation=dtype,
                           threads=torch.get_num_threads(), prompt_cache=None, adapter_format=adapter,
                           settings={"method": "model.generate, batched"})
 

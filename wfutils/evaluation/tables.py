@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -80,8 +81,8 @@ def cost_table(scores: pd.DataFrame, subset: str | None = None) -> pd.DataFrame:
     """Per system: examples, mean FlowSim with inputs, seconds (mean, median, 95th percentile), tokens and USD per
     flow, plus metadata columns.
 
-    Columns: system, n, flowsim_with_inputs, seconds_per_flow, latency_p50_s, latency_p95_s, tokens_per_flow,
-    usd_per_1000_flows, then :data:`~wfutils.evaluation.result.META_COLUMNS`. ``subset``
+    Columns: system, n, flowsim_with_inputs, seconds_per_flow, tokens_per_flow, usd_per_1000_flows,
+    latency_p50_s, latency_p95_s, then :data:`~wfutils.evaluation.result.META_COLUMNS`. ``subset``
     restricts to one evaluation set (default: every scored example). A system whose cost is
     unknown for some example gets NaN dollars (never a silently partial sum).
     """
@@ -101,9 +102,9 @@ def cost_table(scores: pd.DataFrame, subset: str | None = None) -> pd.DataFrame:
         "n": counts.reindex(table.index).fillna(0).astype(int),
         QUALITY: table[QUALITY],
         "seconds_per_flow": table["latency_s"],
-        **percentiles,
         "tokens_per_flow": table["prompt_tokens"] + table["completion_tokens"],
         "usd_per_1000_flows": table["cost_usd"] * 1000,
+        **percentiles,
     })
     out.index.name = "system"
     return with_meta(out.reset_index(), scores)
@@ -515,6 +516,15 @@ def notes_admonition(notes: Sequence[str], title: str = "Notes on this run's inp
                 f"<ul>{items}</ul></details></div>")
 
 
+def admonition(text: str, title: str = "Not measured in this run") -> Any:
+    """``text`` (``code`` spans allowed) as one note admonition in the book, as HTML so that it renders the same
+    in any notebook output."""
+    from IPython.display import HTML
+
+    body = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return HTML(f'<div class="admonition note"><p class="admonition-title">{html.escape(title)}</p><p>{body}</p></div>')
+
+
 #: CSS class of the admonition that holds a run's notes (:func:`notes_admonition`).
 NOTES_CLASS = "wfbook-notes"
 
@@ -529,7 +539,7 @@ def wrapped(table: pd.DataFrame) -> Any:
 
 
 __all__ = ["HEADERS", "MAX_COLUMNS", "META_COLUMNS", "NOTES_CLASS", "NOT_PUBLISHED", "QUALITY", "WRAP_CLASS",
-           "answered_beyond", "ci_text", "cost_table", "coverage_table", "domain_table", "engine_table",
+           "admonition", "answered_beyond", "ci_text", "cost_table", "coverage_table", "domain_table", "engine_table",
            "error_rates", "error_rates_by_feature", "error_table", "feature_gains", "feature_table",
            "head_to_head", "header", "implicit_step_table", "largest_differences", "notes_admonition",
            "paired_table", "pareto_front", "params_label", "readable", "split_columns", "summary_tables",

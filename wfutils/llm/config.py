@@ -58,7 +58,7 @@ class PromptConfig:
 
     base_url: str | None = None  # None: $OPENAI_BASE_URL, else start a local engine for local_model
     models: list[str] | None = None  # model ids at a remote endpoint; ignored for a local engine
-    local_model: str = "qwen2.5-coder-0.5b"  # a weights name, a known model, a .gguf path or a model directory
+    local_model: str = "qwen2.5-coder-0.5b"  # a name of the weights registry, a .gguf path or a model directory
     local_engine: str = "llamacpp"  # a registered engine that starts a local model (local_engine_names())
     prompt_cache: bool = True  # llamacpp: each system's fixed prompt prefix read once and primed before every request
     engine_threads: int | None = None  # llamacpp: CPU threads (None: $WFBOOK_LLAMACPP_THREADS, else 1)

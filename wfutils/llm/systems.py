@@ -6,10 +6,12 @@ Every predictions file of the prompted arm carries a sidecar saying which model 
 it decoded (``decoding``). :func:`prompted_meta` builds it from the strategy object and the arm's
 settings; nothing is parsed back from a system name.
 
-``n_params``: for a local model, the parameter count read from its weights' headers
-(:func:`wfutils.models.parameters_on_disk`) or the weights registry; **None means not published**
-(a remote endpoint does not say how large its model is; ``PromptConfig``-level ``n_params`` states it when known).
-``model_sha256``: the SHA-256 of the GGUF file a local model was dequantised from; None otherwise.
+``n_params``: for a name of the weights registry (:data:`wfutils.weights.WEIGHTS`), its published count,
+the same whichever engine serves it; for another local model, the count read from its weights' headers
+(:func:`wfutils.models.local_model_facts`); **None means not published** (a remote endpoint does not say
+how large its model is; ``PromptConfig``-level ``n_params`` states it when known).
+``model_sha256``: the SHA-256 of the GGUF file a local model is served from or was dequantised from (the
+registry's pinned hash for a registry name); None otherwise.
 """
 
 from __future__ import annotations

@@ -115,12 +115,17 @@ def slm_system_meta(
     the engine is :func:`slm_engine`'s description (the weights' dtype as its quantisation).
     """
     from wfutils.models import count_parameters, model_sha256
+    from wfutils.weights import WEIGHTS
 
     engine = slm_engine(model, tokenizer).info()
+    # A registry model's published count, as the prompted arm records it: a dequantised copy may hold an untied
+    # output head the published count (and the GGUF) share with the embeddings.
+    registered = WEIGHTS.get(str(base_model))
+    n_params = registered.n_params if registered is not None else count_parameters(model)
     if adapter is not None and engine.adapter_format is None:  # load_finetuned merges the LoRA weights by default
         engine = replace(engine, adapter_format="peft-lora (merged)")
     return SystemMeta(
-        system=system, arm=FINE_TUNED, base_model=str(base_model), n_params=count_parameters(model), adapter=adapter,
+        system=system, arm=FINE_TUNED, base_model=str(base_model), n_params=n_params, adapter=adapter,
         strategy=NO_STRATEGY, k=0, retrieval="none", engine=engine,
         decoding="constrained" if constrained else "greedy", model_sha256=model_sha256(base_model),
         train_corpus=train_corpus,

@@ -21,20 +21,23 @@ class NoPromptedSystemError(RuntimeError):
 
 
 def model_problem(name: str) -> str | None:
-    """Why ``name`` (a known name, a model directory or a cached hub id) does not resolve to local weights, or None.
+    """Why ``name`` (a weights registry name, a model directory or a cached hub id) does not resolve to
+    local weights, or None.
 
-    Known names need their GGUF package (the first use dequantises it); other names follow
+    A registry name needs its float copy in the cache or its GGUF present and verified (the first
+    use dequantises it; nothing is dequantised here); other names follow
     :func:`wfutils.models.resolve_model`, which for them only looks on disk.
     """
-    from wfutils.models import KNOWN_MODELS, ModelNotFoundError, cache_dir, find_gguf, resolve_model
+    from wfutils import weights
+    from wfutils.models import ModelNotFoundError, dequantised_copy, resolve_model
 
     try:
-        if name in KNOWN_MODELS:
-            if not (cache_dir() / "models" / name / "config.json").is_file():
-                find_gguf(name)
+        if name in weights.WEIGHTS:
+            if dequantised_copy(name) is None:
+                weights.require(name)
         else:
             resolve_model(name)
-    except ModelNotFoundError as exc:
+    except (ModelNotFoundError, weights.WeightsError) as exc:
         return str(exc)
     return None
 
@@ -76,8 +79,8 @@ def resource_problems(notebook: str, values: Mapping[str, Any], environ: Mapping
         problems.append(f"notebook {notebook}: parameter {parameter}: {text}")
 
     if isinstance(values.get("base_model"), str) and (reason := model_problem(values["base_model"])):
-        problem("base_model", f"{reason}; fix: put the model in the local Hugging Face cache or pass a known name "
-                              f"or model directory with -p {notebook}.base_model=...")
+        problem("base_model", f"{reason}; fix: put the model in the local Hugging Face cache or pass a registry "
+                              f"name or model directory with -p {notebook}.base_model=...")
     if values.get("bf16") is True and not _gpu_available():
         problem("bf16", f"bf16=true needs a CUDA GPU and torch sees none here; fix: run on a GPU machine "
                         f"or pass -p {notebook}.bf16=false")
