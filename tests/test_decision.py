@@ -198,6 +198,12 @@ def test_cost_and_latency_per_request_and_the_payback_volume(tmp_path: Path) -> 
     assert priced["payback_requests"] == pytest.approx((200 * 0.036 / 3600) / (0.0035 - 0.4 * 0.036 / 3600))
     assert figures.cumulative_cost(payback.reset_index()) is not None
 
+    shown = decision.costs_for_book(costs)
+    cpu_hours = latencies.mean() * 4 * 1e6 / 3600
+    assert shown.loc["qwen-local", "cpu_h_per_1m"] == f"{cpu_hours:,.{max(0, 2 - math.floor(math.log10(cpu_hours)))}f}"
+    assert shown.loc["gpt-4o-few-shot", "usd_per_1m"] == "$3,500" and shown.loc["qwen-local", "usd_per_1k"] == "–"
+    assert shown.loc["ft", "one_off_cpu_s"] == "200"
+
     glued = decision.decision_glue(costs, payback.reset_index(), decision.validity_table(ev.scores, n_boot=100),
                                    "ft", "qwen-local")
     assert glued["decision_payback_requests"] == pytest.approx(200.0 / saving)

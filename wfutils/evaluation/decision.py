@@ -36,9 +36,10 @@ from wfutils.evaluation.statistics import DEFAULT_BOOT, mean_ci, paired_comparis
 from wfutils.evaluation.tables import QUALITY, cost_table, with_ci
 
 __all__ = ["CPU_SECONDS", "NO_CURVE", "NO_SEEDS", "PAYBACK_COLUMNS", "USD", "VALIDITY", "TrainingFacts",
-           "break_even", "break_even_sentences", "decision_glue", "facts_table", "has_learning_curve",
-           "has_seed_spread", "learning_curve", "parse_status_shares", "payback_sentence", "payback_table",
-           "prompted_levels", "request_costs", "seed_spread", "training_facts", "validity_for_book", "validity_table"]
+           "break_even", "break_even_sentences", "costs_for_book", "decision_glue", "facts_table",
+           "has_learning_curve", "has_seed_spread", "learning_curve", "parse_status_shares", "payback_sentence",
+           "payback_table", "prompted_levels", "request_costs", "seed_spread", "training_facts", "validity_for_book",
+           "validity_table"]
 
 CPU_SECONDS, USD = "CPU-seconds", "USD"
 #: Fewest training sizes of one base model for a data break-even, fewest seeds at one size for a seed spread.
@@ -269,6 +270,28 @@ def validity_table(scores: pd.DataFrame, *, n_boot: int = DEFAULT_BOOT, seed: in
         part = summary[summary["metric"] == metric].set_index("system")
         out[metric], out[f"{metric}_low"], out[f"{metric}_high"] = part["mean"], part["ci_low"], part["ci_high"]
     return out
+
+
+def _significant(value: float, prefix: str = "") -> str:
+    """A positive amount with three significant digits and thousands separators (``9,963``, ``28.1``, ``0.00412``)."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    if value == 0:
+        return f"{prefix}0"
+    digits = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{prefix}{round(value, digits):,.{digits}f}"
+
+
+def costs_for_book(costs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`request_costs` as the book shows it: seconds and amounts with three significant digits, a million
+    requests in CPU-hours (CPU-seconds would run to nine digits), dollars with their sign; unknown as a dash."""
+    shown = pd.DataFrame({"arm": costs["arm"], "n": costs["n"]}, index=costs.index)
+    for column, scale, prefix in (("latency_p50_s", 1, ""), ("latency_p95_s", 1, ""), ("cpu_s_per_1k", 1, ""),
+                                  ("cpu_s_per_1m", 1 / 3600, ""), ("usd_per_1k", 1, "$"), ("usd_per_1m", 1, "$"),
+                                  ("one_off_cpu_s", 1, ""), ("one_off_wall_s", 1, "")):
+        name = "cpu_h_per_1m" if column == "cpu_s_per_1m" else column
+        shown[name] = [_significant(v * scale, prefix) for v in costs[column]]
+    return shown
 
 
 def validity_for_book(table: pd.DataFrame) -> pd.DataFrame:

@@ -307,7 +307,7 @@ HEADERS: dict[str, str] = {
     "seconds_per_flow": "Seconds per flow", "tokens_per_flow": "Tokens per flow",
     "usd_per_1000_flows": "USD per 1,000 flows", "pareto": "Pareto front",
     "latency_p50_s": "Latency p50 (s)", "latency_p95_s": "Latency p95 (s)",
-    "cpu_s_per_1k": "CPU-s per 1,000", "cpu_s_per_1m": "CPU-s per 1,000,000", "usd_per_1k": "USD per 1,000",
+    "cpu_s_per_1k": "CPU-s per 1,000", "cpu_s_per_1m": "CPU-s per 1,000,000", "cpu_h_per_1m": "CPU-hours per 1,000,000", "usd_per_1k": "USD per 1,000",
     "usd_per_1m": "USD per 1,000,000", "one_off_cpu_s": "Fine-tuning, CPU-s (one-off)",
     "one_off_wall_s": "Fine-tuning, wall s", "payback_requests": "Paid back after (requests)",
     "json_valid_ci": "Valid JSON (95% CI)", "schema_valid_ci": "Valid schema (95% CI)",
