@@ -219,6 +219,23 @@ def test_run_scale_reads_the_run_files(run: Path) -> None:
     assert np.isnan(scale["notebook_minutes"])
 
 
+def test_adapter_check_is_glued_as_counts_and_shown_as_a_warning_when_nothing_changed(run: Path) -> None:
+    assert companion.adapter_check_counts(run) == (0, 0)  # not checked: nothing compared
+    path = run / "slm" / "generation_summary.json"
+    summary = json.loads(path.read_text())
+    check = {"split": "test", "base_model": "smollm2-135m", "n_compared": 4, "n_changed": 3, "n_identical": 1}
+    path.write_text(json.dumps({"slm-tiny": {**summary["slm-tiny"], "adapter_check": check}}))
+    glued = companion.scale_glue(run)
+    assert (glued["adapter_changed"], glued["adapter_compared"]) == (3, 4)
+    assert companion.adapter_check_note(check).data == "The adapter changed 3 of the first 4 answers of test requests."
+    unchanged = {**check, "n_changed": 0, "n_identical": 4}
+    path.write_text(json.dumps({"slm-tiny": {**summary["slm-tiny"], "adapter_check": unchanged}}))
+    assert companion.adapter_check_counts(run) == (0, 4)
+    note = companion.adapter_check_note(unchanged).data
+    assert 'class="admonition note"' in note and "Warning: the adapter changed nothing" in note
+    assert "changed none of the first 4 answers of test requests" in note and "may not be applied" in note
+
+
 def test_readable_tables_round_and_name_columns_for_readers() -> None:
     table = pd.DataFrame({"system": ["a", "b"], "flowsim_with_inputs": [0.123456, np.nan], "n": [3, 4],
                           "wrong_trigger_type": [0.5, 0.25]})

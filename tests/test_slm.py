@@ -29,7 +29,9 @@ from wfutils.slm.formatting import (
 from wfutils.config import ConfigError
 from wfutils.data.predictions import FINE_TUNED, system_name
 from wfutils.slm.generation import (
+    AdapterUnchangedWarning,
     GenerationConfig,
+    adapter_check_path,
     decoding_schema,
     default_max_new_tokens,
     generate_for_run,
@@ -441,6 +443,57 @@ def test_generation_runs_on_the_validation_split(base, tmp_path):
         generate_for_run(model, tok, run, meta=meta, test_limit=0, progress=False)
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from wfutils.data.store import build_all
+
+    run = tmp_path_factory.mktemp("adapter-check") / "run"
+    build_all(run, n_train=4, n_validation=1, n_test=3, n_ood=1, corpora=())
+    return run
+
+
+def test_adapter_check_finds_that_a_trained_adapter_changes_the_base_models_answers(trained, tiny_run):
+    model, tok = load_finetuned(trained.out_dir, device="cpu")  # merged: the base is loaded beside it
+    meta = slm_system_meta("slm-trained", model, tok, base_model="smollm2-135m", adapter="slm/adapter")
+    summary = generate_for_run(model, tok, tiny_run, meta=meta, eval_splits=["synthetic/test"], adapter_check=2,
+                               max_new_tokens=16, progress=False)
+    check = summary["adapter_check"]
+    assert (check["split"], check["n_compared"], check["base_model"]) == ("test", 2, "smollm2-135m")
+    assert check["n_changed"] >= 1 and check["n_changed"] + check["n_identical"] == 2
+    assert sorted(check["changed_ids"] + check["identical_ids"]) == sorted(check["ids"])
+    assert json.loads(adapter_check_path(tiny_run / "predictions" / "slm-trained.jsonl").read_text()) == check
+    # no check for a system without an adapter, nor with adapter_check = 0
+    meta = slm_system_meta("slm-plain", model, tok, base_model="smollm2-135m")
+    assert "adapter_check" not in generate_for_run(model, tok, tiny_run, meta=meta, eval_splits=["synthetic/test"],
+                                                   adapter_check=2, max_new_tokens=4, progress=False)
+    with pytest.raises(ValueError, match="adapter_check must be an int >= 0"):
+        generate_for_run(model, tok, tiny_run, meta=meta, adapter_check=-1, progress=False)
+
+
+def test_an_adapter_that_changes_nothing_is_warned_about_and_its_check_reused(base, tiny_run, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = base
+    untrained = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                                task_type="CAUSAL_LM"))
+    untrained.save_pretrained(tmp_path / "adapter")  # peft starts LoRA B at zero: the base model's answers
+    peft_model, tok = load_finetuned(tmp_path / "adapter", base_model="smollm2-135m", device="cpu", merge=False)
+    meta = slm_system_meta("slm-zero", peft_model, tok, base_model="smollm2-135m", adapter="adapter")
+
+    def generate():
+        with pytest.warns(AdapterUnchangedWarning, match="changed none of the first 2 answers of test requests"):
+            return generate_for_run(peft_model, tok, tiny_run, meta=meta, eval_splits=["synthetic/test"],
+                                    adapter_check=2, max_new_tokens=16, progress=False)
+
+    check = generate()["adapter_check"]
+    assert (check["n_compared"], check["n_identical"], check["n_changed"]) == (2, 2, 0)
+    stored = adapter_check_path(tiny_run / "predictions" / "slm-zero.jsonl")
+    written = stored.stat().st_mtime_ns
+    assert generate()["adapter_check"] == check and stored.stat().st_mtime_ns == written  # reused, not recomputed
+    with pytest.raises(ValueError, match=r"adapter_check must be >= 0 \(0: no check\), got -1"):
+        GenerationConfig(adapter_check=-1)
+
+
 def test_batched_greedy_matches_one_at_a_time(base):
     model, tok = base
     prompts = [prompt_token_ids(tok, p["request"]) for p in PAIRS[:3]]
@@ -564,6 +617,8 @@ def test_notebook_02_runs_end_to_end(tmp_path):
     assert set(summary) == set(arms)
     executed = (tmp_path / "02.ipynb").read_text()
     assert "flowsim_with_inputs" in executed and "flowsim_no_inputs" in executed
+    check = summary["slm-smollm2-135m-lora"]["adapter_check"]  # the default adapter_check: the 2 test requests
+    assert check["n_compared"] == 2 and f"the adapter changed {check['n_changed'] or 'none'} of the first 2" in executed.lower()
     # force = True retrains and regenerates
     papermill.execute_notebook(str(ROOT / "notebooks" / "02_slm_finetuning.ipynb"), str(tmp_path / "02b.ipynb"),
                                kernel_name="python3", progress_bar=False,
@@ -586,7 +641,7 @@ def test_generation_config_holds_the_notebook_parameters_that_are_not_training_o
             assert getattr(GenerationConfig(), name) == value, name
     with pytest.raises(ConfigError, match=r"gen_batch_size must be int, got '16'"):
         GenerationConfig(gen_batch_size="16")
-    with pytest.raises(ConfigError, match=r"unknown field 'few_shot_baseline' \(known: constrained, "):
+    with pytest.raises(ConfigError, match=r"unknown field 'few_shot_baseline' \(known: adapter_check, constrained, "):
         from wfutils.config import config_from
 
         config_from(GenerationConfig, {"few_shot_baseline": 3})

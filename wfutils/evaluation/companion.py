@@ -38,7 +38,8 @@ from wfutils.evaluation.loading import load_system_metas
 from wfutils.evaluation.selection import best_prompted
 from wfutils.evaluation.tables import ci_text, params_label
 
-__all__ = ["finetuned_hyperparameters", "headline", "headline_glue", "headline_markdown", "params_label",
+__all__ = ["adapter_check_counts", "adapter_check_note",
+           "finetuned_hyperparameters", "headline", "headline_glue", "headline_markdown", "params_label",
            "prompted_hyperparameters", "scale_glue",
            "published_comparison", "run_scale", "training_record", "weight_provenance", "weights_as_run"]
 
@@ -437,7 +438,32 @@ def scale_glue(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     starflow = published_results("flowsim_with_inputs").query("source == 'bechard2025starflow'").set_index("arm")
     glued["starflow_prompted_flowsim"] = float(starflow.loc[PROMPTED, "value"])
     glued["starflow_finetuned_flowsim"] = float(starflow.loc[FINE_TUNED, "value"])
+    glued["adapter_changed"], glued["adapter_compared"] = adapter_check_counts(run_dir)
     return glued
+
+
+def adapter_check_counts(run_dir: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(changed, compared)``: of the first answers that notebook 02 also asked the base models
+    (``adapter_check`` in ``slm/generation_summary.json``), summed over the fine-tuned systems, how many the
+    adapters changed; ``(0, 0)`` when no check was recorded. The book glues both numbers (names or numbers only)."""
+    run_dir = Path(run_dir)
+    checks = [_generation(run_dir, name).get("adapter_check") or {}
+              for name, meta in load_system_metas(run_dir).items() if meta.arm == FINE_TUNED]
+    return sum(int(c.get("n_changed", 0)) for c in checks), sum(int(c.get("n_compared", 0)) for c in checks)
+
+
+def adapter_check_note(check: dict[str, Any] | None) -> Any:
+    """Notebook 02's display of its adapter check: a warning admonition when the adapter changed none of the
+    compared answers, else one line."""
+    from IPython.display import Markdown
+
+    from wfutils.evaluation.tables import admonition
+    from wfutils.slm.generation import adapter_check_sentence
+
+    sentence = adapter_check_sentence(check)
+    if check and check.get("n_compared") and not check.get("n_changed"):
+        return admonition(sentence[0].upper() + sentence[1:] + ".", title="Warning: the adapter changed nothing")
+    return Markdown(sentence[0].upper() + sentence[1:] + ".")
 
 
 def run_scale(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

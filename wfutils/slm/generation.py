@@ -9,6 +9,10 @@ it stopped, as long as the resume key (the metadata, the code digest and the cal
 adapter fingerprint) is unchanged; ``force`` regenerates. :class:`GenerationConfig` holds notebook 02's
 generation settings.
 
+The adapter check (:func:`check_adapter`) compares the first answers of the headline split with the base model's
+greedy answers to the same prompts: an adapter that changes none of them is reported
+(:class:`AdapterUnchangedWarning`), since a serving stack can silently drop a LoRA adapter.
+
 ``latency_s`` of a record is the wall time of its batch divided by the batch size (the
 amortised cost per flow); the batch wall time is the latency each request actually saw.
 
@@ -20,23 +24,39 @@ chose over lm-format-enforcer.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from wfutils.config import validate
-from wfutils.data.predictions import FINE_TUNED, NO_STRATEGY, Prediction, PredictionWriter, SystemMeta, predictions_path
+from wfutils.data.predictions import (
+    FINE_TUNED,
+    NO_STRATEGY,
+    Prediction,
+    PredictionWriter,
+    SystemMeta,
+    predictions_path,
+    read_predictions,
+)
 from wfutils.data.store import evaluation_splits, load_run_data
 from wfutils.engines.inprocess import InProcessTransformersEngine
 from wfutils.flows.vocabulary import flow_text
 from wfutils.provenance import peak_rss_gib
 from wfutils.slm.formatting import SYSTEM_PROMPT, end_of_turn_id, prompt_token_ids, stop_token_ids
+from wfutils.storage import atomic_write_json
 
 __all__ = [
     "GenerationConfig",
+    "AdapterUnchangedWarning",
+    "adapter_check_path",
+    "adapter_check_sentence",
+    "check_adapter",
     "slm_engine",
     "default_max_new_tokens",
     "slm_system_meta",
@@ -66,6 +86,7 @@ class GenerationConfig:
     constrained: bool = False  # ablation: JSON-Schema-guided decoding (llguidance)
     force: bool = False  # retrain the adapter and regenerate the predictions even when nothing changed
     system: str | None = None  # None: slm-<model>-lora
+    adapter_check: int = 4  # first N headline answers compared with the base model's (none changed: a warning; 0: off)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -74,6 +95,8 @@ class GenerationConfig:
                     if value is not None and value < 1]
         if self.gen_batch_size < 1:
             problems.append(f"gen_batch_size must be >= 1, got {self.gen_batch_size!r}")
+        if self.adapter_check < 0:
+            problems.append(f"adapter_check must be >= 0 (0: no check), got {self.adapter_check!r}")
         if self.max_new_tokens_cap < 1:
             problems.append(f"max_new_tokens_cap must be >= 1, got {self.max_new_tokens_cap!r}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
@@ -245,6 +268,7 @@ def generate_for_run(
     max_new_tokens: int | None = None,
     max_new_tokens_cap: int = 1024,
     constraint: ConstraintFactory | None = None,
+    adapter_check: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate predictions for evaluation splits of a run into ``predictions/<meta.system>.jsonl``.
@@ -255,7 +279,9 @@ def generate_for_run(
     a split the run lacks raises before any generation.
     ``limit`` keeps the first N rows of each split; ``test_limit``, when given, replaces it for the
     training corpus's test split (the headline set: all of it, other splits sampled). All splits go through one
-    :class:`PredictionWriter` (so ``force`` restarts the file once). Returns timings per split.
+    :class:`PredictionWriter` (so ``force`` restarts the file once). Returns timings per split and, for a
+    system with an adapter and ``adapter_check`` > 0, :func:`check_adapter`'s result on the first requests of
+    the headline split (``adapter_check`` in the summary).
     """
     data = load_run_data(run_dir, include_train=True)
     wanted = [tuple(name.split("/", 1)) for name in evaluation_splits(data, meta.train_corpus, eval_splits)]
@@ -264,10 +290,15 @@ def generate_for_run(
             raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(adapter_check, bool) or not isinstance(adapter_check, int) or adapter_check < 0:
+        raise ValueError(f"adapter_check must be an int >= 0 (0: no check), got {adapter_check!r}")
     path = predictions_path(run_dir, meta.system)
     summary: dict[str, Any] = {"system": meta.system, "arm": meta.arm, "path": str(path), "splits": {}}
     with slm_engine(model, tokenizer) as engine, PredictionWriter(path, meta, key=key, force=force) as writer:
         summary["restarted"] = writer.restart_reason
+        resume_key, headline = writer.resume_key, None
+        if writer.restart_reason:  # regenerated answers are compared afresh
+            adapter_check_path(path).unlink(missing_ok=True)
         for name, split in wanted:
             rows = _check_rows(data[name][split], split, None)
             keep = test_limit if test_limit is not None and (name, split) == (meta.train_corpus, "test") else limit
@@ -277,8 +308,113 @@ def generate_for_run(
             summary["splits"][f"{name}/{split}"] = _generate_into(
                 writer, engine, rows, split=split, batch_size=batch_size, max_new_tokens=budget,
                 context_column=None, system_prompt=SYSTEM_PROMPT, constraint=constraint, progress=progress)
+            if headline is None:  # the training corpus's test split when the run has it, else the first split
+                headline = (split, rows[:adapter_check], budget)
+    if adapter_check and meta.adapter is not None and headline is not None:
+        split, rows, budget = headline
+        summary["adapter_check"] = check_adapter(
+            model, tokenizer, path, rows, split=split, base_model=meta.base_model, key=resume_key,
+            max_new_tokens=budget, batch_size=batch_size, constraint=constraint)
     summary["peak_rss_gib"] = peak_rss_gib()  # of the whole process, training included
     return summary
+
+
+# --------------------------------------------------------------------------- adapter check
+
+
+class AdapterUnchangedWarning(UserWarning):
+    """The fine-tuned model gave its base model's answers to every request compared: the adapter may not be applied."""
+
+
+#: ``predictions/<system>.adapter_check.json``: :func:`check_adapter`'s stored result.
+ADAPTER_CHECK_SUFFIX = ".adapter_check.json"
+
+
+def adapter_check_path(predictions_file: str | os.PathLike[str]) -> Path:
+    """Where the adapter check of a predictions file is kept: ``<system>.jsonl`` -> ``<system>.adapter_check.json``."""
+    path = Path(predictions_file)
+    return path.with_name(path.name.removesuffix(".jsonl") + ADAPTER_CHECK_SUFFIX)
+
+
+@contextmanager
+def _base_model(model: Any, base_model: str) -> Iterator[Any]:
+    """The base model without the adapter: the peft model with its adapter disabled, else (merged LoRA weights)
+    a fresh copy of ``base_model`` in the same dtype and device, freed afterwards."""
+    if hasattr(model, "disable_adapter") and hasattr(model, "peft_config"):
+        with model.disable_adapter():
+            yield model
+        return
+    from wfutils.models import load_model_and_tokenizer
+
+    base, _ = load_model_and_tokenizer(base_model, dtype=str(model.dtype).removeprefix("torch."),
+                                       device=str(model.device))
+    try:
+        yield base
+    finally:
+        del base
+        gc.collect()
+
+
+def check_adapter(
+    model: Any,
+    tokenizer: Any,
+    predictions_file: str | os.PathLike[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    split: str,
+    base_model: str,
+    key: str,
+    max_new_tokens: int,
+    batch_size: int = 16,
+    constraint: ConstraintFactory | None = None,
+) -> dict[str, Any]:
+    """Compare the fine-tuned answers to ``rows`` (already in ``predictions_file``) with the base model's greedy
+    answers to the same prompts, budget and engine; warns (:class:`AdapterUnchangedWarning`) when none differs.
+
+    The result (``n_compared``, ``n_identical``, ``n_changed``, ``identical_ids``, ``changed_ids``) is stored
+    beside the predictions (:func:`adapter_check_path`) and reused while ``key`` (the predictions' resume key)
+    and the compared ids are unchanged.
+    """
+    path = adapter_check_path(predictions_file)
+    ids = [str(r["id"]) for r in rows]
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if stored.get("key") == key and stored.get("ids") == ids and stored.get("split") == split:
+        result = stored
+    else:
+        answers = {r.id: r.output for r in read_predictions(predictions_file) if r.split == split and r.id in ids}
+        missing = [i for i in ids if i not in answers]
+        if missing:
+            raise ValueError(f"{predictions_file}: no {split} prediction for ids {missing} "
+                             "to compare with the base model's")
+        prompts = [prompt_token_ids(tokenizer, r["request"], system_prompt=SYSTEM_PROMPT) for r in rows]
+        base_answers: list[str] = []
+        with _base_model(model, base_model) as base, slm_engine(base, tokenizer) as engine:
+            for start in range(0, len(prompts), batch_size):
+                batch = prompts[start:start + batch_size]
+                processor = constraint([len(p) for p in batch]) if constraint else None
+                base_answers += [g.text for g in engine.generate(batch, max_new_tokens=max_new_tokens,
+                                                                 logits_processor=processor)]
+        identical = [i for i, text in zip(ids, base_answers) if answers[i] == text]
+        result = {"key": key, "split": split, "ids": ids, "base_model": str(base_model), "n_compared": len(ids),
+                  "n_identical": len(identical), "n_changed": len(ids) - len(identical),
+                  "identical_ids": identical, "changed_ids": [i for i in ids if i not in identical],
+                  "max_new_tokens": max_new_tokens}
+        atomic_write_json(path, result)
+    if result["n_compared"] and result["n_changed"] == 0:
+        warnings.warn(adapter_check_sentence(result), AdapterUnchangedWarning, stacklevel=2)
+    return result
+
+
+def adapter_check_sentence(check: Mapping[str, Any] | None) -> str:
+    """One line on an adapter check (:func:`check_adapter`): how many of the first answers the adapter changed."""
+    if not check or not check.get("n_compared"):
+        return "the adapter was not compared with its base model in this run"
+    n, changed = check["n_compared"], check["n_changed"]
+    if changed == 0:
+        return (f"the adapter changed none of the first {n} answers of {check['split']} requests: the fine-tuned "
+                f"system answered exactly as its base model {check['base_model']}, so the adapter may not be "
+                "applied and its scores may be the base model's")
+    return f"the adapter changed {changed} of the first {n} answers of {check['split']} requests"
 
 
 # --------------------------------------------------------------------------- constrained decoding
