@@ -138,15 +138,10 @@ def own_loop(model, tokenizer, prompts: Sequence[Sequence[int]], *, max_new_toke
     import torch
 
     from wfutils.slm.formatting import end_of_turn_id, stop_token_ids
-    from wfutils.engines.inprocess import Generated
+    from wfutils.engines.inprocess import Generated, left_padded
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.tensor(list(p))
-        mask[row, width - len(p):] = 1
+    ids, mask = left_padded(prompts, pad_id)
     stop = torch.tensor(stop_token_ids(tokenizer))
     active = list(range(len(prompts)))
     new_tokens: list[list[int]] = [[] for _ in prompts]

@@ -13,7 +13,7 @@ from typing import Any
 
 from wfutils.engines.base import EngineInfo, InProcessEngine, register
 
-__all__ = ["Generated", "InProcessTransformersEngine", "generate_batch"]
+__all__ = ["Generated", "InProcessTransformersEngine", "generate_batch", "left_padded"]
 
 
 @dataclass
@@ -23,6 +23,20 @@ class Generated:
     text: str
     prompt_tokens: int
     completion_tokens: int  # generated tokens up to and including the stop token
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+    """Token ids and attention mask of a batch of tokenised prompts, padded on the left to the longest one
+    (decoder-only models continue from the last position of every row)."""
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.tensor(list(p))
+        mask[row, width - len(p):] = 1
+    return ids, mask
 
 
 def generate_batch(
@@ -44,12 +58,7 @@ def generate_batch(
 
     if not prompts:
         return []
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.tensor(list(p))
-        mask[row, width - len(p):] = 1
+    ids, mask = left_padded(prompts, pad_id)
     device = next(model.parameters()).device
     stop = list(stop_ids)
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop, pad_token_id=pad_id,
@@ -60,7 +69,7 @@ def generate_batch(
     results = []
     stop_set = set(stop)
     for row, p in enumerate(prompts):
-        new = out[row, width:].tolist()
+        new = out[row, ids.shape[1]:].tolist()
         n = next((k + 1 for k, t in enumerate(new) if t in stop_set), len(new))
         text = tokenizer.decode(new[:n], skip_special_tokens=True)
         results.append(Generated(text=text, prompt_tokens=len(p), completion_tokens=n))
