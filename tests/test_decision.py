@@ -319,3 +319,48 @@ def test_notebook_06_runs_on_a_small_run_and_glues_its_numbers(curve_run: Path, 
     glued = {output["metadata"]["scrapbook"]["name"] for cell in executed.cells for output in cell.get("outputs", [])
              if "scrapbook" in output.get("metadata", {})}
     assert {"decision_payback_sentence", "decision_finetuned_json_valid", "decision_one_off_cpu_s"} <= glued
+
+
+def test_learning_curve_points_are_scored_for_the_break_even_only(tmp_path: Path) -> None:
+    from wfutils.evaluation.selection import comparison_setup
+
+    run = tmp_path / "points"
+    write_data(run)
+    # One training of 10 steps (2 x 2 pairs a step, 400 pairs in the set) and two of its adapters as curve points
+    # that answered only the first half of the paired requests.
+    finetuned(run, "ft", "slm", PERFECT, n_examples=400, seed=0)
+    half = IDS[:N // 2]
+    for step, outputs in ((2, BROKEN), (5, HALF)):
+        folder = run / "slm" / "curve" / f"step-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        meta = SystemMeta(system=f"ft-step{step}", arm="fine-tuned", base_model="smollm2-135m", n_params=134_515_008,
+                          adapter=f"slm/curve/step-{step}", engine=INPROCESS, learning_curve=True)
+        write_system(run, meta, {i: outputs[i] for i in half}, [0.2] * len(half))
+    prompted(run, "qwen-few-shot", {i: wrong_trigger(i) for i in IDS}, [1.0] * N)
+    ev = evaluate_run(run, on_incomplete="intersect", progress=False)
+    assert sorted(ev.metas) == ["ft", "qwen-few-shot"] and ev.scores["id"].nunique() == N  # the comparison: all N
+    setup = comparison_setup(ev.scores, ev.selection_scores)
+    values, metas = decision.with_curve_points(run, ev, setup)
+    assert sorted(metas) == ["ft", "ft-step2", "ft-step5", "qwen-few-shot"]
+    assert values.loc[half, "ft-step2"].notna().all() and values.loc[IDS[N // 2:], "ft-step2"].isna().all()
+    assert values["ft"].equals(setup.values["ft"])  # the comparison's own values are untouched
+    facts = decision.training_facts(run, metas)
+    assert {name: f.pairs for name, f in facts.items()} == {"ft": 40, "ft-step2": 8, "ft-step5": 20}
+    curve = decision.learning_curve(values, facts, setup.prompted, n_boot=200)
+    assert list(curve["pairs"]) == [8, 20, 40] and set(curve["n"]) == {N // 2}  # every point on the same requests
+    assert curve["mean"].is_monotonic_increasing
+    # A run without curve points gives the comparison back as it is.
+    plain = tmp_path / "plain"
+    write_data(plain)
+    finetuned(plain, "ft", "slm", PERFECT, n_examples=400, seed=0)
+    prompted(plain, "qwen-few-shot", PERFECT, [1.0] * N)
+    ev = evaluate_run(plain, progress=False)
+    setup = comparison_setup(ev.scores, ev.selection_scores)
+    values, metas = decision.with_curve_points(plain, ev, setup)
+    assert values is setup.values and sorted(metas) == ["ft", "qwen-few-shot"]
+
+
+def test_only_a_fine_tuned_system_can_be_a_learning_curve_point() -> None:
+    with pytest.raises(ValueError, match="only a fine-tuned system"):
+        SystemMeta(system="p", arm="prompted", base_model="m", n_params=1, learning_curve=True)

@@ -647,3 +647,58 @@ def test_generation_config_holds_the_notebook_parameters_that_are_not_training_o
         config_from(GenerationConfig, {"few_shot_baseline": 3})
     with pytest.raises(ValueError, match="eval_limit must be >= 1 or None, got 0"):
         GenerationConfig(eval_limit=0)
+
+
+def test_kept_steps_become_learning_curve_adapters_that_answer_the_first_test_requests(base, tmp_path):
+    from wfutils.data.predictions import read_predictions as read
+    from wfutils.data.store import build_all
+    from wfutils.evaluation.loading import load_system_metas
+    from wfutils.slm.curve import curve_system, generate_curve_points
+
+    model, tok = base
+    tiny_run = tmp_path / "run"
+    build_all(tiny_run, n_train=4, n_validation=1, n_test=3, n_ood=1, corpora=())
+    slm_dir = tiny_run / "slm-curve"
+    result = train_lora(PAIRS, slm_dir, TrainConfig(**{**TINY, "keep_steps": [3, 1]}), model=copy.deepcopy(model),
+                        tokenizer=tok, progress=False)
+    assert result.record["curve_adapters"] == {"1": "curve/step-1", "3": "curve/step-3"}
+    weights = {}
+    for step in (1, 3):
+        folder = slm_dir / "curve" / f"step-{step}"
+        assert json.loads((folder / "trainer_state.json").read_text())["global_step"] == step
+        weights[step] = (folder / "adapter_model.safetensors").read_bytes()
+    weights[4] = (slm_dir / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert len(set(weights.values())) == 3  # three different adapters: training went on between them
+    assert not (slm_dir / "checkpoints").exists()
+    # Each point answers the first curve_limit test requests as a learning-curve system, under the budget given.
+    generation = GenerationConfig(curve_limit=2, gen_batch_size=2)
+    summaries = generate_curve_points(tiny_run, slm_dir, system="slm-tiny-lora", base_model="smollm2-135m",
+                                      generation=generation, max_new_tokens=8, progress=False)
+    assert list(summaries) == [curve_system("slm-tiny-lora", 1), curve_system("slm-tiny-lora", 3)]
+    metas = load_system_metas(tiny_run, learning_curve=True)
+    for name in summaries:
+        meta, answers = metas[name], read(tiny_run / "predictions" / f"{name}.jsonl")
+        assert meta.learning_curve and meta.arm == FINE_TUNED and meta.adapter.startswith("slm-curve/curve/step-")
+        assert len(answers) == 2 and all(a.split == "test" and a.completion_tokens <= 8 for a in answers)
+    # Left out of every comparison unless asked for; a run of nothing else has no system to compare.
+    with pytest.raises(FileNotFoundError, match="only learning-curve points"):
+        load_system_metas(tiny_run)
+    # A reused run's answers are reused, not regenerated.
+    again = generate_curve_points(tiny_run, slm_dir, system="slm-tiny-lora", base_model="smollm2-135m",
+                                  generation=generation, max_new_tokens=8, progress=False)
+    assert all(split["generated"] == 0 for s in again.values() for split in s["splits"].values())
+
+
+def test_kept_steps_must_lie_before_the_last_step():
+    with pytest.raises(ValueError, match="keep_steps must be steps in 1..max_steps-1"):
+        TrainConfig(max_steps=4, keep_steps=(4,))
+    with pytest.raises(ValueError, match="keep_steps"):
+        TrainConfig(max_steps=4, keep_steps=(0, 2))
+    assert TrainConfig(max_steps=4, keep_steps=[3, 1, 3]).keep_steps == (1, 3)
+
+
+def test_cli_takes_kept_steps_as_numbers():
+    from wfutils.slm.__main__ import build_parser
+
+    args = vars(build_parser().parse_args(["--run-dir", "r", "--max-steps", "40", "--keep-steps", "20", "10"]))
+    assert TrainConfig(**{k: args[k] for k in TrainConfig().to_dict()}).keep_steps == (10, 20)

@@ -145,6 +145,9 @@ class SystemMeta:
     decoding: str = "greedy"  # "greedy", "constrained", ...
     model_sha256: str | None = None
     train_corpus: str = "synthetic"  # the data set it was fine-tuned on / draws examples and retrieval from
+    # An earlier adapter of the run's training answering part of the paired requests: a point of the learning curve
+    # (notebook 06), left out of the comparison of notebooks 04 and 05 and never the headline's fine-tuned system.
+    learning_curve: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -166,6 +169,8 @@ class SystemMeta:
             problems.append(f"n_params {self.n_params!r} is not a non-negative int or None (not published)")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
             problems.append(f"k {self.k!r} is not a non-negative int")
+        if not isinstance(self.learning_curve, bool) or (self.learning_curve and self.arm != FINE_TUNED):
+            problems.append(f"learning_curve {self.learning_curve!r}: only a fine-tuned system (True) is a curve point")
         if self.engine is not None and not isinstance(self.engine, EngineInfo):
             problems.append(f"engine {self.engine!r} is not an EngineInfo or None")
         if problems:

@@ -32,6 +32,9 @@ import pandas as pd
 from wfutils.data.predictions import FINE_TUNED, SystemMeta
 from wfutils.evaluation.companion import training_record
 from wfutils.evaluation.costs import runs_locally
+from wfutils.evaluation.loading import load_system_metas
+from wfutils.evaluation.result import Evaluation
+from wfutils.evaluation.selection import ComparisonSetup, evaluation_values
 from wfutils.evaluation.statistics import DEFAULT_BOOT, mean_ci, paired_comparison, system_summary
 from wfutils.evaluation.tables import QUALITY, cost_table, with_ci
 
@@ -39,7 +42,7 @@ __all__ = ["CPU_SECONDS", "NO_CURVE", "NO_SEEDS", "PAYBACK_COLUMNS", "USD", "VAL
            "break_even", "break_even_sentences", "costs_for_book", "decision_glue", "facts_table",
            "has_learning_curve", "has_seed_spread", "learning_curve", "parse_status_shares", "payback_sentence",
            "payback_table", "prompted_levels", "request_costs", "seed_spread", "training_facts", "validity_for_book",
-           "validity_table"]
+           "validity_table", "with_curve_points"]
 
 CPU_SECONDS, USD = "CPU-seconds", "USD"
 #: Fewest training sizes of one base model for a data break-even, fewest seeds at one size for a seed spread.
@@ -48,6 +51,24 @@ _STATE_FILE = "trainer_state.json"  # what a trainer checkpoint holds beside its
 
 
 # --------------------------------------------------------------------------- what a fine-tuned system was trained on
+
+def with_curve_points(run_dir: str | os.PathLike[str], evaluation: Evaluation, setup: ComparisonSetup,
+                      metric: str = QUALITY) -> tuple[pd.DataFrame, dict[str, SystemMeta]]:
+    """``setup.values`` with the run's learning-curve points beside them (scored here: notebook 04 leaves them
+    out, they answer only the first paired requests; NaN elsewhere), and the metadata of every system."""
+    from wfutils.evaluation.scoring import evaluate_run
+
+    curve = [name for name, meta in load_system_metas(run_dir, learning_curve=True).items() if meta.learning_curve]
+    if not curve:
+        return setup.values, dict(evaluation.metas)
+    scored = evaluate_run(run_dir, curve, on_incomplete="keep", progress=False)
+    values, where = evaluation_values(scored.scores, metric)
+    if where != setup.where:
+        raise ValueError(f"{run_dir}: the learning-curve points answered {where!r}, the comparison is on "
+                         f"{setup.where!r}; generate them on the training corpus's test split (notebook 02)")
+    return setup.values.join(values[[c for c in values.columns if c not in setup.values]], how="left"), \
+        {**evaluation.metas, **scored.metas}
+
 
 @dataclass(frozen=True)
 class TrainingFacts:

@@ -55,9 +55,10 @@ def list_systems(run_dir: str | os.PathLike[str]) -> list[str]:
     return sorted(p.name.removesuffix(".jsonl") for p in folder.glob("*.jsonl")) if folder.is_dir() else []
 
 
-def load_system_metas(run_dir: str | os.PathLike[str], systems: Sequence[str] | None = None
-                      ) -> dict[str, SystemMeta]:
-    """The :class:`SystemMeta` of each named system (default: every predictions file of the run).
+def load_system_metas(run_dir: str | os.PathLike[str], systems: Sequence[str] | None = None, *,
+                      learning_curve: bool = False) -> dict[str, SystemMeta]:
+    """The :class:`SystemMeta` of each named system (default: every predictions file of the run, learning-curve
+    points only with ``learning_curve``: they answer part of the paired requests and are weighed in notebook 06).
 
     Raises FileNotFoundError when a predictions file or its sidecar is missing and ValueError
     when a sidecar is invalid (unknown arm, missing field), each naming the file. With
@@ -82,6 +83,10 @@ def load_system_metas(run_dir: str | os.PathLike[str], systems: Sequence[str] | 
             known = ", ".join(list_systems(run_dir)) or "none"
             raise FileNotFoundError(f"predictions file for system {name!r} not found: {path} (found: {known})")
         metas[name] = read_system_meta(path)
+    if systems is None and not learning_curve:
+        metas = {name: meta for name, meta in metas.items() if not meta.learning_curve}
+        if not metas:
+            raise FileNotFoundError(f"only learning-curve points under {run_dir / 'predictions'}: no system to compare")
     return metas
 
 

@@ -313,8 +313,10 @@ def _meta_value(meta: SystemMeta, name: str) -> Any:
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None = None, *,
-                 on_incomplete: str = "error", workers: int | None = None, progress: bool = True) -> Evaluation:
-    """Score every prediction of the named systems (default: all) against the run's examples.
+                 on_incomplete: str = "error", workers: int | None = None, progress: bool = True,
+                 learning_curve: bool = False) -> Evaluation:
+    """Score every prediction of the named systems (default: all but learning-curve points, which
+    ``learning_curve`` adds) against the run's examples.
 
     Every system's sidecar is read and checked first (missing or invalid: an error naming the
     file, before any prediction is read or scored). ``on_incomplete``: what to do with a system
@@ -329,7 +331,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None 
         raise ValueError(f"on_incomplete must be one of {ON_INCOMPLETE}, got {on_incomplete!r}")
     start = time.perf_counter()
     run_dir = Path(run_dir)
-    metas = loading.load_system_metas(run_dir, systems)
+    metas = loading.load_system_metas(run_dir, systems, learning_curve=learning_curve)
     predictions = loading.load_predictions(run_dir, list(metas))
     notes: list[str] = []
     examples = loading.load_examples(run_dir)

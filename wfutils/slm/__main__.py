@@ -22,6 +22,7 @@ from typing import Sequence
 
 from wfutils.slm.training import TrainConfig, train_lora
 
+_INT_LISTS = {"keep_steps"}
 _OPTIONAL_INTS = ("max_steps", "eval_every", "num_threads", "flowsim_max_new_tokens", "loss_pairs")
 _OPTIONAL_STRS = ("context_column",)
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         elif isinstance(value, list):
-            parser.add_argument(flag, nargs="+", default=value)
+            parser.add_argument(flag, nargs="+", default=value, type=int if name in _INT_LISTS else str)
         elif name in _OPTIONAL_INTS:
             parser.add_argument(flag, type=int, default=value)
         elif name in _OPTIONAL_STRS:

@@ -87,6 +87,7 @@ class GenerationConfig:
     force: bool = False  # retrain the adapter and regenerate the predictions even when nothing changed
     system: str | None = None  # None: slm-<model>-lora
     adapter_check: int = 4  # first N headline answers compared with the base model's (none changed: a warning; 0: off)
+    curve_limit: int = 50  # first N test requests answered by each learning-curve adapter (TrainConfig.keep_steps)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -95,6 +96,8 @@ class GenerationConfig:
                     if value is not None and value < 1]
         if self.gen_batch_size < 1:
             problems.append(f"gen_batch_size must be >= 1, got {self.gen_batch_size!r}")
+        if self.curve_limit < 1:
+            problems.append(f"curve_limit must be >= 1, got {self.curve_limit!r}")
         if self.adapter_check < 0:
             problems.append(f"adapter_check must be >= 0 (0: no check), got {self.adapter_check!r}")
         if self.max_new_tokens_cap < 1:

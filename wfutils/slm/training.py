@@ -73,6 +73,7 @@ ALL_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gat
 RECORD_FILE = "training_record.json"
 ADAPTER_DIR = "adapter"
 CHECKPOINT_DIR = "checkpoints"
+CURVE_DIR = "curve"  # learning-curve adapters kept from a run's checkpoints: curve/step-<N>/
 _CHECKPOINT_FINGERPRINT = "run_fingerprint.json"
 
 
@@ -108,6 +109,7 @@ class TrainConfig:
     bf16: bool = False
     gradient_checkpointing: bool = True  # on: the defaults fit a small machine's memory (book/methods.md)
     checkpoint_every: int = 25  # optimizer steps between checkpoints
+    keep_steps: tuple[int, ...] = ()  # steps whose adapters are kept as learning-curve points (curve/step-<N>/)
     eval_every: int | None = None  # steps between validation losses (needs validation rows); None: never
     select_best: bool = False  # keep the best checkpoint on the validation split (never the test split)
     select_metric: str = "loss"  # what select_best compares: "loss" (lowest) or "flowsim" (highest greedy FlowSim)
@@ -120,7 +122,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
+        self.keep_steps = tuple(sorted(set(self.keep_steps)))
         problems = []
+        bad = [s for s in self.keep_steps if isinstance(s, bool) or not isinstance(s, int) or s < 1
+               or (self.max_steps is not None and s >= self.max_steps)]
+        if bad:
+            problems.append(f"keep_steps must be steps in 1..max_steps-1 (the last step is the run's own adapter), "
+                            f"got {list(bad)!r}")
         if self.truncation not in ("error", "drop"):
             problems.append(f"truncation must be 'error' or 'drop', got {self.truncation!r}")
         if self.lr_schedule not in ("linear", "constant"):
@@ -157,6 +165,7 @@ class TrainConfig:
         """The configuration as plain JSON values."""
         data = asdict(self)
         data["lora_targets"] = list(self.lora_targets)
+        data["keep_steps"] = list(self.keep_steps)
         return data
 
     def fingerprint(self, data_digest: str) -> str:
@@ -175,8 +184,9 @@ def notebook_configs(values: Mapping[str, Any]) -> tuple[TrainConfig, Generation
     from dataclasses import fields
 
     train = {f.name: values[f.name] for f in fields(TrainConfig) if f.name in values}
-    if "lora_targets" in train:
-        train["lora_targets"] = tuple(train["lora_targets"])
+    for name in ("lora_targets", "keep_steps"):
+        if name in train:
+            train[name] = tuple(train[name] or ())
     generation = GenerationConfig(**{f.name: values[f.name] for f in fields(GenerationConfig) if f.name in values})
     train.setdefault("flowsim_max_new_tokens", generation.max_new_tokens_cap)
     return TrainConfig(**train), generation
@@ -385,6 +395,37 @@ class TrainingClock(*_callback_bases()):
             self._bar.close()
             self._bar = None
         self._last = 0.0
+
+
+class KeepAdapters(_callback_bases()[0]):
+    """Saves a checkpoint at each of ``steps`` and copies its adapter, with the trainer state that says its step,
+    to ``<dest>/step-<N>/`` (learning-curve points of one run; checkpoints themselves are rotated and deleted).
+
+    A resumed run keeps the copies made before the interruption."""
+
+    FILES = ("adapter_model.safetensors", "adapter_config.json", "trainer_state.json")
+
+    def __init__(self, steps: Sequence[int], dest: Path) -> None:
+        self.steps = frozenset(steps)
+        self.dest = Path(dest)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.steps:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        step = state.global_step
+        target = self.dest / f"step-{step}"
+        if step not in self.steps or not state.is_world_process_zero or target.is_dir():
+            return
+        source = Path(args.output_dir) / f"checkpoint-{step}"
+        missing = [name for name in self.FILES if not (source / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"checkpoint {source} lacks {', '.join(missing)}: cannot keep its adapter")
+        with atomic_dir(target) as tmp:
+            for name in self.FILES:
+                shutil.copy2(source / name, Path(tmp) / name)
 
 
 # --------------------------------------------------------------------------- loss hook
@@ -689,8 +730,11 @@ def train_lora(
     if model is None:  # the trainer moves it to its device (or shards it under DeepSpeed / FSDP)
         model, _ = load_model_and_tokenizer(model_path, dtype="bfloat16" if config.bf16 else "float32", device="cpu")
     clock = TrainingClock(time_budget_s, progress=progress)
+    keep = [KeepAdapters(config.keep_steps, out_dir / CURVE_DIR)] if config.keep_steps else []
+    if processes.is_main_process and (force or not resume):  # curve points of another (or a restarted) run
+        shutil.rmtree(out_dir / CURVE_DIR, ignore_errors=True)
     trainer = build_trainer(examples, config, model=model, tokenizer=tokenizer, output_dir=ckpt_root,
-                            eval_examples=eval_examples, callbacks=[*curve_callbacks, clock, *callbacks],
+                            eval_examples=eval_examples, callbacks=[*curve_callbacks, *keep, clock, *callbacks],
                             trainer_cls=trainer_cls)  # the clock after the FlowSim curve: generation is not a step
     wall0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -753,6 +797,8 @@ def train_lora(
             "best_step": state.best_global_step if config.select_best else None,
             "selected_by": config.select_metric if config.select_best else None,
             "resumed_from_step": clock.resumed_from_step,
+            "curve_adapters": {str(step): f"{CURVE_DIR}/step-{step}" for step in config.keep_steps
+                               if step <= state.global_step and (out_dir / CURVE_DIR / f"step-{step}").is_dir()},
             "torch_threads": threads,
             "num_processes": trainer.accelerator.num_processes,
             "distributed_type": str(trainer.accelerator.distributed_type),
