@@ -526,3 +526,45 @@ def test_a_lock_record_from_another_host_is_reported_as_such(notebooks: Path, tm
     assert "pid 4242 on gpu-node-7" in manifest["previous_run"]
     assert "before its first notebook" in manifest["previous_run"]
     assert "another host (gpu-node-7), whose processes cannot be checked from here" in capsys.readouterr().err
+
+
+def test_a_resumed_notebook_keeps_the_time_of_its_interrupted_part(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    notebooks = tmp_path / "nbs"
+    notebooks.mkdir()
+    _notebook(notebooks / "01_sleep.ipynb", 'run_dir = "results/dev"',
+              "import os, time\nfrom pathlib import Path\nPath(run_dir).mkdir(parents=True, exist_ok=True)\n"
+              "if not Path(run_dir, 'kernel.pid').exists():\n"
+              "    Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\n    time.sleep(120)")
+    results = tmp_path / "results"
+    script = ("import sys\nfrom pathlib import Path\nfrom wfutils.study import pipeline\n"
+              "pipeline.RESULTS_DIR = Path(sys.argv[1])\npipeline.NOTEBOOKS_DIR = Path(sys.argv[2])\n"
+              "from unittest import mock\n"
+              "with mock.patch.object(pipeline, 'load_profiles', return_value={'tiny': {}}):\n"
+              "    sys.exit(pipeline.main(['--profile', 'tiny', '--run', 'r']))\n")
+    command = [sys.executable, "-c", script, str(results), str(notebooks)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while not (results / "r" / "kernel.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    first = json.loads((results / "r" / "manifest.json").read_text())["notebooks"][-1]
+    assert first["status"] == "interrupted" and first["duration_s"] >= 2
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = json.loads((results / "r" / "manifest.json").read_text())
+    entry = manifest["notebooks"][-1]
+    assert entry["status"] == "ok" and [p["duration_s"] for p in entry["earlier_parts"]] == [first["duration_s"]]
+    assert entry["total_s"] == pytest.approx(entry["duration_s"] + first["duration_s"], abs=0.11)
+    assert manifest["duration_s"] == pytest.approx(entry["total_s"], abs=0.11)  # each part once
+    assert "in 2 parts" in resumed.stdout
+    # A rerun that skips the finished notebook keeps its parts.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert json.loads((results / "r" / "manifest.json").read_text())["notebooks"][-1]["total_s"] == entry["total_s"]
+    assert again.returncode == 0

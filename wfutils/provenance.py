@@ -15,7 +15,7 @@ import sys
 from functools import lru_cache
 from importlib import metadata, resources
 from importlib.abc import Traversable
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy", "numba", "pandas",
                     "openai", "bm25s", "papermill", "jupyter-book")
@@ -69,3 +69,8 @@ def peak_rss_gib() -> float:
     """Peak resident memory of this process so far, in GiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 2)  # bytes on macOS, KiB on Linux
+
+
+def notebook_seconds(entry: dict[str, Any]) -> float:
+    """A notebook's time in a manifest: every part of a resumed notebook (``total_s``), else its one run."""
+    return float(entry.get("total_s") or entry.get("duration_s") or 0.0)

@@ -37,6 +37,7 @@ from wfutils.evaluation.claims import published, published_results
 from wfutils.evaluation.loading import load_system_metas
 from wfutils.evaluation.selection import best_prompted
 from wfutils.evaluation.tables import ci_text, params_label
+from wfutils.provenance import notebook_seconds
 
 __all__ = ["adapter_check_counts", "adapter_check_note",
            "finetuned_hyperparameters", "headline", "headline_glue", "headline_markdown", "params_label",
@@ -497,7 +498,7 @@ def run_scale(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     gen_seconds = sum(split.get("seconds") or 0 for entry in generation.values() if isinstance(entry, dict)
                       for split in entry.get("splits", {}).values())
     parts = [record.get("train_seconds"), gen_seconds if generation else None, llm.get("wall_s")]
-    durations = [n.get("duration_s") for n in manifest.get("notebooks", []) if n.get("duration_s") is not None]
+    durations = [notebook_seconds(n) for n in manifest.get("notebooks", []) if n.get("duration_s") is not None]
     provenance = weight_provenance(run_dir, include_unused=False)
     quants = sorted({q for q in provenance["Quantisation"] if q})
     return {

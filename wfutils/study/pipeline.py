@@ -44,7 +44,7 @@ import yaml
 
 from wfutils.config import ConfigError
 from wfutils.llm.client import LLMConfigError, check_base_url
-from wfutils.provenance import TRACKED_PACKAGES, code_digest, version_record
+from wfutils.provenance import TRACKED_PACKAGES, code_digest, notebook_seconds, version_record
 from wfutils.storage import atomic_write_json
 from wfutils.study.parameters import ParameterError, declared_defaults, parameter_problems
 from wfutils.study.preflight import resource_problems
@@ -393,6 +393,12 @@ def run(profile_name: str, run_name: str | None = None, overrides: dict[str, Any
         raise PipelineError(str(exc)) from None
 
 
+def _parts(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """An interrupted or failed notebook's time as parts: its own earlier parts, then this one."""
+    own = {k: entry.get(k) for k in ("started", "finished", "duration_s", "status", "fingerprint")}
+    return [*entry.get("earlier_parts", []), own]
+
+
 def _execute(steps: list[NotebookStep], profile_name: str, run_dir: Path, results_dir: Path,
              overrides: dict[str, Any] | None, force: bool, progress: bool, held: RunLock) -> dict[str, Any]:
     """Run the planned notebooks in ``run_dir`` (whose lock ``held`` is this process's); return the manifest."""
@@ -403,6 +409,10 @@ def _execute(steps: list[NotebookStep], profile_name: str, run_dir: Path, result
     manifest_path = run_dir / "manifest.json"
     previous = _previous_manifest(manifest_path)
     done_before = {entry["name"]: entry for entry in previous.get("notebooks", []) if entry.get("status") == "ok"}
+    # The parts of a notebook that an interrupted or failed run spent before this one resumes it: kept, so the
+    # run's time is the sum of every part (each counted once), with the same fingerprint only.
+    parts_before = {entry["name"]: _parts(entry) for entry in previous.get("notebooks", [])
+                    if entry.get("status") in ("interrupted", "failed") and entry.get("duration_s") is not None}
     manifest: dict[str, Any] = {
         "profile": profile_name, "run": run_dir.name, "run_dir": str(run_dir), "overrides": overrides or {},
         "started": _now(), "finished": None, "status": "running", "commit": _git_commit(),
@@ -429,11 +439,14 @@ def _execute(steps: list[NotebookStep], profile_name: str, run_dir: Path, result
                          "code_digest": digest_of_code, "output": str(output.relative_to(run_dir))}
                 old = done_before.get(step.name)
                 if not force and old and old.get("fingerprint") == step_fingerprint and output.exists():
-                    entry.update({k: old.get(k) for k in ("started", "finished", "duration_s")}, status="ok",
-                                 skipped=True)
+                    entry.update({k: old[k] for k in ("started", "finished", "duration_s", "earlier_parts", "total_s")
+                                  if k in old}, status="ok", skipped=True)
                     manifest["notebooks"].append(entry)
                     atomic_write_json(manifest_path, manifest)
                     continue
+                earlier = [p for p in parts_before.get(step.name, []) if p.get("fingerprint") == step_fingerprint]
+                if earlier and not force:
+                    entry["earlier_parts"] = earlier
                 entry["started"] = _now()
                 held.update(notebook=step.name)
                 start = time.perf_counter()
@@ -460,6 +473,8 @@ def _execute(steps: list[NotebookStep], profile_name: str, run_dir: Path, result
                 strip_progress_bars(tmp_output)  # the executed copy is read as a document
                 os.replace(tmp_output, output)
                 entry.update(status="ok", finished=_now(), duration_s=round(time.perf_counter() - start, 1))
+                if entry.get("earlier_parts"):
+                    entry["total_s"] = round(entry["duration_s"] + sum(p["duration_s"] for p in entry["earlier_parts"]), 1)
                 manifest["notebooks"].append(entry)
                 atomic_write_json(manifest_path, manifest)
     except (KeyboardInterrupt, Interrupted) as exc:
@@ -474,8 +489,7 @@ def _execute(steps: list[NotebookStep], profile_name: str, run_dir: Path, result
         atomic_write_json(manifest_path, manifest)
         held.update(status="interrupted")
         raise Interrupted(signal_name, entry.get("name"), resume) from None
-    manifest.update(status="ok", finished=_now(),
-                    duration_s=round(sum(e.get("duration_s") or 0 for e in manifest["notebooks"]), 1))
+    manifest.update(status="ok", finished=_now(), duration_s=round(sum(notebook_seconds(e) for e in manifest["notebooks"]), 1))
     atomic_write_json(manifest_path, manifest)
     return manifest
 
@@ -507,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 143 if exc.signal_name == "SIGTERM" else 130
     for entry in manifest["notebooks"]:
-        state = "skipped (unchanged)" if entry.get("skipped") else f"{entry.get('duration_s', 0):.0f} s"
+        parts = f" in {len(entry['earlier_parts']) + 1} parts" if entry.get("earlier_parts") else ""
+        state = "skipped (unchanged)" if entry.get("skipped") else f"{notebook_seconds(entry):.0f} s{parts}"
         print(f"  {entry['name']:28s} {state}")
     print(f"run finished: {manifest['run_dir']} ({manifest['duration_s']:.0f} s of notebook time)")
     return 0
