@@ -175,22 +175,28 @@ def _sleeping_notebooks(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
-def test_interrupt_stops_the_kernel_marks_the_manifest_and_says_how_to_resume(tmp_path: Path, signal_name: str) -> None:
-    import os
-    import signal
-    import subprocess
+def _pipeline_command(results: Path, notebooks: Path) -> list[str]:
+    """``python -m wfutils.pipeline --profile tiny --run r`` as a process of its own, on these folders."""
     import sys
-    import time
 
-    notebooks = _sleeping_notebooks(tmp_path / "nbs")
-    results = tmp_path / "results"
     script = ("import sys\nfrom pathlib import Path\nfrom wfutils.study import pipeline\n"
               "pipeline.RESULTS_DIR = Path(sys.argv[1])\npipeline.NOTEBOOKS_DIR = Path(sys.argv[2])\n"
               "from unittest import mock\n"
               "with mock.patch.object(pipeline, 'load_profiles', return_value={'tiny': {}}):\n"
               "    sys.exit(pipeline.main(['--profile', 'tiny', '--run', 'r']))\n")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(results), str(notebooks)], stdout=subprocess.PIPE,
+    return [sys.executable, "-c", script, str(results), str(notebooks)]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_interrupt_stops_the_kernel_marks_the_manifest_and_says_how_to_resume(tmp_path: Path, signal_name: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    notebooks = _sleeping_notebooks(tmp_path / "nbs")
+    results = tmp_path / "results"
+    proc = subprocess.Popen(_pipeline_command(results, notebooks), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     pid_file = results / "r" / "kernel.pid"
     deadline = time.monotonic() + 90
@@ -531,7 +537,6 @@ def test_a_lock_record_from_another_host_is_reported_as_such(notebooks: Path, tm
 def test_a_resumed_notebook_keeps_the_time_of_its_interrupted_part(tmp_path: Path) -> None:
     import signal
     import subprocess
-    import sys
     import time
 
     notebooks = tmp_path / "nbs"
@@ -541,12 +546,7 @@ def test_a_resumed_notebook_keeps_the_time_of_its_interrupted_part(tmp_path: Pat
               "if not Path(run_dir, 'kernel.pid').exists():\n"
               "    Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\n    time.sleep(120)")
     results = tmp_path / "results"
-    script = ("import sys\nfrom pathlib import Path\nfrom wfutils.study import pipeline\n"
-              "pipeline.RESULTS_DIR = Path(sys.argv[1])\npipeline.NOTEBOOKS_DIR = Path(sys.argv[2])\n"
-              "from unittest import mock\n"
-              "with mock.patch.object(pipeline, 'load_profiles', return_value={'tiny': {}}):\n"
-              "    sys.exit(pipeline.main(['--profile', 'tiny', '--run', 'r']))\n")
-    command = [sys.executable, "-c", script, str(results), str(notebooks)]
+    command = _pipeline_command(results, notebooks)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     while not (results / "r" / "kernel.pid").exists() and time.monotonic() < deadline:
