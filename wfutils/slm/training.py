@@ -114,6 +114,7 @@ class TrainConfig:
     select_best: bool = False  # keep the best checkpoint on the validation split (never the test split)
     select_metric: str = "loss"  # what select_best compares: "loss" (lowest) or "flowsim" (highest greedy FlowSim)
     flowsim_requests: int = 16  # validation requests greedy-decoded at each evaluation (the FlowSim curve); 0: loss only
+    flowsim_batch_size: int = 16  # validation requests decoded together (larger on a GPU)
     flowsim_max_new_tokens: int | None = None  # their answer budget (pass the test-time cap); None: from the references
     loss_pairs: int | None = None  # validation pairs the loss is computed on (the first N); None: all of them
     context_column: str | None = None  # a column with extra prompt context (retrieved entries)
@@ -133,7 +134,7 @@ class TrainConfig:
             problems.append(f"truncation must be 'error' or 'drop', got {self.truncation!r}")
         if self.lr_schedule not in ("linear", "constant"):
             problems.append(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
-        for name in ("lora_r", "batch_size", "grad_accum", "max_length", "checkpoint_every"):
+        for name in ("lora_r", "batch_size", "grad_accum", "max_length", "checkpoint_every", "flowsim_batch_size"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.max_steps is None and not self.epochs > 0:
@@ -700,6 +701,7 @@ def train_lora(
             budget = default_max_new_tokens(tokenizer, [r["flow"] for r in scored],
                                             cap=min(config.max_length, config.flowsim_max_new_tokens or config.max_length))
             curve_callbacks.append(ValidationFlowSim(scored, tokenizer, max_new_tokens=budget,
+                                                     batch_size=config.flowsim_batch_size,
                                                      system_prompt=config.system_prompt,
                                                      context_column=config.context_column))
     elif config.select_best:
