@@ -55,6 +55,9 @@ def test_unknown_profile_and_parameters_fail_before_any_work(notebooks: Path, tm
     with pytest.raises(PipelineError, match="must look like name=value"):
         parse_overrides(["n"])
     assert parse_overrides(["n=5", "01_make.flag=true", "names=[a, b]"]) == {"n": 5, "01_make.flag": True, "names": ["a", "b"]}
+    # YAML 1.1 leaves exponents without a dot as strings; a learning rate is meant
+    assert parse_overrides(["learning_rate=2e-4", "a=1.5E+3", "system=e5", "tag=1e-4x"]) == {
+        "learning_rate": 2e-4, "a": 1500.0, "system": "e5", "tag": "1e-4x"}
 
 
 def test_run_writes_manifest_resumes_and_reports_failures(notebooks: Path, tmp_path: Path) -> None:

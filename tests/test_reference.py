@@ -106,9 +106,12 @@ def _pages_state() -> tuple[bool, int]:
 
 def test_kept_and_excluded_kinds_by_path() -> None:
     for kept in ("manifest.json", "notebooks/04_evaluation.ipynb", "predictions/a.jsonl", "predictions/a.meta.json",
-                 "eval/scores.parquet", "eval/figures/x.png", "data/n8n/info.json", "slm/training_record.json"):
+                 "eval/scores.parquet", "eval/figures/x.png", "data/n8n/info.json", "slm/training_record.json",
+                 "predictions/a.adapter_check.json", "slm/curve/step-12/adapter_config.json",
+                 "slm/curve/step-12/trainer_state.json"):
         assert kept_kind(kept) is not None, kept
-    for path, why in (("slm/adapter/adapter_model.safetensors", "adapter"), ("slm/checkpoints/step-4/x.json",
+    for path, why in (("slm/adapter/adapter_model.safetensors", "adapter"),
+                      ("slm/curve/step-12/adapter_model.safetensors", "weights"), ("slm/checkpoints/step-4/x.json",
                       "checkpoint"), ("llm/cache/ab/abc.json", "cache"), ("notebooks/04_evaluation.kernel.log", "log"),
                       ("eval/model.safetensors", "weights"), ("pipeline.lock", "run lock"),
                       ("eval/examples.parquet", "corpus rows")):

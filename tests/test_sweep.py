@@ -55,6 +55,9 @@ def test_a_sweep_scores_every_point_on_validation_grows_and_checks_a_recipe(tmp_
     same = recipe_check(on_disk, TrainConfig(**{**BASE, "learning_rate": best_lr, "eval_every": 5,
                                                 "flowsim_requests": 16}))
     assert same["matches_best"] and same["sentence"].startswith("This recipe is the sweep's best point")
+    # 1 pair x 2 micro-batches takes the optimizer steps of 2 x 1: the same recipe
+    assert recipe_check(on_disk, TrainConfig(**{**BASE, "learning_rate": best_lr, "batch_size": 1,
+                                                 "grad_accum": 2}))["matches_best"]
     other = recipe_check(on_disk, TrainConfig(**{**BASE, "learning_rate": other_lr, "lora_r": 4}))
     assert not other["matches_best"]
     assert set(other["differences"]) == {"learning_rate", "lora_r"}

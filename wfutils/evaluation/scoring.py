@@ -72,7 +72,7 @@ from wfutils.flows.schema import validate_flow
 from wfutils.flows.vocabulary import components
 
 __all__ = ["METRICS", "ON_INCOMPLETE", "QUALITY_METRICS", "SCORE_COLUMNS", "Evaluation", "ScoringJob", "evaluate_run",
-           "quick_scores", "quick_table", "score_jobs", "score_prediction", "wide"]
+           "quick_examples", "quick_scores", "quick_table", "score_jobs", "score_prediction", "wide"]
 
 METRICS: dict[str, str] = {
     "flowsim_with_inputs": "FlowSim with inputs (raw text, the paper's metric)",
@@ -418,6 +418,17 @@ def quick_scores(run_dir: str | os.PathLike[str], systems: Iterable[str],
     if datasets is not None and not frame.empty:
         frame["dataset"] = frame["id"].map(datasets)
     return frame
+
+
+def quick_examples(scores: pd.DataFrame, split: str = "test", n: int = 3, width: int = 600) -> None:
+    """Print the first ``n`` answers of ``split`` (from :func:`quick_scores`) next to their references."""
+    for r in scores[scores["split"] == split].head(n).itertuples():
+        print(f"[{r.id}] FlowSim with inputs {r.flowsim_with_inputs:.2f} / without {r.flowsim_no_inputs:.2f} "
+              f"({r.parse_status})")
+        print("request:   ", r.request)
+        print("predicted: ", r.output[:width])
+        print("reference: ", r.reference[:width])
+        print()
 
 
 def quick_table(scores: pd.DataFrame, by: Sequence[str] = ("system",)) -> pd.DataFrame:

@@ -88,9 +88,17 @@ class GenerationConfig:
     system: str | None = None  # None: slm-<model>-lora
     adapter_check: int = 4  # first N headline answers compared with the base model's (none changed: a warning; 0: off)
     curve_limit: int = 50  # first N test requests answered by each learning-curve adapter (TrainConfig.keep_steps)
+    recipe_sweep: str | None = None  # a sweep.json (python -m wfutils.slm.sweep) the recipe was chosen from
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.recipe_sweep is not None:
+            from wfutils.slm.sweep import SWEEP_FILE
+
+            path = Path(self.recipe_sweep)
+            if not (path.is_file() or (path / SWEEP_FILE).is_file()):
+                raise ValueError(f"recipe_sweep {self.recipe_sweep!r}: no sweep there (a sweep.json written by "
+                                 f"python -m wfutils.slm.sweep, relative to {Path.cwd()})")
         problems = [f"{name} must be >= 1 or None, got {value!r}" for name, value in
                     (("n_train", self.n_train), ("eval_limit", self.eval_limit), ("test_limit", self.test_limit))
                     if value is not None and value < 1]

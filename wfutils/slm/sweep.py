@@ -17,7 +17,6 @@ the training record, saying whether the notebook's recipe is the sweep's best po
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import itertools
 import json
@@ -32,7 +31,7 @@ from wfutils.slm.training import TrainConfig, train_lora
 from wfutils.storage import atomic_write_json
 
 __all__ = ["SWEEP_FILE", "SWEPT_FIELDS", "grid_points", "point_name", "run_sweep", "read_sweep", "sweep_rows",
-           "sweep_table", "recipe_check", "record_sweep"]
+           "sweep_table", "recipe_check", "record_sweep", "show_recipe_sweep"]
 
 SWEEP_FILE = "sweep.json"
 #: TrainConfig fields a sweep may vary: what shapes the trained adapter, not how it is evaluated or stored.
@@ -71,6 +70,14 @@ def point_name(config: TrainConfig) -> str:
 def _recipe(config: TrainConfig) -> dict[str, Any]:
     data = config.to_dict()
     return {k: v for k, v in data.items() if k not in _NOT_RECIPE}
+
+
+def _comparable(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """A recipe with its micro-batch split folded into pairs per optimizer step: 1 x 4 and 2 x 2 take the same
+    steps (the trainer's length-grouped sampler groups batch_size x grad_accum pairs), only memory differs."""
+    folded = {k: v for k, v in recipe.items() if k not in ("batch_size", "grad_accum")}
+    folded["pairs_per_step"] = recipe["batch_size"] * recipe["grad_accum"]
+    return folded
 
 
 def _digest(data: Any) -> str:
@@ -119,8 +126,7 @@ def run_sweep(
         result = train_lora(train_rows, out_dir / "points" / name, config, eval_rows=eval_rows,
                             progress=progress, force=force)
         record = result.record
-        result.model = result.trainer = None  # free the trained model before the next point loads its own
-        gc.collect()
+        result.release()  # before the next point loads its own model
         sweep["points"][name] = {
             "values": point, "recipe": _recipe(config), "fingerprint": record["fingerprint"],
             "steps": record["steps"], "pairs_per_step": config.batch_size * config.grad_accum * record["num_processes"],
@@ -195,8 +201,8 @@ def recipe_check(sweep: Mapping[str, Any], config: TrainConfig) -> dict[str, Any
         return {"best": None, "matches_best": False, "differences": {},
                 "sentence": "the sweep has no scored point yet"}
     point = sweep["points"][best["point"]]
-    mine = _recipe(config)
-    differences = {k: {"recipe": mine.get(k), "sweep_best": v} for k, v in point["recipe"].items() if mine.get(k) != v}
+    mine, best_recipe = _comparable(_recipe(config)), _comparable(point["recipe"])
+    differences = {k: {"recipe": mine.get(k), "sweep_best": v} for k, v in best_recipe.items() if mine.get(k) != v}
     swept = ", ".join(f"{k} {point['recipe'][k]}" for k in sweep["grid"])
     where = (f"the sweep's best validation FlowSim {best['flowsim']:.3f} ({best.get('parsed', 0):.0%} parsed) was "
              f"{swept} at step {best['step']} of {point['steps']} ({best['pairs']} pairs seen), on the first "
@@ -226,6 +232,18 @@ def record_sweep(out_dir: str | os.PathLike[str], sweep_path: str | os.PathLike[
     record["recipe_sweep"] = entry
     atomic_write_json(Path(out_dir) / RECORD_FILE, record, indent=1)
     return entry
+
+
+def show_recipe_sweep(out_dir: str | os.PathLike[str], sweep_path: str | os.PathLike[str] | None,
+                      config: TrainConfig):
+    """Notebook 02's recipe section: record the sweep in the training record (:func:`record_sweep`), print whether
+    ``config`` is its best point and return its table (None, with a sentence, when no sweep is given)."""
+    if not sweep_path:
+        print("no recipe_sweep given: the recipe was not chosen by a sweep on the validation split")
+        return None
+    check = record_sweep(out_dir, sweep_path, config)
+    print(check["sentence"], f"(sweep run on {', '.join(check['devices'])})")
+    return sweep_table(read_sweep(sweep_path))
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

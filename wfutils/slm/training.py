@@ -504,6 +504,13 @@ class TrainResult:
     model: Any = field(default=None, repr=False)  # the trained PEFT model (None when reused)
     trainer: Any = field(default=None, repr=False)  # the SFTTrainer (None when reused)
 
+    def release(self) -> None:
+        """Free the trained model and its trainer (the adapter is on disk): their memory is the run's largest."""
+        import gc
+
+        self.model = self.trainer = None
+        gc.collect()
+
 
 def read_training_record(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The training record of a finished run directory (``<out_dir>/training_record.json``)."""

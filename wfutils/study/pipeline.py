@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -108,11 +109,17 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
     return {name: info.get("default") for name, info in declared.items()}
 
 
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 2e-4 (no dot) as a string; a number is what anyone means
+    return value
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
