@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.test_slm import PAIRS, TINY
+from tests.test_slm import PAIRS, ROOT, TINY
 from wfutils.slm.sweep import (
     SWEEP_FILE,
     grid_points,
@@ -91,3 +91,18 @@ def test_a_sweep_needs_validation_flowsim_and_a_grid(tmp_path):
                           (["--run-dir", str(tmp_path), "--grid", "lora_r=eight"], "lora_r=eight")):
         with pytest.raises(SystemExit):
             main(argv)
+
+
+def test_the_default_profile_trains_the_best_point_of_its_committed_sweep(tmp_path):
+    from wfutils.slm.generation import GenerationConfig
+    from wfutils.slm.training import notebook_configs
+    from wfutils.study.pipeline import plan
+
+    with pytest.raises(ValueError, match="recipe_sweep .*no such file"):
+        GenerationConfig(recipe_sweep=str(tmp_path / "nope.json"))
+    step = next(s for s in plan("default", tmp_path / "run", {}) if s.name == "02_slm_finetuning")
+    config, generation = notebook_configs(step.parameters)
+    sweep = read_sweep(ROOT / generation.recipe_sweep)
+    check = recipe_check(sweep, config)
+    assert check["matches_best"], check["sentence"]
+    assert {p["device"] for p in sweep["points"].values()} and len(sweep["rows"]) >= 8

@@ -92,13 +92,9 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         validate(self)
-        if self.recipe_sweep is not None:
-            from wfutils.slm.sweep import SWEEP_FILE
-
-            path = Path(self.recipe_sweep)
-            if not (path.is_file() or (path / SWEEP_FILE).is_file()):
-                raise ValueError(f"recipe_sweep {self.recipe_sweep!r}: no sweep there (a sweep.json written by "
-                                 f"python -m wfutils.slm.sweep, relative to {Path.cwd()})")
+        if self.recipe_sweep is not None and not Path(self.recipe_sweep).is_file():
+            raise ValueError(f"recipe_sweep {self.recipe_sweep!r}: no such file (a sweep.json written by "
+                             f"python -m wfutils.slm.sweep; relative paths start at {Path.cwd()})")
         problems = [f"{name} must be >= 1 or None, got {value!r}" for name, value in
                     (("n_train", self.n_train), ("eval_limit", self.eval_limit), ("test_limit", self.test_limit))
                     if value is not None and value < 1]
