@@ -63,10 +63,18 @@ def test_a_sweep_scores_every_point_on_validation_grows_and_checks_a_recipe(tmp_
     assert set(other["differences"]) == {"learning_rate", "lora_r"}
     assert "lora_r 4 here, 8 there" in other["sentence"] and f"learning_rate {other_lr} here" in other["sentence"]
 
+    assert {p["code_digest"] for p in on_disk["points"].values()} == {on_disk["code_digest"]}
+
+    # a sweep file from before points kept their own digest: its points take the file's digest, new ones their own
+    for point in on_disk["points"].values():
+        del point["code_digest"]
+    (out / "sweep.json").write_text(json.dumps({**on_disk, "code_digest": "earlier"}))
     # more values of the same base: the finished points are reused, the grid grows
     grown = run_sweep(PAIRS[:2], PAIRS[2:], out, base, {"learning_rate": [3e-3], "seed": [1]}, progress=False)
     assert grown["grid"] == {"learning_rate": [3e-3, 1e-6], "seed": [1]}
     assert len(grown["points"]) == 3
+    assert sorted(p["code_digest"] for p in grown["points"].values()) == sorted(
+        ["earlier", "earlier", grown["code_digest"]])
     with pytest.raises(ValueError, match="another base configuration"):
         run_sweep(PAIRS[:2], PAIRS[2:], out, TrainConfig(**{**BASE, "max_length": 150}), {"seed": [0]},
                   progress=False)

@@ -22,21 +22,23 @@ import itertools
 import json
 import os
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from wfutils import provenance
 from wfutils.slm.training import TrainConfig, train_lora
 from wfutils.storage import atomic_write_json
+from wfutils.weights import file_sha256
 
 __all__ = ["SWEEP_FILE", "SWEPT_FIELDS", "grid_points", "point_name", "run_sweep", "read_sweep", "sweep_rows",
            "sweep_table", "recipe_check", "record_sweep", "show_recipe_sweep"]
 
 SWEEP_FILE = "sweep.json"
 #: TrainConfig fields a sweep may vary: what shapes the trained adapter, not how it is evaluated or stored.
-SWEPT_FIELDS = ("learning_rate", "lora_r", "lora_alpha", "lora_dropout", "max_steps", "warmup_steps", "lr_schedule",
-                "weight_decay", "batch_size", "grad_accum", "seed")
+SWEPT_FIELDS: dict[str, type] = {
+    "learning_rate": float, "lora_r": int, "lora_alpha": int, "lora_dropout": float, "max_steps": int,
+    "warmup_steps": int, "lr_schedule": str, "weight_decay": float, "batch_size": int, "grad_accum": int, "seed": int,
+}
 # Fields that only say how a run is evaluated, stored or computed: a recipe is the same whatever their values.
 _NOT_RECIPE = ("eval_every", "select_best", "select_metric", "flowsim_requests", "flowsim_batch_size",
                "flowsim_max_new_tokens", "loss_pairs", "keep_steps", "checkpoint_every", "num_threads", "bf16",
@@ -117,6 +119,8 @@ def run_sweep(
         raise ValueError("the validation split is empty: nothing to score the sweep on")
     sweep = sweep or {"label": label, "base_key": base_key, "base_config": base.to_dict(), "grid": {},
                       "points": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for point in sweep["points"].values():  # points of a sweep file written before points kept their own digest
+        point.setdefault("code_digest", sweep.get("code_digest"))
     for name, values in grid.items():
         known = sweep["grid"].setdefault(name, [])
         known += [v for v in values if v not in known]
@@ -133,6 +137,7 @@ def run_sweep(
             "train_seconds": record["train_seconds"], "tokens_per_s": record["tokens_per_s"],
             "seconds": round(time.perf_counter() - started, 1), "reused": result.reused, "device": record["device"],
             "validation_curve": record["validation_curve"], "n_flowsim_requests": record["n_flowsim_requests"],
+            "code_digest": record["code_digest"],
         }
         _finish(sweep)
         atomic_write_json(path, sweep, indent=1)
@@ -169,8 +174,7 @@ def sweep_rows(sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def read_sweep(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A sweep written by :func:`run_sweep` (a ``sweep.json`` file or the folder holding it)."""
-    path = Path(path)
-    path = path / SWEEP_FILE if path.is_dir() else path
+    path = _sweep_file(path)
     if not path.is_file():
         raise FileNotFoundError(f"no sweep at {path}: run python -m wfutils.slm.sweep first")
     sweep = json.loads(path.read_text(encoding="utf-8"))
@@ -219,12 +223,19 @@ def record_sweep(out_dir: str | os.PathLike[str], sweep_path: str | os.PathLike[
                  config: TrainConfig) -> dict[str, Any]:
     """Store a sweep's table and :func:`recipe_check` of ``config`` in the training record of ``out_dir``
     (key ``recipe_sweep``); returns that entry."""
+    return _record_sweep(out_dir, _sweep_file(sweep_path), read_sweep(sweep_path), config)
+
+
+def _sweep_file(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    return path / SWEEP_FILE if path.is_dir() else path
+
+
+def _record_sweep(out_dir: str | os.PathLike[str], sweep_path: Path, sweep: Mapping[str, Any],
+                  config: TrainConfig) -> dict[str, Any]:
     from wfutils.slm.training import RECORD_FILE, read_training_record
 
-    sweep_path = Path(sweep_path)
-    sweep_path = sweep_path / SWEEP_FILE if sweep_path.is_dir() else sweep_path
-    sweep = read_sweep(sweep_path)
-    entry = {"path": str(sweep_path), "sha256": hashlib.sha256(sweep_path.read_bytes()).hexdigest(),
+    entry = {"path": str(sweep_path), "sha256": file_sha256(sweep_path),
              "label": sweep.get("label"), "code_digest": sweep.get("code_digest"),
              "devices": sorted({p["device"] for p in sweep["points"].values()}),
              "rows": sweep_rows(sweep), **recipe_check(sweep, config)}
@@ -241,9 +252,10 @@ def show_recipe_sweep(out_dir: str | os.PathLike[str], sweep_path: str | os.Path
     if not sweep_path:
         print("no recipe_sweep given: the recipe was not chosen by a sweep on the validation split")
         return None
-    check = record_sweep(out_dir, sweep_path, config)
+    sweep = read_sweep(sweep_path)
+    check = _record_sweep(out_dir, _sweep_file(sweep_path), sweep, config)
     print(check["sentence"], f"(sweep run on {', '.join(check['devices'])})")
-    return sweep_table(read_sweep(sweep_path))
+    return sweep_table(sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -258,18 +270,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help=f"values of one sweepable field ({', '.join(SWEPT_FIELDS)}); repeat for a grid")
     parser.add_argument("--label", default=None, help="what the sweep is for (stored in sweep.json)")
     args = vars(parser.parse_args(argv))
-    types = {f.name: f.type for f in fields(TrainConfig)}
     grid: dict[str, list[Any]] = {}
     for spec in args.pop("grid"):
         name, sep, values = spec.partition("=")
         name = name.strip().replace("-", "_")
-        if not sep or name not in types:
+        if not sep or name not in SWEPT_FIELDS:
             parser.error(f"--grid {spec!r}: expected FIELD=V1,V2 with FIELD one of {', '.join(SWEPT_FIELDS)}")
-        cast = {"int": int, "float": float, "str": str}.get(str(types[name]).split(" |")[0], str)
-        if name == "max_steps":
-            cast = int
         try:
-            grid[name] = [cast(v) for v in values.split(",") if v.strip()]
+            grid[name] = [SWEPT_FIELDS[name](v) for v in values.split(",") if v.strip()]
         except ValueError as exc:
             parser.error(f"--grid {spec!r}: {exc}")
     if not grid:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import json
 import math
 import os
@@ -41,9 +40,10 @@ from wfutils.provenance import code_digest
 from wfutils.storage import atomic_dir, atomic_write_json
 from wfutils.study.parameters import declared_defaults
 from wfutils.study.pipeline import REPO_ROOT
+from wfutils.weights import file_sha256
 
 __all__ = ["ADAPT_FOLDER", "KEPT", "MAX_BYTES", "RECORD_FILE", "REFERENCE_DIR", "ReferenceRunError", "RunFile",
-           "Inventory", "check_headline", "copy_reference", "excluded_kind", "executed_parameters", "file_sha256",
+           "Inventory", "check_headline", "copy_reference", "excluded_kind", "executed_parameters",
            "glued_values", "is_reference", "kept_kind", "read_provenance", "select_files", "validate_reference"]
 
 REFERENCE_DIR = REPO_ROOT / "results" / "reference"
@@ -161,15 +161,6 @@ def kept_kind(relative: str) -> str | None:
         return None
     path = PurePosixPath(relative)
     return next((what for pattern, what in KEPT if _matches(path, pattern)), None)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in blocks (adapters and checkpoints are hashed too)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _run_file(run_dir: Path, path: Path, kind: str) -> RunFile:
