@@ -1,7 +1,7 @@
 """The fine-tuned arm on two engines, on the same requests: which should serve it, and is the adapter applied?
 
 A finished run's adapter (``<run>/slm``) answers the first ``--n`` synthetic test requests of that run, greedily,
-under the answer budget notebook 02 uses, through:
+under the answer budget notebook 02's rule gives for those requests, through:
 
 * ``peft``: the unmerged ``PeftModel`` in float32, one request at a time (no padding): the reference answers;
 * ``transformers``: the merged float32 model, all requests in one left-padded batch (what notebook 02 runs);

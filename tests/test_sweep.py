@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 
 from tests.test_slm import PAIRS, ROOT, TINY
 from wfutils.slm.sweep import (
     SWEEP_FILE,
+    SWEPT_FIELDS,
     grid_points,
     main,
     point_name,
@@ -33,6 +35,12 @@ def test_grid_points_are_the_product_and_refuse_what_is_not_a_recipe():
         grid_points({"lora_r": []})
     assert point_name(TrainConfig(lora_r=8, learning_rate=2e-4)) == "learning_rate=0.0002,lora_r=8,max_steps=None,seed=0"
     assert point_name(TrainConfig(lora_alpha=16, max_steps=60)).startswith("learning_rate=0.001,lora_alpha=16,lora_r=16")
+
+
+def test_every_sweepable_field_is_a_train_config_field_of_that_type():
+    annotations = {f.name: f.type for f in fields(TrainConfig)}
+    for name, kind in SWEPT_FIELDS.items():
+        assert str(annotations[name]).split(" |")[0] == kind.__name__, name
 
 
 def test_a_sweep_scores_every_point_on_validation_grows_and_checks_a_recipe(tmp_path):
