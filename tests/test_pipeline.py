@@ -190,6 +190,17 @@ def _pipeline_command(results: Path, notebooks: Path) -> list[str]:
     return [sys.executable, "-c", script, str(results), str(notebooks)]
 
 
+def _start_pipeline(command: list[str]):
+    """Start the pipeline process as a terminal would: with Ctrl-C's default disposition. A shell that starts a
+    background job without job control (``cmd &`` in a script, ``nohup``) makes the job ignore SIGINT, and the
+    ignoring is inherited down to this process; the interrupt tests would then wait for a signal never taken."""
+    import signal
+    import subprocess
+
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+
+
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_interrupt_stops_the_kernel_marks_the_manifest_and_says_how_to_resume(tmp_path: Path, signal_name: str) -> None:
     import os
@@ -199,8 +210,7 @@ def test_interrupt_stops_the_kernel_marks_the_manifest_and_says_how_to_resume(tm
 
     notebooks = _sleeping_notebooks(tmp_path / "nbs")
     results = tmp_path / "results"
-    proc = subprocess.Popen(_pipeline_command(results, notebooks), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = _start_pipeline(_pipeline_command(results, notebooks))
     pid_file = results / "r" / "kernel.pid"
     deadline = time.monotonic() + 90
     while not pid_file.exists() and time.monotonic() < deadline:
@@ -550,7 +560,7 @@ def test_a_resumed_notebook_keeps_the_time_of_its_interrupted_part(tmp_path: Pat
               "    Path(run_dir, 'kernel.pid').write_text(str(os.getpid()))\n    time.sleep(120)")
     results = tmp_path / "results"
     command = _pipeline_command(results, notebooks)
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_pipeline(command)
     deadline = time.monotonic() + 90
     while not (results / "r" / "kernel.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
