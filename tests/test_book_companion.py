@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import nbformat
@@ -19,7 +19,7 @@ import pandas as pd
 import papermill
 import pytest
 
-from tests.test_evaluation import EXAMPLES, make_run, prompted_meta, write_system
+from tests.test_evaluation import EXAMPLES, LLM, SLM, make_run, prompted_meta, write_system
 from wfutils import weights
 from wfutils.evaluation import claims, companion
 from wfutils.evaluation import statistics as stats
@@ -234,6 +234,39 @@ def test_adapter_check_is_glued_as_counts_and_shown_as_a_warning_when_nothing_ch
     note = companion.adapter_check_note(unchanged).data
     assert 'class="admonition note"' in note and "Warning: the adapter changed nothing" in note
     assert "changed none of the first 4 answers of test requests" in note and "may not be applied" in note
+
+
+def test_a_second_seed_in_its_own_folder_is_read_from_beside_its_adapter(run: Path) -> None:
+    from tests.test_evaluation import finetuned_meta
+
+    folder = run / "slm" / "slm-tiny-seed1"
+    folder.mkdir(parents=True)
+    record = json.loads((run / "slm" / "training_record.json").read_text())
+    record["config"]["seed"], record["train_seconds"] = 1, 100.0
+    (folder / "training_record.json").write_text(json.dumps(record))
+    check = {"split": "test", "base_model": "smollm2-135m", "n_compared": 4, "n_changed": 2, "n_identical": 2}
+    (folder / "generation_summary.json").write_text(json.dumps({"slm-tiny-seed1": {
+        "splits": {"synthetic/test": {"n": 3, "seconds": 18.0, "max_new_tokens": 256}}, "adapter_check": check}}))
+    meta = replace(finetuned_meta(), system="slm-tiny-seed1", adapter="slm/slm-tiny-seed1/adapter")
+    write_system(run, meta, {i: dumps_flow(EXAMPLES[i][2]) for i in ("sn-test-0", "sn-test-1", "sn-test-2")})
+    table = companion.finetuned_hyperparameters(run)
+    assert list(table.columns) == ["slm-tiny", "slm-tiny-seed1"]
+    assert table.loc["Max new tokens"].tolist() == ["192", "256"] and table.loc["Seed"].tolist() == ["0", "1"]
+    scale = companion.run_scale(run)  # both trainings and both arms' answers, each once
+    assert scale["compute_minutes"] == pytest.approx((166.05 + 100 + 42 + 18 + 120) / 60)
+    assert scale["train_minutes"] == pytest.approx(166.05 / 60)  # the first system's training, as the book says
+    assert companion.adapter_check_counts(run) == (2, 4)
+
+
+def test_schema_valid_answers_of_the_headline_systems_are_glued_as_counts(run: Path) -> None:
+    from wfutils.evaluation.scoring import evaluate_run
+
+    scores = evaluate_run(run, progress=False).scores
+    # the fine-tuned system answers every test request with its reference; the flawed prompted one writes one
+    # flow with a wrong trigger (valid), one refusal (no JSON) and one fenced flow (valid)
+    assert companion.validity_glue(scores, SLM, LLM) == {"finetuned_schema_valid": 3, "finetuned_answers": 3,
+                                                        "best_prompted_schema_valid": 2, "best_prompted_answers": 3}
+    assert companion.validity_glue(scores, None, LLM)["finetuned_answers"] == 0
 
 
 def test_readable_tables_round_and_name_columns_for_readers() -> None:

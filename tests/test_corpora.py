@@ -79,3 +79,37 @@ def test_missing_folder_names_the_path(tmp_path, monkeypatch):
         load_n8n()
     with pytest.raises(FileNotFoundError, match="moved/logic-apps-templates"):
         load_logic_apps()
+
+
+@needs_data
+def test_max_flow_chars_drops_long_n8n_templates_from_every_split_before_the_seed_split(tmp_path):
+    from wfutils.data.corpora import convert_corpus
+    from wfutils.data.store import build_all, load_info
+    from wfutils.flows.vocabulary import flow_text
+
+    whole = convert_corpus("n8n")["test"]
+    lengths = {row["id"]: len(flow_text(json.loads(row["flow"]))) for row in whole}
+    built = build_all(tmp_path / "run", n_train=4, n_validation=2, n_test=2, n_ood=1, corpora=["n8n"],
+                      train_corpus="n8n", max_flow_chars=1200)
+    kept = {row["id"] for split in built["n8n"].values() for row in split}
+    assert kept == {ident for ident, length in lengths.items() if length <= 1200}
+    assert set(built["n8n"]) == {"train", "validation", "test"} and 0 < len(kept) < len(lengths)
+    info = load_info(tmp_path / "run", "n8n")
+    dropped = [s for s in info["skipped"] if "max_flow_chars" in s["reason"]]
+    assert {s["path"] for s in dropped} == set(lengths) - kept
+    assert info["params"]["max_flow_chars"] == 1200 and info["params"]["split_by"] == "seed"
+    # the seed split of what is kept: the shares of the whole corpus, on fewer templates
+    assert len(built["n8n"]["test"]) == round(0.2 * len(kept))
+
+
+@needs_data
+def test_a_max_flow_chars_that_leaves_nothing_to_train_on_is_an_error_naming_it(tmp_path):
+    from wfutils.data.store import build_all
+
+    with pytest.raises(ValueError, match="train_corpus 'n8n' keeps no training pair .*max_flow_chars=10 "):
+        build_all(tmp_path / "run", n_train=4, n_validation=2, n_test=2, n_ood=1, corpora=["n8n"],
+                  train_corpus="n8n", max_flow_chars=10)
+    for bad in (0, -5, "long", True):
+        with pytest.raises(ValueError, match="max_flow_chars must be a positive number of characters or None"):
+            build_all(tmp_path / "bad", corpora=["n8n"], max_flow_chars=bad)
+    assert not (tmp_path / "bad").exists()

@@ -278,10 +278,35 @@ def test_seed_spread_stands_beside_the_bootstrap_interval(curve_run: Path) -> No
     assert len(spread) == 1  # only 40 pairs were trained with two seeds
     row = spread.iloc[0]
     means = values[["ft-40-s0", "ft-40-s1"]].mean()
-    assert (row["pairs"], row["n_seeds"], row["seeds"]) == (40, 2, "0, 1")
+    assert (row["pairs"], row["steps"], row["n_seeds"], row["seeds"]) == ("40, 40", "10, 10", 2, "0, 1")
     assert row["mean"] == pytest.approx(means.mean()) and row["seed_sd"] == pytest.approx(means.std(ddof=1))
     assert (row["seed_min"], row["seed_max"]) == (pytest.approx(means.min()), pytest.approx(means.max()))
     assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+
+
+def test_seeds_of_one_recipe_form_a_spread_whatever_step_each_kept(tmp_path: Path) -> None:
+    """Checkpoint selection is part of the recipe: a seed may keep another step. A changed setting is another
+    recipe, and learning-curve checkpoints of one training are not seeds."""
+    run = tmp_path / "seeds"
+    write_data(run)
+    finetuned(run, "ft-s0", "slm", PERFECT, n_examples=400, seed=0, selected_by="flowsim", best_step=10)
+    finetuned(run, "ft-s1", "slm/ft-s1", {**PERFECT, IDS[0]: "oops"}, n_examples=400, seed=1, selected_by="flowsim",
+              best_step=5)
+    ev = evaluate_run(run, progress=False)
+    facts = decision.training_facts(run, ev.metas)
+    assert facts["ft-s0"].recipe == facts["ft-s1"].recipe and facts["ft-s1"].record == "slm/ft-s1/training_record.json"
+    spread = decision.seed_spread(ev.wide(), facts, n_boot=200)
+    assert spread[["pairs", "steps", "seeds"]].values.tolist() == [["40, 20", "10, 5", "0, 1"]]
+    assert decision.training_recipe({"seed": 0, "learning_rate": 1e-3}, 400) == \
+        decision.training_recipe({"seed": 3, "learning_rate": 1e-3, "keep_steps": [2]}, 400)
+    for other in (decision.training_recipe({"seed": 1, "learning_rate": 2e-3}, 400),
+                  decision.training_recipe({"seed": 1, "learning_rate": 1e-3}, 200),
+                  decision.training_recipe({"seed": 1, "learning_rate": 1e-3}, 400, checkpoint_step=3)):
+        assert other != decision.training_recipe({"seed": 0, "learning_rate": 1e-3}, 400)
+    (run / "slm" / "ft-s1" / "training_record.json").write_text(
+        (run / "slm" / "ft-s1" / "training_record.json").read_text().replace('"learning_rate": 0.001', '"learning_rate": 0.002'))
+    facts = decision.training_facts(run, ev.metas)
+    assert not decision.has_seed_spread(facts) and decision.seed_spread(ev.wide(), facts, n_boot=200).empty
 
 
 def test_decision_config_refuses_a_bad_price() -> None:

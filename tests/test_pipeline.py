@@ -139,6 +139,67 @@ def test_changing_wfutils_source_reruns_the_notebooks(notebooks: Path, tmp_path:
     assert _run_with_package(package_root, results, notebooks, "--force")["skipped"] == [False, False]
 
 
+def _repeat_profile(**repeat) -> dict:
+    return {"rep": {"notebooks": {"02_fit": {"steps": 3}, "02_fit@seed1": {"seed": 1, "system": "s1", **repeat}}}}
+
+
+@pytest.fixture()
+def fit_notebooks(tmp_path: Path) -> Path:
+    folder = tmp_path / "fit-notebooks"
+    folder.mkdir()
+    _notebook(folder / "01_make.ipynb", 'run_dir = "results/dev"\nn = 3',
+              "from pathlib import Path\nPath(run_dir).mkdir(parents=True, exist_ok=True)")
+    _notebook(folder / "02_fit.ipynb", 'run_dir = "results/dev"\nseed = 0\nsteps = 2\nsystem = None',
+              "from pathlib import Path\nPath(run_dir, f\"{system or 'default'}-seed{seed}-steps{steps}.txt\").write_text('x')")
+    _notebook(folder / "03_score.ipynb", 'run_dir = "results/dev"',
+              "from pathlib import Path\nPath(run_dir, 'scored.txt').write_text(' '.join(sorted(p.name for p in "
+              "Path(run_dir).glob('*-seed*'))))")
+    return folder
+
+
+def test_a_repeat_section_runs_its_notebook_again_with_its_own_seed_and_system(fit_notebooks: Path,
+                                                                             tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    manifest = run("rep", "r", results_dir=results, notebooks_dir=fit_notebooks, progress=False,
+                   profiles=_repeat_profile())
+    run_dir = results / "r"
+    assert [e["name"] for e in manifest["notebooks"]] == ["01_make", "02_fit", "02_fit@seed1", "03_score"]
+    # the repeat inherits the notebook's parameters (steps 3) and sets its own; the next notebook sees both
+    assert (run_dir / "scored.txt").read_text() == "default-seed0-steps3.txt s1-seed1-steps3.txt"
+    assert (run_dir / "notebooks" / "02_fit@seed1.ipynb").is_file() and (run_dir / "notebooks" / "02_fit.ipynb").is_file()
+    again = run("rep", "r", results_dir=results, notebooks_dir=fit_notebooks, progress=False, profiles=_repeat_profile())
+    assert [e.get("skipped") for e in again["notebooks"]] == [True] * 4
+    assert [s.name for s in plan("rep", run_dir, notebooks_dir=fit_notebooks, only=["02"],
+                                 profiles=_repeat_profile())] == ["02_fit", "02_fit@seed1"]
+
+
+def test_overrides_reach_a_repeat_unless_it_sets_the_parameter_itself(fit_notebooks: Path, tmp_path: Path) -> None:
+    def params(overrides: dict) -> dict:
+        steps = plan("rep", tmp_path / "r", overrides, notebooks_dir=fit_notebooks, profiles=_repeat_profile())
+        return {s.name: (s.parameters.get("seed", 0), s.parameters.get("steps"), s.parameters.get("system"))
+                for s in steps if s.notebook == "02_fit"}
+
+    assert params({}) == {"02_fit": (0, 3, None), "02_fit@seed1": (1, 3, "s1")}
+    assert params({"02_fit.steps": 9, "seed": 7}) == {"02_fit": (7, 9, None), "02_fit@seed1": (1, 9, "s1")}
+    assert params({"02_fit@seed1.seed": 2}) == {"02_fit": (0, 3, None), "02_fit@seed1": (2, 3, "s1")}
+    with pytest.raises(PipelineError, match="unknown notebook '02_fit@seed2'"):
+        params({"02_fit@seed2.seed": 2})
+
+
+@pytest.mark.parametrize(("sections", "message"), [
+    ({"02_fit@seed1": {"seed": 1}}, "section '02_fit@seed1' must set `system` to a name of its own"),
+    ({"02_fit@seed 1": {"seed": 1, "system": "s"}}, "needs a label of letters, digits"),
+    ({"01_make@again": {"n": 1, "system": "s"}}, "repeats 01_make, which declares no `system` parameter"),
+    ({"02_fit@a": {"system": "s"}, "02_fit@b": {"system": "s"}}, "02_fit@a and 02_fit@b both write system 's'"),
+    ({"02_fit@a": {"system": "s", "colour": 1}}, "notebook 02_fit@a has no parameter 'colour'"),
+    ({"04_x@a": {"system": "s"}}, r"names unknown notebook\(s\): 04_x@a"),
+])
+def test_bad_repeat_sections_are_refused_before_any_work(fit_notebooks: Path, tmp_path: Path, sections: dict,
+                                                          message: str) -> None:
+    with pytest.raises(PipelineError, match=message):
+        plan("bad", tmp_path / "r", notebooks_dir=fit_notebooks, profiles={"bad": {"notebooks": sections}})
+
+
 def test_force_reaches_notebooks_that_declare_it_and_leaves_the_fingerprint_alone(tmp_path: Path) -> None:
     folder = tmp_path / "nbs"
     folder.mkdir()
@@ -205,7 +266,6 @@ def _start_pipeline(command: list[str]):
 def test_interrupt_stops_the_kernel_marks_the_manifest_and_says_how_to_resume(tmp_path: Path, signal_name: str) -> None:
     import os
     import signal
-    import subprocess
     import time
 
     notebooks = _sleeping_notebooks(tmp_path / "nbs")
@@ -289,7 +349,8 @@ def test_a_notebook_run_directly_with_papermill_stops_at_its_check_cell_with_the
     assert error.value.ename == "ParameterError" and f"notebook {notebook}: {expected}" in error.value.evalue
     with pytest.raises(PipelineError) as refused:
         plan("smoke", tmp_path / "run", {f"{notebook}.{name}": value})
-    assert error.value.evalue == str(refused.value)  # the same message, word for word
+    # the same message, word for word (the pipeline's goes on with the repeats the override reaches too)
+    assert str(refused.value).startswith(error.value.evalue)
     code = [cell for cell in nbformat.read(str(out), as_version=4).cells if cell.cell_type == "code"]
     failed = [i for i, cell in enumerate(code) if any(o.get("output_type") == "error" for o in cell.outputs)]
     assert len(failed) == 1, "exactly one cell fails"

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -108,15 +109,49 @@ def test_kept_and_excluded_kinds_by_path() -> None:
     for kept in ("manifest.json", "notebooks/04_evaluation.ipynb", "predictions/a.jsonl", "predictions/a.meta.json",
                  "eval/scores.parquet", "eval/figures/x.png", "data/n8n/info.json", "slm/training_record.json",
                  "predictions/a.adapter_check.json", "slm/curve/step-12/adapter_config.json",
-                 "slm/curve/step-12/trainer_state.json"):
+                 "slm/curve/step-12/trainer_state.json", "slm/slm-x-seed1/training_record.json",
+                 "slm/slm-x-seed1/generation_summary.json", "slm/slm-x-seed1/loss_curve.png"):
         assert kept_kind(kept) is not None, kept
     for path, why in (("slm/adapter/adapter_model.safetensors", "adapter"),
                       ("slm/curve/step-12/adapter_model.safetensors", "weights"), ("slm/checkpoints/step-4/x.json",
                       "checkpoint"), ("llm/cache/ab/abc.json", "cache"), ("notebooks/04_evaluation.kernel.log", "log"),
                       ("eval/model.safetensors", "weights"), ("pipeline.lock", "run lock"),
-                      ("eval/examples.parquet", "corpus rows")):
+                      ("eval/examples.parquet", "corpus rows"),
+                      ("slm/slm-x-seed1/adapter/adapter_model.safetensors", "adapter"),
+                      ("slm/slm-x-seed1/checkpoints/checkpoint-4/optimizer.pt", "checkpoint")):
         assert kept_kind(path) is None and excluded_kind(path) == why, path
     assert kept_kind("data/n8n/test.jsonl") is None and kept_kind("eval/sub/deeper.csv") is None
+    assert kept_kind("slm/adapter/adapter_config.json") is None and kept_kind("slm/adapter/tokenizer.json") is None
+
+
+def _runs_with_repeats() -> list[Path]:
+    """The real runs at hand whose profile trained notebook 02 more than once (`make smoke` writes one)."""
+    candidates = [os.environ.get("WFBOOK_TEST_RUN"), ROOT / "results" / "smoke", REFERENCE_DIR]
+    found = []
+    for candidate in candidates:
+        manifest = Path(candidate) / "manifest.json" if candidate else None
+        if manifest is not None and manifest.is_file() and any(
+                e["name"].startswith("02_slm_finetuning@") for e in json.loads(manifest.read_text())["notebooks"]):
+            found.append(Path(candidate))
+    return found
+
+
+@pytest.mark.skipif(not _runs_with_repeats(), reason="no real run with a repeated notebook 02 (make smoke writes one)")
+def test_a_repeated_training_is_kept_and_read_as_a_seed_spread() -> None:
+    """A profile section such as 02_slm_finetuning@seed1 (the smoke profile has one): its training record lies
+    under its system's name (kept by a reference: see the kinds above), and the decision chapter found two seeds
+    of one recipe."""
+    run = _runs_with_repeats()[0]
+    manifest = json.loads((run / "manifest.json").read_text())
+    repeats = [e for e in manifest["notebooks"] if e["name"].startswith("02_slm_finetuning@")]
+    for entry in repeats:
+        system = entry["parameters"]["system"]
+        record = json.loads((run / "slm" / system / "training_record.json").read_text())
+        assert record["config"]["seed"] == entry["parameters"]["seed"]
+        assert (run / "predictions" / f"{system}.jsonl").is_file()
+        assert (run / "notebooks" / f"{entry['name']}.ipynb").is_file()
+    seeds = [row.split(", ") for row in pd.read_csv(run / "eval" / "decision_seeds.csv", dtype=str)["seeds"]]
+    assert all(any(str(entry["parameters"]["seed"]) in row for row in seeds) for entry in repeats)
 
 
 @needs_run

@@ -494,6 +494,19 @@ def test_an_adapter_that_changes_nothing_is_warned_about_and_its_check_reused(ba
         GenerationConfig(adapter_check=-1)
 
 
+def test_a_named_system_trains_in_its_own_folder_and_a_bad_name_is_refused_before_work(tmp_path):
+    from wfutils.slm.layout import finetuning_dir
+
+    assert finetuning_dir(tmp_path) == tmp_path / "slm"
+    assert finetuning_dir(tmp_path, "slm-qwen-lora-seed1") == tmp_path / "slm" / "slm-qwen-lora-seed1"
+    for bad in ("../elsewhere", "a/b", "adapter", "checkpoints", "curve", "", ".hidden"):
+        with pytest.raises(ValueError, match="cannot name a folder under slm/"):
+            finetuning_dir(tmp_path, bad)
+        with pytest.raises(ValueError, match="invalid GenerationConfig: system .* cannot name a folder"):
+            GenerationConfig(system=bad)
+    assert GenerationConfig(system="slm-qwen-lora-seed1").system == "slm-qwen-lora-seed1"
+
+
 def test_batched_greedy_matches_one_at_a_time(base):
     model, tok = base
     prompts = [prompt_token_ids(tok, p["request"]) for p in PAIRS[:3]]

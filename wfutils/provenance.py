@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import platform
 import resource
+import subprocess
 import sys
 from functools import lru_cache
 from importlib import metadata, resources
 from importlib.abc import Traversable
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "numpy", "numba", "pandas",
@@ -42,6 +44,19 @@ def code_digest() -> str:
         digest.update(entry.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree ``wfutils`` runs from, ``-dirty`` appended when tracked files differ from it;
+    None outside a git checkout (an installed wheel). With :func:`code_digest` it makes a result traceable."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def package_version(name: str) -> str | None:

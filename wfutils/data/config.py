@@ -24,6 +24,7 @@ class DataConfig:
     corpora: list[str] = field(default_factory=lambda: ["n8n", "logic_apps"])  # converter names and/or .jsonl paths
     train_corpus: str = "synthetic"  # the corpus notebooks 02-03 train on
     split_sizes: dict[str, float] | None = None  # validation / test shares (0.1) or counts (50) of seed-split corpora
+    max_flow_chars: int | None = None  # drop the corpora's pairs with longer flows (compact JSON), every split alike
     shared_data: str | None = None  # None: $WFBOOK_SHARED_DATA or <repo>/../shared/data
 
     def __post_init__(self) -> None:
@@ -32,3 +33,5 @@ class DataConfig:
                     for name in ("n_train", "n_validation", "n_test", "n_ood") if getattr(self, name) < 0]
         if negative:
             raise ConfigError("DataConfig: " + "; ".join(negative))
+        if self.max_flow_chars is not None and self.max_flow_chars < 1:
+            raise ConfigError(f"DataConfig: max_flow_chars must be >= 1 or None, got {self.max_flow_chars!r}")

@@ -75,7 +75,7 @@ __all__ = ["DEFAULT_JSONL_SIZES", "JSONL_SPLITS", "LOGIC_APPS_DIR", "N8N_DIR", "
            "check_corpora", "convert_corpus", "corpus_file_digests", "corpus_folder", "corpus_name",
            "is_corpus_path", "load_corpus", "load_jsonl_corpus", "load_logic_apps", "load_n8n", "read_jsonl_pairs",
            "resolve_corpora", "seed_assign", "seed_split_sizes", "shared_data_root", "split_by_seed",
-           "check_train_corpus"]
+           "check_train_corpus", "drop_long_flows"]
 
 #: The splits a JSON Lines corpus may have, in the order they are stored.
 JSONL_SPLITS = ("train", "validation", "test")
@@ -577,6 +577,37 @@ def split_by_seed(dd: DatasetDict, *, seed: int = 0, sizes: Mapping[str, float |
     out.params = {**getattr(dd, "params", {}), "split_by": "seed", "seed": seed,
                   "sizes": {**DEFAULT_JSONL_SIZES, **(sizes or {})}}
     out.skipped = getattr(dd, "skipped", [])
+    return out
+
+
+def drop_long_flows(dd: DatasetDict, max_chars: int | None) -> DatasetDict:
+    """``dd`` without the pairs whose flow, as compact JSON (:func:`~wfutils.flows.vocabulary.flow_text`), is
+    longer than ``max_chars`` characters; every split alike, each dropped pair listed in ``skipped``.
+
+    None keeps every pair. Small models answer within a token budget: a corpus of long flows
+    teaches them nothing they can finish, so a run may study the flows that fit (and says so).
+    """
+    if max_chars is None:
+        return dd
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise ValueError(f"max_flow_chars must be a positive number of characters or None, got {max_chars!r}")
+    skipped: Skipped = list(getattr(dd, "skipped", []))
+    kept: dict[str, list[dict[str, Any]]] = {}
+    for split in dd:
+        kept[split] = []
+        for row in dd[split].to_list():
+            flow = json.loads(row["flow"]) if isinstance(row["flow"], str) else row["flow"]
+            length = len(flow_text(flow))
+            if length > max_chars:
+                skipped.append((row["id"], f"flow longer than max_flow_chars: {length} > {max_chars} characters"))
+            else:
+                kept[split].append(row)
+    out = DatasetDict({split: rows_to_dataset(rows) for split, rows in kept.items()})
+    out.skipped = skipped  # type: ignore[attr-defined]
+    out.root = getattr(dd, "root", None)  # type: ignore[attr-defined]
+    out.params = {**getattr(dd, "params", {}), "max_flow_chars": max_chars}  # type: ignore[attr-defined]
+    log.info("%d pairs with flows longer than %d characters dropped (%s)", len(skipped) - len(getattr(dd, "skipped", [])),
+             max_chars, ", ".join(f"{s} {len(r)} kept" for s, r in kept.items()))
     return out
 
 

@@ -23,8 +23,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from datasets import Dataset, DatasetDict
 
 from wfutils.data.catalog import Catalog, catalog_from_flows, load_catalog
-from wfutils.data.corpora import (check_train_corpus, convert_corpus, corpus_folder, load_jsonl_corpus, resolve_corpora,
-                                  split_by_seed)
+from wfutils.data.corpora import (check_train_corpus, convert_corpus, corpus_folder, drop_long_flows, load_jsonl_corpus,
+                                  resolve_corpora, split_by_seed)
 from wfutils.data.records import COLUMNS
 from wfutils.data.synthetic import DEFAULT_SIZES, build_synthetic
 from wfutils.flows.vocabulary import flow_depth, trigger_kind
@@ -125,7 +125,7 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
               corpora: Iterable[str | os.PathLike[str]] | str = ("n8n", "logic_apps"),
               shared_data: str | os.PathLike[str] | None = None,
               jsonl_sizes: Mapping[str, float | int] | None = None,
-              train_corpus: str = "synthetic") -> dict[str, DatasetDict]:
+              train_corpus: str = "synthetic", max_flow_chars: int | None = None) -> dict[str, DatasetDict]:
     """Build the synthetic corpus and the requested corpora and save them under ``run_dir``.
 
     ``corpora`` holds converter names (``n8n``, ``logic_apps``, any registered one; read from
@@ -139,7 +139,14 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
     corpus named there is split by ``seed`` like a JSON Lines file without a ``split`` column
     (:func:`wfutils.data.corpora.split_by_seed`). A name that is no corpus of the run, or a
     corpus left without a ``train`` split, is refused before anything is built.
+
+    ``max_flow_chars`` (None: keep all) drops the corpora's pairs whose flow is longer, in every
+    split alike and before a seed split (:func:`wfutils.data.corpora.drop_long_flows`, listed as
+    skipped); the synthetic corpus is kept whole.
     """
+    if max_flow_chars is not None and (isinstance(max_flow_chars, bool) or not isinstance(max_flow_chars, int)
+                                       or max_flow_chars < 1):
+        raise ValueError(f"max_flow_chars must be a positive number of characters or None, got {max_flow_chars!r}")
     specs = resolve_corpora(corpora)
     problems = check_train_corpus(train_corpus, corpora, sizes=jsonl_sizes)
     if problems:
@@ -151,7 +158,9 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
     for spec in specs:
         if spec.path is not None:
             t0 = time.perf_counter()
-            files[spec.name] = (load_jsonl_corpus(spec.path, seed=seed, sizes=jsonl_sizes), time.perf_counter() - t0)
+            dd = drop_long_flows(load_jsonl_corpus(spec.path, seed=seed, sizes=jsonl_sizes), max_flow_chars)
+            _check_trainable(dd, spec.name, train_corpus, max_flow_chars)
+            files[spec.name] = (dd, time.perf_counter() - t0)
 
     built: dict[str, DatasetDict] = {}
     t0 = time.perf_counter()
@@ -165,14 +174,22 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
             dd, seconds = files[spec.name]
         else:
             t0 = time.perf_counter()
-            dd = convert_corpus(spec.converter, shared_data=shared_data)
+            dd = drop_long_flows(convert_corpus(spec.converter, shared_data=shared_data), max_flow_chars)
             if spec.name == train_corpus:
                 dd = split_by_seed(dd, seed=seed, sizes=jsonl_sizes)
+                _check_trainable(dd, spec.name, train_corpus, max_flow_chars)
             seconds = time.perf_counter() - t0
         built[spec.name] = dd
         save_dataset(dd, run_dir, spec.name, skipped=getattr(dd, "skipped", []), seconds=seconds,
                      params=getattr(dd, "params", {}))
     return built
+
+
+def _check_trainable(dd: DatasetDict, name: str, train_corpus: str, max_flow_chars: int | None) -> None:
+    if name == train_corpus and ("train" not in dd or len(dd["train"]) == 0):
+        raise ValueError(f"train_corpus {name!r} keeps no training pair with flows of at most max_flow_chars="
+                         f"{max_flow_chars} characters ({', '.join(f'{s}: {len(d)}' for s, d in dd.items())}); "
+                         "raise max_flow_chars or set it to None")
 
 
 # ----------------------------------------------------------------------------- the training corpus

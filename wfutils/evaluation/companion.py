@@ -35,7 +35,7 @@ from wfutils.data.predictions import FINE_TUNED, PROMPTED, EngineInfo
 from wfutils.evaluation import statistics as stats
 from wfutils.evaluation.claims import published, published_results
 from wfutils.evaluation.loading import load_system_metas
-from wfutils.evaluation.selection import best_prompted
+from wfutils.evaluation.selection import best_prompted, evaluation_values
 from wfutils.evaluation.tables import ci_text, params_label
 from wfutils.provenance import notebook_seconds
 
@@ -97,8 +97,14 @@ def training_record(run_dir: Path, adapter: str | None) -> tuple[dict[str, Any],
     return {}, ""
 
 
-def _generation(run_dir: Path, system: str) -> dict[str, Any]:
-    return _read_json(run_dir / "slm" / "generation_summary.json").get(system, {})
+def _generation(run_dir: Path, system: str, adapter: str | None) -> dict[str, Any]:
+    """A fine-tuned system's entry of the generation summary beside its adapter, else of ``slm/``'s."""
+    folders = [run_dir / Path(adapter).parent] if adapter else []
+    for folder in [*folders, run_dir / "slm"]:
+        entry = _read_json(folder / "generation_summary.json").get(system)
+        if entry:
+            return entry
+    return {}
 
 
 def _max_new_tokens(generation: dict[str, Any]) -> Any:
@@ -131,7 +137,7 @@ def finetuned_hyperparameters(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     for name, meta in sorted(metas.items()):
         record, where = training_record(run_dir, meta.adapter)
         config = record.get("config", {})
-        gen = _generation(run_dir, name)
+        gen = _generation(run_dir, name, meta.adapter)
 
         def get(key: str, default: Any = None, config: dict = config, record: dict = record) -> Any:
             return config.get(key, record.get(key, default))
@@ -351,6 +357,18 @@ def headline_glue(numbers: dict[str, Any], *, evaluation_set: str, n_test_exampl
     return glued
 
 
+def validity_glue(scores: pd.DataFrame, finetuned: str | None, best_prompted: str | None) -> dict[str, int]:
+    """Schema-valid answers of the headline's two systems on the evaluation set, as counts the book glues:
+    ``finetuned_schema_valid`` of ``finetuned_answers``, ``best_prompted_schema_valid`` of ``best_prompted_answers``
+    (0 of 0 for a system the run lacks). A wrong flow and no flow are different failures: the count tells them apart."""
+    values, _ = evaluation_values(scores, "schema_valid")
+    out: dict[str, int] = {}
+    for prefix, system in (("finetuned", finetuned), ("best_prompted", best_prompted)):
+        answered = values[system].dropna() if system is not None and system in values else pd.Series(dtype=float)
+        out[f"{prefix}_schema_valid"], out[f"{prefix}_answers"] = int(answered.sum()), int(len(answered))
+    return out
+
+
 def headline_markdown(numbers: dict[str, Any], *, evaluation_set: str, missing: str | None = None) -> str:
     """The headline as a Markdown paragraph (``missing``: why there is no comparison, said first)."""
     n = numbers
@@ -448,7 +466,7 @@ def adapter_check_counts(run_dir: str | os.PathLike[str]) -> tuple[int, int]:
     (``adapter_check`` in ``slm/generation_summary.json``), summed over the fine-tuned systems, how many the
     adapters changed; ``(0, 0)`` when no check was recorded. The book glues both numbers (names or numbers only)."""
     run_dir = Path(run_dir)
-    checks = [_generation(run_dir, name).get("adapter_check") or {}
+    checks = [_generation(run_dir, name, meta.adapter).get("adapter_check") or {}
               for name, meta in load_system_metas(run_dir).items() if meta.arm == FINE_TUNED]
     return sum(int(c.get("n_changed", 0)) for c in checks), sum(int(c.get("n_compared", 0)) for c in checks)
 
@@ -473,8 +491,8 @@ def run_scale(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     Keys: ``profile``; ``finetuned_params_m`` (base model of the fine-tuned system, millions),
     ``prompted_params_m`` (largest prompted model, millions), ``size_ratio`` (largest prompted /
     fine-tuned); ``train_examples``, ``train_steps``, ``train_minutes``, ``train_threads``;
-    ``generation_minutes`` (generation by the fine-tuned arm's notebook, ``slm/generation_summary.json``);
-    ``prompted_minutes`` (wall time of the prompted arm); ``compute_minutes`` (training + both arms'
+    ``generation_minutes`` (generation by the fine-tuned arm's notebook, every ``generation_summary.json``);
+    ``prompted_minutes`` (wall time of the prompted arm); ``compute_minutes`` (every training + both arms'
     generation); ``notebook_minutes`` (sum of the manifest's notebook durations recorded so far:
     inside a full pipeline run, the notebooks before the evaluation); ``n_systems_finetuned`` / ``n_systems_prompted``;
     ``quantisations`` (GGUF formats used, e.g. ``Q4_K_M, Q4_1``; ``unquantised`` when none). Unknown
@@ -486,18 +504,19 @@ def run_scale(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     finetuned = [m for m in metas.values() if m.arm == FINE_TUNED]
     prompted = [m for m in metas.values() if m.arm == PROMPTED]
     manifest = _read_json(run_dir / "manifest.json")
-    record = {}
+    records: dict[str, dict[str, Any]] = {}  # each training once, however many systems answer from it
     for meta in finetuned:
-        record, _ = training_record(run_dir, meta.adapter)
-        if record:
-            break
+        found, where = training_record(run_dir, meta.adapter)
+        if found:
+            records.setdefault(where, found)
+    record = next(iter(records.values()), {})
     ft_params = max((m.n_params for m in finetuned if m.n_params), default=0)  # None: not published
     pr_params = max((m.n_params for m in prompted if m.n_params), default=0)
     llm = _read_json(run_dir / "llm" / "summary.json")
-    generation = _read_json(run_dir / "slm" / "generation_summary.json")
-    gen_seconds = sum(split.get("seconds") or 0 for entry in generation.values() if isinstance(entry, dict)
-                      for split in entry.get("splits", {}).values())
-    parts = [record.get("train_seconds"), gen_seconds if generation else None, llm.get("wall_s")]
+    generation = [entry for meta in finetuned if (entry := _generation(run_dir, meta.system, meta.adapter))]
+    gen_seconds = sum(split.get("seconds") or 0 for entry in generation for split in entry.get("splits", {}).values())
+    train_seconds = [r["train_seconds"] for r in records.values() if r.get("train_seconds") is not None]
+    parts = [sum(train_seconds) if train_seconds else None, gen_seconds if generation else None, llm.get("wall_s")]
     durations = [notebook_seconds(n) for n in manifest.get("notebooks", []) if n.get("duration_s") is not None]
     provenance = weight_provenance(run_dir, include_unused=False)
     quants = sorted({q for q in provenance["Quantisation"] if q})

@@ -18,6 +18,7 @@ never from its name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -41,11 +42,11 @@ from wfutils.evaluation.tables import QUALITY, cost_table, with_ci
 __all__ = ["CPU_SECONDS", "NO_CURVE", "NO_SEEDS", "PAYBACK_COLUMNS", "USD", "VALIDITY", "TrainingFacts",
            "break_even", "break_even_sentences", "costs_for_book", "decision_glue", "facts_table",
            "has_learning_curve", "has_seed_spread", "learning_curve", "parse_status_shares", "payback_sentence",
-           "payback_table", "prompted_levels", "request_costs", "seed_spread", "training_facts", "validity_for_book",
-           "validity_table", "with_curve_points"]
+           "payback_table", "prompted_levels", "request_costs", "seed_spread", "training_facts", "training_recipe",
+           "validity_for_book", "validity_table", "with_curve_points"]
 
 CPU_SECONDS, USD = "CPU-seconds", "USD"
-#: Fewest training sizes of one base model for a data break-even, fewest seeds at one size for a seed spread.
+#: Fewest training sizes of one base model for a data break-even, fewest seeds of one recipe for a seed spread.
 MIN_SIZES, MIN_SEEDS = 3, 2
 _STATE_FILE = "trainer_state.json"  # what a trainer checkpoint holds beside its adapter (its global step)
 
@@ -84,6 +85,7 @@ class TrainingFacts:
     wall_seconds: float | None  # the training session's wall time (evaluations included)
     threads: int | None  # CPU threads of the training (torch threads x processes); None: not recorded
     record: str  # the record's path relative to the run
+    recipe: str = ""  # digest of what the training was but its seed (:func:`training_recipe`): equal = seeds of one recipe
 
     @property
     def train_cpu_seconds(self) -> float:
@@ -107,6 +109,20 @@ def _seconds_to_step(record: Mapping[str, Any], step: int, total: float) -> floa
     if step >= int(record["steps"]) or not curve:
         return float(total)
     return float(sum(e.get("seconds") or 0.0 for e in curve if e.get("step", math.inf) <= step))
+
+
+#: Training settings that leave the trained adapter as it is (or that a seed spread varies): not part of a recipe.
+_NOT_RECIPE = ("seed", "keep_steps", "checkpoint_every", "num_threads")
+
+
+def training_recipe(config: Mapping[str, Any], training_set: int, checkpoint_step: int | None = None) -> str:
+    """A digest of a fine-tuning's recipe without its seed: the training configuration (checkpoint selection
+    included), the size of the training set and, for a learning-curve point, its checkpoint's step. Systems with
+    equal recipes and different seeds are what a seed spread compares."""
+    kept = {k: v for k, v in config.items() if k not in _NOT_RECIPE}
+    blob = json.dumps({"config": kept, "training_set": training_set, "checkpoint": checkpoint_step}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def training_facts(run_dir: str | os.PathLike[str], metas: Mapping[str, SystemMeta]) -> dict[str, TrainingFacts]:
@@ -142,7 +158,8 @@ def training_facts(run_dir: str | os.PathLike[str], metas: Mapping[str, SystemMe
             train_seconds=_seconds_to_step(record, trained_to, needed["train_seconds"]),
             wall_seconds=record.get("wall_seconds_this_session"),
             threads=int(threads) * int(record.get("num_processes") or 1) if isinstance(threads, int) else None,
-            record=where)
+            record=where, recipe=training_recipe(config, int(needed["n_examples"]),
+                                                 step if state is not None and state.is_file() else None))
     return facts
 
 
@@ -336,9 +353,10 @@ NO_CURVE = ("This run has no fine-tuned systems trained on at least three number
             "`n_train` (notebook 02), each scored on the same requests as the prompted systems, give this section "
             "its table, figure and verdicts.")
 #: What the seed spread needs, and which parameter produces it.
-NO_SEEDS = ("This run has no fine-tuned model trained with two or more seeds on the same pairs, so the intervals "
+NO_SEEDS = ("This run has no fine-tuned model trained with two or more seeds of one recipe, so the intervals "
             "here cover the requests only, not another training run. Fine-tuned systems that differ only in "
-            "notebook 02's `seed` give this section its spread.")
+            "notebook 02's `seed` (a profile section such as `02_slm_finetuning@seed1` with its own `seed` and "
+            "`system`) give this section its spread.")
 
 
 def _sizes(facts: Mapping[str, TrainingFacts]) -> dict[str, set[int]]:
@@ -354,10 +372,10 @@ def has_learning_curve(facts: Mapping[str, TrainingFacts]) -> bool:
 
 
 def has_seed_spread(facts: Mapping[str, TrainingFacts]) -> bool:
-    """Whether some base model was fine-tuned with at least :data:`MIN_SEEDS` seeds on one number of pairs."""
-    seeds: dict[tuple[str, int], set[int]] = {}
+    """Whether some base model was fine-tuned with at least :data:`MIN_SEEDS` seeds of one recipe."""
+    seeds: dict[tuple[str, str], set[int]] = {}
     for fact in facts.values():
-        seeds.setdefault((fact.base_model, fact.pairs), set()).add(fact.seed)
+        seeds.setdefault((fact.base_model, fact.recipe), set()).add(fact.seed)
     return any(len(s) >= MIN_SEEDS for s in seeds.values())
 
 
@@ -445,22 +463,28 @@ def break_even_sentences(table: pd.DataFrame) -> list[str]:
 
 def seed_spread(values: pd.DataFrame, facts: Mapping[str, TrainingFacts], *, n_boot: int = DEFAULT_BOOT,
                 seed: int = 0) -> pd.DataFrame:
-    """Per base model and number of pairs trained with at least :data:`MIN_SEEDS` seeds: the mean over seeds of
-    each seed's mean score, their standard deviation and range (what another training run would change), beside
-    the 95% bootstrap interval of the seed-averaged score (what other requests would change)."""
+    """Per base model and recipe trained with at least :data:`MIN_SEEDS` seeds (:func:`training_recipe`): the mean
+    over seeds of each seed's mean score, their standard deviation and range (what another training run would
+    change), beside the 95% bootstrap interval of the seed-averaged score (what other requests would change).
+    ``pairs`` and ``steps`` list each seed's: checkpoint selection may keep another step for another seed."""
     rows = values[[s for s in values.columns if s in facts]].dropna()
+    groups: dict[tuple[str, str], list[str]] = {}
+    for fact in sorted(facts.values(), key=lambda f: (f.base_model, f.recipe, f.seed, f.system)):
+        if fact.system in rows:
+            groups.setdefault((fact.base_model, fact.recipe), []).append(fact.system)
     out = []
-    for (base, pairs), systems in _groups(facts, rows).items():
+    for (base, _), systems in groups.items():
         if len({facts[s].seed for s in systems}) < MIN_SEEDS:
             continue
         means = rows[systems].mean(axis=0)
         ci = mean_ci(rows[systems].mean(axis=1).to_numpy(), n_boot, seed)
-        out.append({"base_model": base, "pairs": pairs, "n_seeds": len(systems),
+        out.append({"base_model": base, "pairs": ", ".join(str(facts[s].pairs) for s in systems),
+                    "steps": ", ".join(str(facts[s].steps) for s in systems), "n_seeds": len(systems),
                     "seeds": ", ".join(str(facts[s].seed) for s in systems), "n": ci.n, "mean": float(means.mean()),
                     "seed_sd": float(means.std(ddof=1)), "seed_min": float(means.min()),
                     "seed_max": float(means.max()), "ci_low": ci.low, "ci_high": ci.high})
-    return pd.DataFrame(out, columns=["base_model", "pairs", "n_seeds", "seeds", "n", "mean", "seed_sd", "seed_min",
-                                      "seed_max", "ci_low", "ci_high"])
+    return pd.DataFrame(out, columns=["base_model", "pairs", "steps", "n_seeds", "seeds", "n", "mean", "seed_sd",
+                                      "seed_min", "seed_max", "ci_low", "ci_high"])
 
 
 # --------------------------------------------------------------------------- glued for the book

@@ -49,6 +49,7 @@ from wfutils.engines.inprocess import InProcessTransformersEngine
 from wfutils.flows.vocabulary import flow_text
 from wfutils.provenance import peak_rss_gib
 from wfutils.slm.formatting import SYSTEM_PROMPT, end_of_turn_id, prompt_token_ids, stop_token_ids
+from wfutils.slm.layout import finetuning_dir
 from wfutils.storage import atomic_write_json
 
 __all__ = [
@@ -85,7 +86,7 @@ class GenerationConfig:
     max_new_tokens_cap: int = 1024
     constrained: bool = False  # ablation: JSON-Schema-guided decoding (llguidance)
     force: bool = False  # retrain the adapter and regenerate the predictions even when nothing changed
-    system: str | None = None  # None: slm-<model>-lora
+    system: str | None = None  # None: slm-<model>-lora, trained in <run>/slm; a name: trained in <run>/slm/<name>
     adapter_check: int = 4  # first N headline answers compared with the base model's (none changed: a warning; 0: off)
     curve_limit: int = 50  # first N test requests answered by each learning-curve adapter (TrainConfig.keep_steps)
     recipe_sweep: str | None = None  # a sweep.json (python -m wfutils.slm.sweep) the recipe was chosen from
@@ -108,6 +109,11 @@ class GenerationConfig:
             problems.append(f"max_new_tokens_cap must be >= 1, got {self.max_new_tokens_cap!r}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             problems.append(f"time_budget_s must be > 0 or None, got {self.time_budget_s!r}")
+        if self.system is not None:
+            try:
+                finetuning_dir(".", self.system)
+            except ValueError as exc:
+                problems.append(str(exc))
         if problems:
             raise ValueError("invalid GenerationConfig: " + "; ".join(problems))
 

@@ -137,7 +137,7 @@ def run_sweep(
             "train_seconds": record["train_seconds"], "tokens_per_s": record["tokens_per_s"],
             "seconds": round(time.perf_counter() - started, 1), "reused": result.reused, "device": record["device"],
             "validation_curve": record["validation_curve"], "n_flowsim_requests": record["n_flowsim_requests"],
-            "code_digest": record["code_digest"],
+            "code_digest": record["code_digest"], "commit": provenance.git_commit(),
         }
         _finish(sweep)
         atomic_write_json(path, sweep, indent=1)

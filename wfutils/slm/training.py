@@ -49,6 +49,7 @@ from wfutils.slm.formatting import (
     prompt_token_ids,
 )
 from wfutils.slm.generation import GenerationConfig, default_max_new_tokens
+from wfutils.slm.layout import ADAPTER_DIR, CHECKPOINT_DIR, CURVE_DIR
 from wfutils.slm.validation import ValidationFlowSim, validation_curve
 from wfutils.storage import atomic_dir, atomic_write_json, remove_leftovers
 
@@ -71,9 +72,6 @@ __all__ = [
 
 ALL_PROJECTIONS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 RECORD_FILE = "training_record.json"
-ADAPTER_DIR = "adapter"
-CHECKPOINT_DIR = "checkpoints"
-CURVE_DIR = "curve"  # learning-curve adapters kept from a run's checkpoints: curve/step-<N>/
 _CHECKPOINT_FINGERPRINT = "run_fingerprint.json"
 
 

@@ -179,13 +179,17 @@ def _check_fresh(run_dir: Path, allow_stale: bool) -> None:
 
 #: What "Adapt it to your domain" says about its worked example: glued from the example run's notebook 04.
 _ADAPT_RESULTS = """\
-On the n8n test templates (run `{run}`, profile `{profile}`), the SmolLM2 fine-tuned on the n8n
-train split ({{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_system:s`) reached a mean
+On the n8n test templates (run `{run}`, profile `{profile}`), the model fine-tuned on the n8n
+train split ({{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_system:s`) wrote
+{{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_schema_valid:d` schema-valid flows in
+{{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_answers:d` answers and reached a mean
 FlowSim with inputs of **{{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_flowsim_with_inputs:.3f`**
 [{{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_ci_low:.3f`,
 {{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_ci_high:.3f`] (n = {{glue:text}}`adapt_run/04_evaluation.ipynb::finetuned_n:d`),
 and the best prompted system with n8n examples
-({{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_system:s`)
+({{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_system:s`;
+{{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_schema_valid:d` schema-valid flows in
+{{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_answers:d` answers)
 **{{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_flowsim_with_inputs:.3f`**
 [{{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_ci_low:.3f`,
 {{glue:text}}`adapt_run/04_evaluation.ipynb::best_prompted_ci_high:.3f`]
@@ -199,7 +203,7 @@ is rendered in {{doc}}`adapt_run/04_evaluation`.
 _ADAPT_MISSING = """\
 ```{{note}}
 This build has no worked-example run: `{path}` was not found. Run
-`python -m wfutils.pipeline --profile n8n --run n8n` (about 15 minutes on 2 CPU cores), then build
+`python -m wfutils.pipeline --profile n8n --run n8n` (about 20 minutes on 2 CPU cores), then build
 the book again, to see its results here and in {{doc}}`adapt_run/04_evaluation`.
 ```
 """

