@@ -147,6 +147,42 @@ def test_the_fine_tuned_system_is_chosen_on_validation_never_on_test() -> None:
     assert comparison.finetuned == "slm-b" and "no selection needed" in comparison.selection.how
 
 
+def test_other_seeds_of_one_recipe_make_a_spread_not_candidates() -> None:
+    rng = np.random.default_rng(5)
+    llm = rng.uniform(0.4, 0.6, N)
+
+    def trained(recipe: str, seed: int) -> dict:
+        return {**FT, "recipe": recipe, "training_seed": seed}
+
+    # Seed 1 ("ft-a", first by name) is the luckier on test: the headline still takes seed 0, and no validation
+    # predictions are needed, for seeds of one recipe are not rivals.
+    systems = {"ft-a": (trained("r1", 1), llm + 0.2), "ft-b": (trained("r1", 0), llm + 0.05),
+               "gpt-4o-few-shot": (prompted(), llm)}
+    scores, examples = scores_and_examples(systems, {})
+    chosen = select_finetuned(scores, None)
+    assert (chosen.system, chosen.candidates, chosen.seed_repeats) == ("ft-b", ("ft-b",), ("ft-a",))
+    assert "the other seed(s), ft-a, make the seed spread" in chosen.how
+    table = claims.evaluate_claims(scores, examples, n_boot=200).set_index("claim_id")
+    assert table.loc["C1a", "details"].startswith("ft-b vs 1 prompted system(s)")
+
+    # Another recipe beside it: the two recipes' first seeds are chosen between on validation, the repeat sits out.
+    systems["ft-c"] = (trained("r2", 0), llm + 0.1)
+    scores, _ = scores_and_examples(systems, {})
+    assert select_finetuned(scores, None).system is None
+    validation = tidy({"ft-b": (trained("r1", 0), np.full(20, 0.4)), "ft-c": (trained("r2", 0), np.full(20, 0.6))},
+                      subset="validation", prefix="sn-val")
+    chosen = select_finetuned(scores, validation)
+    assert (chosen.system, chosen.candidates, chosen.seed_repeats) == ("ft-c", ("ft-b", "ft-c"), ("ft-a",))
+
+    # The same recipe on another base model is another training, and systems without a recipe (sidecars written
+    # before recipes were recorded) are each a candidate, as they were.
+    systems["ft-a"] = ({**trained("r1", 1), "base_model": "other-135m"}, llm + 0.2)
+    assert select_finetuned(scores_and_examples(systems, {})[0], None).seed_repeats == ()
+    plain = scores.drop(columns=["recipe", "training_seed"])
+    assert select_finetuned(plain, None).system is None and select_finetuned(plain, None).candidates == (
+        "ft-a", "ft-b", "ft-c")
+
+
 # --------------------------------------------------------------------------- C1b both ways, on scored predictions
 
 def write_answers(run: Path, meta, correct: int, n: int = 20) -> None:

@@ -23,6 +23,7 @@ from wfutils.evaluation import decision, figures
 from wfutils.evaluation.config import DecisionConfig
 from wfutils.evaluation.scoring import evaluate_run
 from wfutils.flows.parsing import dumps_flow
+from wfutils.slm import recipe
 from wfutils.slm.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,12 +298,12 @@ def test_seeds_of_one_recipe_form_a_spread_whatever_step_each_kept(tmp_path: Pat
     assert facts["ft-s0"].recipe == facts["ft-s1"].recipe and facts["ft-s1"].record == "slm/ft-s1/training_record.json"
     spread = decision.seed_spread(ev.wide(), facts, n_boot=200)
     assert spread[["pairs", "steps", "seeds"]].values.tolist() == [["40, 20", "10, 5", "0, 1"]]
-    assert decision.training_recipe({"seed": 0, "learning_rate": 1e-3}, 400) == \
-        decision.training_recipe({"seed": 3, "learning_rate": 1e-3, "keep_steps": [2]}, 400)
-    for other in (decision.training_recipe({"seed": 1, "learning_rate": 2e-3}, 400),
-                  decision.training_recipe({"seed": 1, "learning_rate": 1e-3}, 200),
-                  decision.training_recipe({"seed": 1, "learning_rate": 1e-3}, 400, checkpoint_step=3)):
-        assert other != decision.training_recipe({"seed": 0, "learning_rate": 1e-3}, 400)
+    assert recipe.training_recipe({"seed": 0, "learning_rate": 1e-3}, 400) == \
+        recipe.training_recipe({"seed": 3, "learning_rate": 1e-3, "keep_steps": [2]}, 400)
+    for other in (recipe.training_recipe({"seed": 1, "learning_rate": 2e-3}, 400),
+                  recipe.training_recipe({"seed": 1, "learning_rate": 1e-3}, 200),
+                  recipe.training_recipe({"seed": 1, "learning_rate": 1e-3}, 400, checkpoint_step=3)):
+        assert other != recipe.training_recipe({"seed": 0, "learning_rate": 1e-3}, 400)
     (run / "slm" / "ft-s1" / "training_record.json").write_text(
         (run / "slm" / "ft-s1" / "training_record.json").read_text().replace('"learning_rate": 0.001', '"learning_rate": 0.002'))
     facts = decision.training_facts(run, ev.metas)

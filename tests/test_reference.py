@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from wfutils.evaluation import selection
 from wfutils.provenance import code_digest
 from wfutils.study import book
 from wfutils.study.reference import (ADAPT_FOLDER, RECORD_FILE, REFERENCE_DIR, ReferenceRunError, check_headline,
@@ -152,6 +153,18 @@ def test_a_repeated_training_is_kept_and_read_as_a_seed_spread() -> None:
         assert (run / "notebooks" / f"{entry['name']}.ipynb").is_file()
     seeds = [row.split(", ") for row in pd.read_csv(run / "eval" / "decision_seeds.csv", dtype=str)["seeds"]]
     assert all(any(str(entry["parameters"]["seed"]) in row for row in seeds) for entry in repeats)
+    # The sidecars say which systems are seeds of one recipe; the headline takes the first seed, never a rival seed.
+    trained = {m["system"]: m for m in (json.loads(p.read_text()) for p in (run / "predictions").glob("*.meta.json"))
+               if m["arm"] == "fine-tuned" and not m.get("learning_curve")}
+    setup = selection.comparison_setup(pd.read_parquet(run / "eval" / "scores.parquet"),
+                                       pd.read_parquet(run / "eval" / "selection_scores.parquet"))
+    for entry in repeats:
+        mine = trained[entry["parameters"]["system"]]
+        assert mine["training_seed"] == entry["parameters"]["seed"] and mine["recipe"]
+        first = min((m for m in trained.values() if m["recipe"] == mine["recipe"]),
+                    key=lambda m: (m["training_seed"], m["system"]))
+        assert first["training_seed"] < mine["training_seed"]
+        assert setup.finetuned == first["system"] and mine["system"] in setup.comparison.selection.seed_repeats
 
 
 @needs_run

@@ -75,7 +75,7 @@ __all__ = ["DEFAULT_JSONL_SIZES", "JSONL_SPLITS", "LOGIC_APPS_DIR", "N8N_DIR", "
            "check_corpora", "convert_corpus", "corpus_file_digests", "corpus_folder", "corpus_name",
            "is_corpus_path", "load_corpus", "load_jsonl_corpus", "load_logic_apps", "load_n8n", "read_jsonl_pairs",
            "resolve_corpora", "seed_assign", "seed_split_sizes", "shared_data_root", "split_by_seed",
-           "check_train_corpus", "drop_long_flows"]
+           "check_max_flow_chars", "check_train_corpus", "drop_long_flows"]
 
 #: The splits a JSON Lines corpus may have, in the order they are stored.
 JSONL_SPLITS = ("train", "validation", "test")
@@ -580,6 +580,12 @@ def split_by_seed(dd: DatasetDict, *, seed: int = 0, sizes: Mapping[str, float |
     return out
 
 
+def check_max_flow_chars(max_chars: Any) -> None:
+    """ValueError unless ``max_chars`` is a positive number of characters or None (:func:`drop_long_flows`)."""
+    if max_chars is not None and (isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1):
+        raise ValueError(f"max_flow_chars must be a positive number of characters or None, got {max_chars!r}")
+
+
 def drop_long_flows(dd: DatasetDict, max_chars: int | None) -> DatasetDict:
     """``dd`` without the pairs whose flow, as compact JSON (:func:`~wfutils.flows.vocabulary.flow_text`), is
     longer than ``max_chars`` characters; every split alike, each dropped pair listed in ``skipped``.
@@ -587,10 +593,9 @@ def drop_long_flows(dd: DatasetDict, max_chars: int | None) -> DatasetDict:
     None keeps every pair. Small models answer within a token budget: a corpus of long flows
     teaches them nothing they can finish, so a run may study the flows that fit (and says so).
     """
+    check_max_flow_chars(max_chars)
     if max_chars is None:
         return dd
-    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
-        raise ValueError(f"max_flow_chars must be a positive number of characters or None, got {max_chars!r}")
     skipped: Skipped = list(getattr(dd, "skipped", []))
     kept: dict[str, list[dict[str, Any]]] = {}
     for split in dd:

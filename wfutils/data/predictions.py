@@ -148,6 +148,10 @@ class SystemMeta:
     # An earlier adapter of the run's training answering part of the paired requests: a point of the learning curve
     # (notebook 06), left out of the comparison of notebooks 04 and 05 and never the headline's fine-tuned system.
     learning_curve: bool = False
+    # A fine-tuned system's training recipe without its seed (wfutils.slm.recipe) and that seed: systems of one
+    # recipe are seeds of one training, weighed as a spread (notebook 06); the headline takes the first seed.
+    recipe: str | None = None
+    training_seed: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -171,6 +175,12 @@ class SystemMeta:
             problems.append(f"k {self.k!r} is not a non-negative int")
         if not isinstance(self.learning_curve, bool) or (self.learning_curve and self.arm != FINE_TUNED):
             problems.append(f"learning_curve {self.learning_curve!r}: only a fine-tuned system (True) is a curve point")
+        if self.recipe is not None and (not isinstance(self.recipe, str) or not self.recipe
+                                        or self.arm != FINE_TUNED):
+            problems.append(f"recipe {self.recipe!r}: only a fine-tuned system has one (a non-empty text)")
+        if self.training_seed is not None and (isinstance(self.training_seed, bool)
+                                               or not isinstance(self.training_seed, int) or self.arm != FINE_TUNED):
+            problems.append(f"training_seed {self.training_seed!r}: only a fine-tuned system has one (an int)")
         if self.engine is not None and not isinstance(self.engine, EngineInfo):
             problems.append(f"engine {self.engine!r} is not an EngineInfo or None")
         if problems:

@@ -23,8 +23,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from datasets import Dataset, DatasetDict
 
 from wfutils.data.catalog import Catalog, catalog_from_flows, load_catalog
-from wfutils.data.corpora import (check_train_corpus, convert_corpus, corpus_folder, drop_long_flows, load_jsonl_corpus,
-                                  resolve_corpora, split_by_seed)
+from wfutils.data.corpora import (check_max_flow_chars, check_train_corpus, convert_corpus, corpus_folder,
+                                  drop_long_flows, load_jsonl_corpus, resolve_corpora, split_by_seed)
 from wfutils.data.records import COLUMNS
 from wfutils.data.synthetic import DEFAULT_SIZES, build_synthetic
 from wfutils.flows.vocabulary import flow_depth, trigger_kind
@@ -144,9 +144,7 @@ def build_all(run_dir: str | os.PathLike[str], *, seed: int = 0, n_train: int = 
     split alike and before a seed split (:func:`wfutils.data.corpora.drop_long_flows`, listed as
     skipped); the synthetic corpus is kept whole.
     """
-    if max_flow_chars is not None and (isinstance(max_flow_chars, bool) or not isinstance(max_flow_chars, int)
-                                       or max_flow_chars < 1):
-        raise ValueError(f"max_flow_chars must be a positive number of characters or None, got {max_flow_chars!r}")
+    check_max_flow_chars(max_flow_chars)
     specs = resolve_corpora(corpora)
     problems = check_train_corpus(train_corpus, corpora, sizes=jsonl_sizes)
     if problems:

@@ -38,6 +38,7 @@ from wfutils.evaluation.loading import load_system_metas
 from wfutils.evaluation.selection import best_prompted, evaluation_values
 from wfutils.evaluation.tables import ci_text, params_label
 from wfutils.provenance import notebook_seconds
+from wfutils.slm.layout import FINETUNING_DIR
 
 __all__ = ["adapter_check_counts", "adapter_check_note",
            "finetuned_hyperparameters", "headline", "headline_glue", "headline_markdown", "params_label",
@@ -89,7 +90,7 @@ def training_record(run_dir: Path, adapter: str | None) -> tuple[dict[str, Any],
     candidates = []
     if adapter:
         candidates.append(run_dir / Path(adapter).parent / "training_record.json")
-    candidates.append(run_dir / "slm" / "training_record.json")
+    candidates.append(run_dir / FINETUNING_DIR / "training_record.json")
     for path in candidates:
         record = _read_json(path)
         if record:
@@ -100,7 +101,7 @@ def training_record(run_dir: Path, adapter: str | None) -> tuple[dict[str, Any],
 def _generation(run_dir: Path, system: str, adapter: str | None) -> dict[str, Any]:
     """A fine-tuned system's entry of the generation summary beside its adapter, else of ``slm/``'s."""
     folders = [run_dir / Path(adapter).parent] if adapter else []
-    for folder in [*folders, run_dir / "slm"]:
+    for folder in [*folders, run_dir / FINETUNING_DIR]:
         entry = _read_json(folder / "generation_summary.json").get(system)
         if entry:
             return entry

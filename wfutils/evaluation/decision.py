@@ -18,7 +18,6 @@ never from its name.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -38,11 +37,12 @@ from wfutils.evaluation.result import Evaluation
 from wfutils.evaluation.selection import ComparisonSetup, evaluation_values
 from wfutils.evaluation.statistics import DEFAULT_BOOT, mean_ci, paired_comparison, system_summary
 from wfutils.evaluation.tables import QUALITY, cost_table, with_ci
+from wfutils.slm.recipe import training_recipe
 
 __all__ = ["CPU_SECONDS", "NO_CURVE", "NO_SEEDS", "PAYBACK_COLUMNS", "USD", "VALIDITY", "TrainingFacts",
            "break_even", "break_even_sentences", "costs_for_book", "decision_glue", "facts_table",
            "has_learning_curve", "has_seed_spread", "learning_curve", "parse_status_shares", "payback_sentence",
-           "payback_table", "prompted_levels", "request_costs", "seed_spread", "training_facts", "training_recipe",
+           "payback_table", "prompted_levels", "request_costs", "seed_spread", "training_facts",
            "validity_for_book", "validity_table", "with_curve_points"]
 
 CPU_SECONDS, USD = "CPU-seconds", "USD"
@@ -85,7 +85,7 @@ class TrainingFacts:
     wall_seconds: float | None  # the training session's wall time (evaluations included)
     threads: int | None  # CPU threads of the training (torch threads x processes); None: not recorded
     record: str  # the record's path relative to the run
-    recipe: str = ""  # digest of what the training was but its seed (:func:`training_recipe`): equal = seeds of one recipe
+    recipe: str = ""  # digest of what the training was but its seed (:func:`wfutils.slm.recipe.training_recipe`): equal = seeds of one recipe
 
     @property
     def train_cpu_seconds(self) -> float:
@@ -109,20 +109,6 @@ def _seconds_to_step(record: Mapping[str, Any], step: int, total: float) -> floa
     if step >= int(record["steps"]) or not curve:
         return float(total)
     return float(sum(e.get("seconds") or 0.0 for e in curve if e.get("step", math.inf) <= step))
-
-
-#: Training settings that leave the trained adapter as it is (or that a seed spread varies): not part of a recipe.
-_NOT_RECIPE = ("seed", "keep_steps", "checkpoint_every", "num_threads")
-
-
-def training_recipe(config: Mapping[str, Any], training_set: int, checkpoint_step: int | None = None) -> str:
-    """A digest of a fine-tuning's recipe without its seed: the training configuration (checkpoint selection
-    included), the size of the training set and, for a learning-curve point, its checkpoint's step. Systems with
-    equal recipes and different seeds are what a seed spread compares."""
-    kept = {k: v for k, v in config.items() if k not in _NOT_RECIPE}
-    blob = json.dumps({"config": kept, "training_set": training_set, "checkpoint": checkpoint_step}, sort_keys=True,
-                      default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def training_facts(run_dir: str | os.PathLike[str], metas: Mapping[str, SystemMeta]) -> dict[str, TrainingFacts]:
@@ -463,7 +449,7 @@ def break_even_sentences(table: pd.DataFrame) -> list[str]:
 
 def seed_spread(values: pd.DataFrame, facts: Mapping[str, TrainingFacts], *, n_boot: int = DEFAULT_BOOT,
                 seed: int = 0) -> pd.DataFrame:
-    """Per base model and recipe trained with at least :data:`MIN_SEEDS` seeds (:func:`training_recipe`): the mean
+    """Per base model and recipe trained with at least :data:`MIN_SEEDS` seeds (:func:`wfutils.slm.recipe.training_recipe`): the mean
     over seeds of each seed's mean score, their standard deviation and range (what another training run would
     change), beside the 95% bootstrap interval of the seed-averaged score (what other requests would change).
     ``pairs`` and ``steps`` list each seed's: checkpoint selection may keep another step for another seed."""

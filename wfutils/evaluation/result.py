@@ -17,10 +17,12 @@ import pandas as pd
 from wfutils.data.predictions import SystemMeta
 
 #: Fields of :class:`SystemMeta` copied onto every score row.
-META_COLUMNS: tuple[str, ...] = ("arm", "base_model", "n_params", "strategy", "k", "retrieval", "train_corpus")
+META_COLUMNS: tuple[str, ...] = ("arm", "base_model", "n_params", "strategy", "k", "retrieval", "train_corpus",
+                                 "recipe", "training_seed")
 SCORE_COLUMNS: tuple[str, ...] = ("run", "system", *META_COLUMNS, "dataset", "split", "subset", "domain", "id",
                                   "metric", "value")
-#: Score columns stored as pandas categoricals (the others: id str, k int64, n_params / value float64, NaN: not published).
+#: Score columns stored as pandas categoricals (the others: id and recipe str, k int64, n_params / training_seed /
+#: value float64, NaN: not published or not fine-tuned).
 CATEGORY_COLUMNS: tuple[str, ...] = ("run", "system", "arm", "base_model", "strategy", "retrieval", "train_corpus", "dataset",
                                      "split", "subset", "domain", "metric")
 PREDICTION_COLUMNS: tuple[str, ...] = ("system", "id", "subset", "output", "flow", "parse_status")
@@ -92,16 +94,25 @@ def systems_frame(metas: dict[str, SystemMeta]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+_LATER_META = ("recipe", "training_seed")  # absent from score tables written before they existed: read as unknown
+
+
+def has_meta(scores: pd.DataFrame) -> bool:
+    """Whether a score table carries the systems' metadata columns (:func:`meta_of` can read them)."""
+    return all(c in scores.columns for c in META_COLUMNS if c not in _LATER_META)
+
+
 def meta_of(scores: pd.DataFrame) -> pd.DataFrame:
     """The metadata columns of each system in a score table (index: system).
 
     Raises ValueError when the table lacks them (scores not produced by ``evaluate_run``).
     """
-    missing = [c for c in META_COLUMNS if c not in scores.columns]
-    if missing:
+    if not has_meta(scores):
+        missing = [c for c in META_COLUMNS if c not in scores.columns and c not in _LATER_META]
         raise ValueError(f"the scores lack the system metadata column(s) {', '.join(missing)}; score the run with "
                          "wfutils.evaluation.scoring.evaluate_run, which reads each system's sidecar")
+    scores = scores.assign(**{c: None for c in _LATER_META if c not in scores.columns})
     frame = scores[["system", *META_COLUMNS]].astype({"system": str}).drop_duplicates("system").set_index("system")
     for column in ("arm", "base_model", "strategy", "retrieval"):
         frame[column] = frame[column].astype(str)
-    return frame.astype({"n_params": "float64", "k": "int64"}).sort_index()  # n_params NaN: not published
+    return frame.astype({"n_params": "float64", "k": "int64", "training_seed": "float64"}).sort_index()

@@ -30,7 +30,8 @@ Metrics (:data:`METRICS`), one row per example, system and metric:
   (:mod:`wfutils.evaluation.costs`).
 
 Every row also carries the system's metadata (:data:`~wfutils.evaluation.result.META_COLUMNS`:
-arm, base_model, n_params, strategy, k, retrieval), read from its sidecar before anything is
+arm, base_model, n_params, strategy, k, retrieval, train_corpus, and a fine-tuned system's recipe and
+training seed), read from its sidecar before anything is
 scored: a predictions file without its sidecar, or with an unknown arm, is an error naming the
 file.
 
@@ -294,7 +295,7 @@ def _frame(run: str, rows: list[tuple[str, Prediction, dict[str, Any]]], values:
 
     data: dict[str, Any] = {"run": run, "system": column(lambda r: r[0])}
     for name in META_COLUMNS:
-        dtype = np.int64 if name == "k" else np.float64 if name == "n_params" else object  # n_params NaN: not published
+        dtype = np.int64 if name == "k" else np.float64 if name in _FLOAT_META else object  # NaN: not published
         data[name] = column(lambda r, name=name: _meta_value(metas[r[0]], name), dtype)
     for name in ("dataset", "split", "subset", "domain"):
         data[name] = column(lambda r, name=name: r[2][name])
@@ -304,12 +305,16 @@ def _frame(run: str, rows: list[tuple[str, Prediction, dict[str, Any]]], values:
     frame = pd.DataFrame(data, columns=list(SCORE_COLUMNS))
     for name in CATEGORY_COLUMNS:
         frame[name] = frame[name].astype("category")
-    return frame.astype({"n_params": "float64", "k": "int64", "value": "float64", "id": object})
+    return frame.astype({"n_params": "float64", "training_seed": "float64", "k": "int64", "value": "float64",
+                         "id": object})
+
+
+_FLOAT_META = ("n_params", "training_seed")  # None (not published, not fine-tuned) as NaN
 
 
 def _meta_value(meta: SystemMeta, name: str) -> Any:
     value = getattr(meta, name)
-    return float("nan") if name == "n_params" and value is None else value
+    return float("nan") if name in _FLOAT_META and value is None else value
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], systems: Sequence[str] | None = None, *,

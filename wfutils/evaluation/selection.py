@@ -5,10 +5,13 @@
   anyone can deploy);
 * oracle pairs: a prompted ``retrieval == "oracle"`` system and the prompted ``retrieval ==
   "bm25"`` system with the same base model, strategy and k;
-* the fine-tuned system of the headline (:func:`select_finetuned`): the only one when the run
+* seeds of one training (:func:`seed_repeats`): fine-tuned systems whose metadata name the same recipe
+  (:mod:`wfutils.slm.recipe`) and base model are one candidate, its lowest training seed; the other seeds
+  are weighed as a spread in notebook 06, never chosen among (picking the luckiest seed is not a result);
+* the fine-tuned system of the headline (:func:`select_finetuned`): the only candidate when the run
   has one; otherwise the one with the highest mean FlowSim with inputs on the synthetic
-  ``validation`` split, on the examples every fine-tuned system predicted there. Test scores
-  never take part. When several fine-tuned systems lack validation predictions there is no
+  ``validation`` split, on the examples every candidate predicted there. Test scores
+  never take part. When several candidates lack validation predictions there is no
   selection, and the reason says so;
 * the evaluation set of the headline and the claims (:func:`evaluation_values`) and the best
   prompted system on it (:func:`best_prompted`); :func:`comparison_setup` gathers all of the above
@@ -42,6 +45,7 @@ class Selection:
     how: str  # how it was chosen, or why none was
     validation_means: dict[str, float] = field(default_factory=dict)
     n_validation: int = 0
+    seed_repeats: tuple[str, ...] = ()  # other seeds of a candidate's recipe: not candidates (:func:`seed_repeats`)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +81,18 @@ def finetuned_systems(scores: pd.DataFrame) -> list[str]:
     return sorted(meta.index[meta["arm"] == FINE_TUNED])
 
 
+def seed_repeats(scores: pd.DataFrame) -> dict[str, str]:
+    """Each fine-tuned system that repeats another's training with another seed -> that other system: of the
+    systems with one base model and recipe (their metadata's), the lowest training seed (then name) is kept."""
+    meta = meta_of(scores)
+    meta = meta[(meta["arm"] == FINE_TUNED) & meta["recipe"].map(lambda r: isinstance(r, str) and bool(r))]
+    repeats: dict[str, str] = {}
+    for _, group in meta.groupby(["base_model", "recipe"], sort=True):
+        ordered = sorted(group.index, key=lambda s: (np.nan_to_num(group.at[s, "training_seed"], nan=np.inf), s))
+        repeats.update({str(other): str(ordered[0]) for other in ordered[1:]})
+    return repeats
+
+
 def prompted_systems(scores: pd.DataFrame, *, include_oracle: bool = False) -> list[str]:
     """Prompted systems in a score table; oracle-retrieval variants only with ``include_oracle``."""
     meta = meta_of(scores)
@@ -108,11 +124,16 @@ def select_finetuned(scores: pd.DataFrame, selection_scores: pd.DataFrame | None
     """
     if selection_scores is None and len(scores):
         selection_scores = scores[scores["subset"].map(is_selection_split).astype(bool)]
-    candidates = tuple(finetuned_systems(scores)) if len(scores) else ()
+    repeats = seed_repeats(scores) if len(scores) else {}
+    candidates = tuple(s for s in finetuned_systems(scores) if s not in repeats) if len(scores) else ()
     if not candidates:
         return Selection(None, (), "no fine-tuned system in this run")
     if len(candidates) == 1:
-        return Selection(candidates[0], candidates, "the run's only fine-tuned system (no selection needed)")
+        seeds = sorted(r for r, kept in repeats.items() if kept == candidates[0])
+        how = ("the run's only fine-tuned system (no selection needed)" if not seeds else
+               f"the first seed of the run's only fine-tuned recipe, no selection needed (the other seed(s), "
+               f"{', '.join(seeds)}, make the seed spread)")
+        return Selection(candidates[0], candidates, how, seed_repeats=tuple(sorted(repeats)))
     part = pd.DataFrame() if selection_scores is None or selection_scores.empty else selection_scores[
         (selection_scores["metric"] == metric) & selection_scores["system"].isin(candidates)]
     values = (part.pivot_table(index="id", columns="system", values="value", aggfunc="first", observed=True)
@@ -122,16 +143,19 @@ def select_finetuned(scores: pd.DataFrame, selection_scores: pd.DataFrame | None
         return Selection(None, candidates,
                          f"{len(candidates)} fine-tuned systems and {', '.join(missing)} "
                          f"{'has' if len(missing) == 1 else 'have'} no predictions on the {SELECTION_SPLIT} split: "
-                         f"choosing on test would bias the comparison; generate on synthetic/{SELECTION_SPLIT}")
+                         f"choosing on test would bias the comparison; generate on synthetic/{SELECTION_SPLIT}",
+                         seed_repeats=tuple(sorted(repeats)))
     values = values[list(candidates)].dropna()
     if values.empty:
-        return Selection(None, candidates, f"the fine-tuned systems share no {SELECTION_SPLIT} example")
+        return Selection(None, candidates, f"the fine-tuned systems share no {SELECTION_SPLIT} example",
+                         seed_repeats=tuple(sorted(repeats)))
     means = values.mean()
     best = highest_mean(means, candidates)
     return Selection(best, candidates,
                      f"highest mean {metric} on the {SELECTION_SPLIT} split ({len(values)} examples) of "
-                     f"{len(candidates)} fine-tuned systems",
-                     {str(k): float(v) for k, v in means.items()}, len(values))
+                     f"{len(candidates)} fine-tuned systems"
+                     + (f" (other seeds of their recipes left out: {', '.join(sorted(repeats))})" if repeats else ""),
+                     {str(k): float(v) for k, v in means.items()}, len(values), tuple(sorted(repeats)))
 
 
 def compared_systems(scores: pd.DataFrame, selection_scores: pd.DataFrame | None = None,

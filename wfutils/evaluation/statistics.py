@@ -40,7 +40,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from wfutils.data.predictions import FINE_TUNED, PROMPTED
-from wfutils.evaluation.result import META_COLUMNS, meta_of
+from wfutils.evaluation.result import has_meta, meta_of
 
 DEFAULT_BOOT = 2000
 _CHUNK_CELLS = 4_000_000  # float64 cells per count-matrix chunk (32 MB)
@@ -279,7 +279,7 @@ def _metric_matrix(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def _meta(scores: pd.DataFrame) -> pd.DataFrame | None:
     """The systems' metadata columns when the scores carry them (index: system), else None."""
-    return meta_of(scores) if all(c in scores.columns for c in META_COLUMNS) else None
+    return meta_of(scores) if has_meta(scores) else None
 
 
 def _attach_meta(table: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame:

@@ -46,7 +46,8 @@ def generate_curve_points(run_dir: str | os.PathLike[str], slm_dir: str | os.Pat
         name = curve_system(system, int(step))
         meta = replace(slm_system_meta(name, model, tokenizer, base_model=base_model,
                                        adapter=os.path.relpath(adapter_dir, run_dir),
-                                       train_corpus=generation.train_corpus), learning_curve=True)
+                                       train_corpus=generation.train_corpus, record=record,
+                                       checkpoint_step=int(step)), learning_curve=True)
         summaries[name] = generate_for_run(
             model, tokenizer, run_dir, meta=meta, force=generation.force,
             key={"adapter": record["fingerprint"], "step": int(step), "max_new_tokens": max_new_tokens,

@@ -50,6 +50,7 @@ from wfutils.flows.vocabulary import flow_text
 from wfutils.provenance import peak_rss_gib
 from wfutils.slm.formatting import SYSTEM_PROMPT, end_of_turn_id, prompt_token_ids, stop_token_ids
 from wfutils.slm.layout import finetuning_dir
+from wfutils.slm.recipe import record_recipe, record_seed
 from wfutils.storage import atomic_write_json
 
 __all__ = [
@@ -144,11 +145,15 @@ def slm_system_meta(
     adapter: str | None = None,
     constrained: bool = False,
     train_corpus: str = "synthetic",
+    record: Mapping[str, Any] | None = None,
+    checkpoint_step: int | None = None,
 ) -> SystemMeta:
     """The :class:`SystemMeta` of a fine-tuned system generated here: the adapter answers the bare request.
 
     ``n_params`` is counted from ``model``; ``model_sha256`` is that of the base model's GGUF when known;
-    the engine is :func:`slm_engine`'s description (the weights' dtype as its quantisation).
+    the engine is :func:`slm_engine`'s description (the weights' dtype as its quantisation). ``record``: the
+    adapter's training record, whose recipe and seed the metadata keep (:mod:`wfutils.slm.recipe`; another seed
+    of one recipe is a spread, not a rival); ``checkpoint_step``: a learning-curve point's step.
     """
     from wfutils.models import count_parameters, model_sha256
     from wfutils.weights import WEIGHTS
@@ -165,6 +170,8 @@ def slm_system_meta(
         strategy=NO_STRATEGY, k=0, retrieval="none", engine=engine,
         decoding="constrained" if constrained else "greedy", model_sha256=model_sha256(base_model),
         train_corpus=train_corpus,
+        recipe=record_recipe(record, checkpoint_step) if record else None,
+        training_seed=record_seed(record) if record else None,
     )
 
 

@@ -37,6 +37,7 @@ import pandas as pd
 from wfutils.data.predictions import META_SUFFIX, meta_path
 from wfutils.evaluation import companion, selection
 from wfutils.provenance import code_digest
+from wfutils.slm.layout import ADAPTER_DIR, CHECKPOINT_DIR, CURVE_DIR, FINETUNING_DIR
 from wfutils.storage import atomic_dir, atomic_write_json
 from wfutils.study.parameters import declared_defaults
 from wfutils.study.pipeline import REPO_ROOT
@@ -70,14 +71,14 @@ KEPT: tuple[tuple[str, str], ...] = (
     ("eval/predictions.parquet", "evaluation table"),
     ("eval/errors.parquet", "evaluation table"),
     ("eval/figures/*.png", "evaluation figure"),
-    ("slm/*.json", "fine-tuning record"),
-    ("slm/*.csv", "fine-tuning table"),
-    ("slm/*.png", "fine-tuning figure"),
-    ("slm/*/training_record.json", "fine-tuning record of a named system (another seed)"),
-    ("slm/*/generation_summary.json", "fine-tuning record of a named system (another seed)"),
-    ("slm/*/*.png", "fine-tuning figure of a named system"),
-    ("slm/curve/*/adapter_config.json", "learning-curve point's adapter configuration"),
-    ("slm/curve/*/trainer_state.json", "learning-curve point's trainer state"),
+    (f"{FINETUNING_DIR}/*.json", "fine-tuning record"),
+    (f"{FINETUNING_DIR}/*.csv", "fine-tuning table"),
+    (f"{FINETUNING_DIR}/*.png", "fine-tuning figure"),
+    (f"{FINETUNING_DIR}/*/training_record.json", "fine-tuning record of a named system (another seed)"),
+    (f"{FINETUNING_DIR}/*/generation_summary.json", "fine-tuning record of a named system (another seed)"),
+    (f"{FINETUNING_DIR}/*/*.png", "fine-tuning figure of a named system"),
+    (f"{FINETUNING_DIR}/{CURVE_DIR}/*/adapter_config.json", "learning-curve point's adapter configuration"),
+    (f"{FINETUNING_DIR}/{CURVE_DIR}/*/trainer_state.json", "learning-curve point's trainer state"),
     ("llm/*.json", "prompting record"),
     ("llm/*.csv", "prompting table"),
     ("llm/traces/*.jsonl", "request traces"),
@@ -85,7 +86,7 @@ KEPT: tuple[tuple[str, str], ...] = (
 )
 #: Never kept, whatever pattern they match: weights and what holds them.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".ckpt", ".onnx", ".npz")
-_EXCLUDED_FOLDERS = {"adapter": "adapter", "checkpoints": "checkpoint", "cache": "cache", "merged": "weights"}
+_EXCLUDED_FOLDERS = {ADAPTER_DIR: "adapter", CHECKPOINT_DIR: "checkpoint", "cache": "cache", "merged": "weights"}
 #: Excluded by name: the evaluation's examples are whole test splits of the corpora (rebuilt by notebook 01).
 _EXCLUDED_FILES = {"eval/examples.parquet": "corpus rows"}
 #: The glued headline values that do not depend on resampling: compared whatever code computed the run.
