@@ -174,6 +174,13 @@ def test_other_seeds_of_one_recipe_make_a_spread_not_candidates() -> None:
     chosen = select_finetuned(scores, validation)
     assert (chosen.system, chosen.candidates, chosen.seed_repeats) == ("ft-c", ("ft-b", "ft-c"), ("ft-a",))
 
+    # One adapter decoded another way (same seed), or with another decoding, is no repeat: both stay candidates.
+    both = {**systems, "ft-b-constrained": ({**trained("r1", 0), "decoding": "constrained"}, llm),
+            "ft-b-again": (trained("r1", 0), llm)}
+    assert select_finetuned(scores_and_examples(both, {})[0], None).seed_repeats == ("ft-a",)
+    assert select_finetuned(scores_and_examples(both, {})[0], None).candidates == (
+        "ft-b", "ft-b-again", "ft-b-constrained", "ft-c")
+
     # The same recipe on another base model is another training, and systems without a recipe (sidecars written
     # before recipes were recorded) are each a candidate, as they were.
     systems["ft-a"] = ({**trained("r1", 1), "base_model": "other-135m"}, llm + 0.2)

@@ -296,6 +296,14 @@ def test_seeds_of_one_recipe_form_a_spread_whatever_step_each_kept(tmp_path: Pat
     ev = evaluate_run(run, progress=False)
     facts = decision.training_facts(run, ev.metas)
     assert facts["ft-s0"].recipe == facts["ft-s1"].recipe and facts["ft-s1"].record == "slm/ft-s1/training_record.json"
+    # The recipe notebook 02 writes into a system's metadata is the one read from its record here.
+    record = json.loads((run / "slm" / "ft-s1" / "training_record.json").read_text())
+    assert recipe.record_recipe(record, train_corpus="synthetic") == facts["ft-s1"].recipe
+    assert recipe.record_recipe(record, train_corpus="n8n") != facts["ft-s1"].recipe
+    # A learning-curve adapter of the named training belongs to that training's record, not to slm/'s.
+    from wfutils.evaluation.companion import training_record
+    assert training_record(run, "slm/ft-s1/curve/step-5")[1] == "slm/ft-s1/training_record.json"
+    assert training_record(run, "slm/curve/step-5")[1] == "slm/training_record.json"
     spread = decision.seed_spread(ev.wide(), facts, n_boot=200)
     assert spread[["pairs", "steps", "seeds"]].values.tolist() == [["40, 20", "10, 5", "0, 1"]]
     assert recipe.training_recipe({"seed": 0, "learning_rate": 1e-3}, 400) == \

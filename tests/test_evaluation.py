@@ -15,7 +15,7 @@ from wfutils.evaluation import loading, scoring, selection
 from wfutils.evaluation import statistics as stats
 from wfutils.evaluation.result import META_COLUMNS, SCORE_COLUMNS
 from wfutils.evaluation.scoring import METRICS, evaluate_run
-from wfutils.evaluation.store import load_evaluation, save_evaluation
+from wfutils.evaluation.store import load_evaluation, load_or_evaluate, save_evaluation
 from wfutils.evaluation.tables import cost_table, error_table, feature_table
 from wfutils.flows.parsing import dumps_flow
 
@@ -159,6 +159,12 @@ def test_small_run_gives_the_expected_table(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(back.scores.astype({c: str for c in SCORE_COLUMNS[:-1]}),
                                   ev.scores.astype({c: str for c in SCORE_COLUMNS[:-1]}))
     assert back.metas == ev.metas and back.selection_scores.empty
+    # Scores saved in an older layout (before the recipe columns) are scored again, never read half-way.
+    (out / "info.json").write_text(json.dumps({**info, "format": 2}))
+    with pytest.raises(FileNotFoundError, match="older layout"):
+        load_evaluation(run)
+    again, how = load_or_evaluate(run)
+    assert how.startswith("scored the run here") and set(SCORE_COLUMNS) <= set(again.scores.columns)
 
     errors = error_table(ev, run, progress=False).groupby(["system", "id"])["tag"].apply(list).to_dict()
     assert errors[(LLM, "sn-test-0")] == ["wrong_trigger_type"]

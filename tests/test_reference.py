@@ -160,7 +160,8 @@ def test_a_repeated_training_is_kept_and_read_as_a_seed_spread() -> None:
                                        pd.read_parquet(run / "eval" / "selection_scores.parquet"))
     for entry in repeats:
         mine = trained[entry["parameters"]["system"]]
-        assert mine["training_seed"] == entry["parameters"]["seed"] and mine["recipe"]
+        assert mine.get("training_seed") == entry["parameters"]["seed"] and mine.get("recipe"), \
+            f"{run}: the sidecar of {mine['system']} lacks its recipe or seed (a run older than them: run it again)"
         first = min((m for m in trained.values() if m["recipe"] == mine["recipe"]),
                     key=lambda m: (m["training_seed"], m["system"]))
         assert first["training_seed"] < mine["training_seed"]

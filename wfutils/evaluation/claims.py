@@ -11,9 +11,10 @@ Conventions (see also :mod:`wfutils.evaluation.statistics`):
 * evaluation set: the synthetic in-distribution ``test`` subset when the run has it, else all
   subsets that every compared system ran, pooled; the ``validation`` split never is;
 * systems come from their metadata (:mod:`wfutils.evaluation.selection`): the fine-tuned system is
-  the run's only one, or the one with the highest FlowSim with inputs on the synthetic
-  ``validation`` split (never chosen on test; several fine-tuned systems without validation
-  predictions make C1-C4 not testable); prompted systems: every ``prompted`` system except
+  the run's only one (other seeds of one recipe count once, by their first seed), or the one with the
+  highest FlowSim with inputs on the synthetic ``validation`` split (never chosen on test; several
+  fine-tuned recipes without validation predictions make C1-C4 not testable); prompted systems: every
+  ``prompted`` system except
   oracle-retrieval variants; oracle pairs: an oracle-retrieval system and its BM25 twin;
 * only examples that every compared system predicted are used (``n``);
 * gains in subgroups are absolute (FlowSim points, averaged over prompted systems) and compare

@@ -84,24 +84,33 @@ def weights_as_run(engine: EngineInfo | None) -> str:
 
 # --------------------------------------------------------------------------- hyperparameters
 
+def _finetuning_folders(run_dir: Path, adapter: str | None) -> list[Path]:
+    """Where a fine-tuned system's records may lie, nearest first: the folders from its adapter's up to ``slm/``
+    (a learning-curve adapter ``slm/<system>/curve/step-N`` belongs to ``slm/<system>``'s training)."""
+    root = run_dir / FINETUNING_DIR
+    folder = (run_dir / adapter).parent if adapter else root
+    if folder != root and root not in folder.parents:  # an adapter kept elsewhere: its own folder, then slm/
+        return [folder, root]
+    folders = []
+    while folder != root:
+        folders.append(folder)
+        folder = folder.parent
+    return [*folders, root]
+
+
 def training_record(run_dir: Path, adapter: str | None) -> tuple[dict[str, Any], str]:
-    """The training record of a fine-tuned system (beside its adapter, else ``slm/``) and its path relative to
-    the run; ``({}, "")`` when there is none."""
-    candidates = []
-    if adapter:
-        candidates.append(run_dir / Path(adapter).parent / "training_record.json")
-    candidates.append(run_dir / FINETUNING_DIR / "training_record.json")
-    for path in candidates:
-        record = _read_json(path)
+    """The training record of a fine-tuned system (the nearest to its adapter, else ``slm/``'s) and its path
+    relative to the run; ``({}, "")`` when there is none."""
+    for folder in _finetuning_folders(run_dir, adapter):
+        record = _read_json(folder / "training_record.json")
         if record:
-            return record, os.path.relpath(path, run_dir)
+            return record, os.path.relpath(folder / "training_record.json", run_dir)
     return {}, ""
 
 
 def _generation(run_dir: Path, system: str, adapter: str | None) -> dict[str, Any]:
-    """A fine-tuned system's entry of the generation summary beside its adapter, else of ``slm/``'s."""
-    folders = [run_dir / Path(adapter).parent] if adapter else []
-    for folder in [*folders, run_dir / FINETUNING_DIR]:
+    """A fine-tuned system's entry of the generation summary nearest to its adapter, else of ``slm/``'s."""
+    for folder in _finetuning_folders(run_dir, adapter):
         entry = _read_json(folder / "generation_summary.json").get(system)
         if entry:
             return entry

@@ -140,12 +140,14 @@ def training_facts(run_dir: str | os.PathLike[str], metas: Mapping[str, SystemMe
         trained_to = step if state is not None and state.is_file() else int(needed["steps"])
         facts[name] = TrainingFacts(
             system=name, base_model=meta.base_model, pairs=min(int(needed["n_examples"]), step * per_step),
-            training_set=int(needed["n_examples"]), seed=int(needed["seed"]), steps=step,
+            training_set=int(needed["n_examples"]),
+            seed=meta.training_seed if meta.training_seed is not None else int(needed["seed"]), steps=step,
             train_seconds=_seconds_to_step(record, trained_to, needed["train_seconds"]),
             wall_seconds=record.get("wall_seconds_this_session"),
             threads=int(threads) * int(record.get("num_processes") or 1) if isinstance(threads, int) else None,
-            record=where, recipe=training_recipe(config, int(needed["n_examples"]),
-                                                 step if state is not None and state.is_file() else None))
+            record=where, recipe=meta.recipe or training_recipe(
+                config, int(needed["n_examples"]), step if state is not None and state.is_file() else None,
+                train_corpus=meta.train_corpus))
     return facts
 
 

@@ -18,7 +18,7 @@ from wfutils.data.predictions import SystemMeta
 
 #: Fields of :class:`SystemMeta` copied onto every score row.
 META_COLUMNS: tuple[str, ...] = ("arm", "base_model", "n_params", "strategy", "k", "retrieval", "train_corpus",
-                                 "recipe", "training_seed")
+                                 "decoding", "recipe", "training_seed")
 SCORE_COLUMNS: tuple[str, ...] = ("run", "system", *META_COLUMNS, "dataset", "split", "subset", "domain", "id",
                                   "metric", "value")
 #: Score columns stored as pandas categoricals (the others: id and recipe str, k int64, n_params / training_seed /
@@ -94,7 +94,7 @@ def systems_frame(metas: dict[str, SystemMeta]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-_LATER_META = ("recipe", "training_seed")  # absent from score tables written before they existed: read as unknown
+_LATER_META = ("decoding", "recipe", "training_seed")  # absent from score tables written before them: unknown
 
 
 def has_meta(scores: pd.DataFrame) -> bool:

@@ -6,8 +6,9 @@
 * oracle pairs: a prompted ``retrieval == "oracle"`` system and the prompted ``retrieval ==
   "bm25"`` system with the same base model, strategy and k;
 * seeds of one training (:func:`seed_repeats`): fine-tuned systems whose metadata name the same recipe
-  (:mod:`wfutils.slm.recipe`) and base model are one candidate, its lowest training seed; the other seeds
-  are weighed as a spread in notebook 06, never chosen among (picking the luckiest seed is not a result);
+  (:mod:`wfutils.slm.recipe`), base model and decoding with other training seeds are one candidate, its lowest
+  seed; the other seeds are weighed as a spread in notebook 06, never chosen among (picking the luckiest seed
+  is not a result);
 * the fine-tuned system of the headline (:func:`select_finetuned`): the only candidate when the run
   has one; otherwise the one with the highest mean FlowSim with inputs on the synthetic
   ``validation`` split, on the examples every candidate predicted there. Test scores
@@ -82,14 +83,19 @@ def finetuned_systems(scores: pd.DataFrame) -> list[str]:
 
 
 def seed_repeats(scores: pd.DataFrame) -> dict[str, str]:
-    """Each fine-tuned system that repeats another's training with another seed -> that other system: of the
-    systems with one base model and recipe (their metadata's), the lowest training seed (then name) is kept."""
+    """Each fine-tuned system that repeats another's training with another seed -> that other system.
+
+    Of the systems whose metadata name one base model, decoding and recipe (the corpus included) and a training
+    seed, the lowest seed (then name) is kept; a system of another seed repeats it. Two systems of one seed are
+    no repeats (one adapter decoded two ways, say): both stay candidates."""
     meta = meta_of(scores)
-    meta = meta[(meta["arm"] == FINE_TUNED) & meta["recipe"].map(lambda r: isinstance(r, str) and bool(r))]
+    meta = meta[(meta["arm"] == FINE_TUNED) & meta["recipe"].map(lambda r: isinstance(r, str) and bool(r))
+                & meta["training_seed"].notna()]
     repeats: dict[str, str] = {}
-    for _, group in meta.groupby(["base_model", "recipe"], sort=True):
-        ordered = sorted(group.index, key=lambda s: (np.nan_to_num(group.at[s, "training_seed"], nan=np.inf), s))
-        repeats.update({str(other): str(ordered[0]) for other in ordered[1:]})
+    for _, group in meta.groupby(["base_model", "decoding", "recipe"], sort=True, dropna=False):
+        kept = min(group.index, key=lambda s: (group.at[s, "training_seed"], s))
+        repeats.update({str(other): str(kept) for other in group.index
+                        if group.at[other, "training_seed"] != group.at[kept, "training_seed"]})
     return repeats
 
 

@@ -29,8 +29,9 @@ from wfutils.evaluation.scoring import METRICS, evaluate_run
 from wfutils.provenance import version_record
 from wfutils.storage import atomic_write, atomic_write_json, remove_leftovers
 
-#: Version of the layout below; :func:`load_evaluation` refuses another one.
-FORMAT = 2
+#: Version of the layout below; :func:`load_evaluation` refuses another one (3: score rows carry the fine-tuned
+#: systems' decoding, recipe and training seed).
+FORMAT = 3
 FIGURES = "figures"
 
 

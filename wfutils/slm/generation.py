@@ -170,7 +170,7 @@ def slm_system_meta(
         strategy=NO_STRATEGY, k=0, retrieval="none", engine=engine,
         decoding="constrained" if constrained else "greedy", model_sha256=model_sha256(base_model),
         train_corpus=train_corpus,
-        recipe=record_recipe(record, checkpoint_step) if record else None,
+        recipe=record_recipe(record, checkpoint_step, train_corpus=train_corpus) if record else None,
         training_seed=record_seed(record) if record else None,
     )
 
