@@ -11,7 +11,8 @@ import pytest
 from tests.test_evaluation import make_run
 from wfutils.evaluation import claims
 from wfutils.evaluation.scoring import evaluate_run
-from wfutils.evaluation.selection import compared_systems, select_finetuned
+from wfutils.evaluation.result import meta_of
+from wfutils.evaluation.selection import compared_systems, seed_repeats, select_finetuned
 
 N = 120
 FT = {"arm": "fine-tuned", "base_model": "smollm2-135m", "n_params": 134_515_008, "strategy": "none", "k": 0,
@@ -188,6 +189,31 @@ def test_other_seeds_of_one_recipe_make_a_spread_not_candidates() -> None:
     plain = scores.drop(columns=["recipe", "training_seed"])
     assert select_finetuned(plain, None).system is None and select_finetuned(plain, None).candidates == (
         "ft-a", "ft-b", "ft-c")
+
+
+def test_a_system_scored_in_two_layouts_keeps_the_metadata_its_later_rows_carry() -> None:
+    rng = np.random.default_rng(6)
+    llm = rng.uniform(0.4, 0.6, N)
+    trained = {seed: {**FT, "recipe": "r1", "training_seed": seed} for seed in (0, 1)}
+    new = tidy({"ft-a": (trained[1], llm + 0.2), "ft-b": (trained[0], llm)})
+    # ft-a's first rows come from a table written before recipes and seeds were recorded
+    old = new[new["system"] == "ft-a"].drop(columns=["recipe", "training_seed"]).assign(subset="validation")
+    scores = pd.concat([old, new], ignore_index=True)
+    meta = meta_of(scores)
+    assert (meta.at["ft-a", "recipe"], meta.at["ft-a", "training_seed"]) == ("r1", 1.0)
+    assert seed_repeats(scores) == {"ft-a": "ft-b"}
+    # a value no row of a system carries stays unknown
+    assert meta_of(scores.drop(columns=["recipe"]))["recipe"].isna().all()
+
+
+def test_scores_without_a_fine_tuned_system_have_no_repeats(tmp_path: Path) -> None:
+    llm = np.random.default_rng(7).uniform(0.4, 0.6, N)
+    tidy({"ft-b": ({**FT, "recipe": "r1", "training_seed": 0}, llm), "gpt-4o-few-shot": (prompted(), llm)}
+         ).to_parquet(tmp_path / "scores.parquet")
+    scores = pd.read_parquet(tmp_path / "scores.parquet")  # string columns as a run's scores are read back
+    prompted_only = scores[scores["system"] == "gpt-4o-few-shot"]
+    assert seed_repeats(prompted_only) == {} and select_finetuned(prompted_only, None).system is None
+    assert seed_repeats(scores) == {}
 
 
 # --------------------------------------------------------------------------- C1b both ways, on scored predictions

@@ -318,6 +318,22 @@ def test_seeds_of_one_recipe_form_a_spread_whatever_step_each_kept(tmp_path: Pat
     assert not decision.has_seed_spread(facts) and decision.seed_spread(ev.wide(), facts, n_boot=200).empty
 
 
+def test_one_adapter_decoded_another_way_or_twice_is_no_further_seed() -> None:
+    def fact(system: str, seed: int, decoding: str = "greedy") -> decision.TrainingFacts:
+        return decision.TrainingFacts(system=system, base_model="m", pairs=40, training_set=40, seed=seed, steps=10,
+                                      train_seconds=1.0, wall_seconds=None, threads=1,
+                                      record="slm/training_record.json", recipe="r", decoding=decoding)
+
+    facts = {f.system: f for f in (fact("ft-s0", 0), fact("ft-s1", 1), fact("ft-s2-constrained", 2, "constrained"),
+                                   fact("ft-s0-again", 0))}
+    values = pd.DataFrame({"ft-s0": [0.5, 0.7], "ft-s1": [0.6, 0.8], "ft-s2-constrained": [0.0, 0.0],
+                           "ft-s0-again": [0.9, 0.9]})
+    spread = decision.seed_spread(values, facts, n_boot=100)
+    assert spread[["n_seeds", "seeds"]].values.tolist() == [[2, "0, 1"]]
+    assert spread.iloc[0]["mean"] == pytest.approx(0.65)
+    assert not decision.has_seed_spread({s: facts[s] for s in ("ft-s0", "ft-s2-constrained", "ft-s0-again")})
+
+
 def test_decision_config_refuses_a_bad_price() -> None:
     from wfutils.config import ConfigError
 

@@ -200,6 +200,23 @@ def test_bad_repeat_sections_are_refused_before_any_work(fit_notebooks: Path, tm
         plan("bad", tmp_path / "r", notebooks_dir=fit_notebooks, profiles={"bad": {"notebooks": sections}})
 
 
+@pytest.mark.parametrize(("sections", "clash"), [
+    ({"02_slm_finetuning": {"base_model": "smollm2-135m"},
+      "02_slm_finetuning@seed1": {"seed": 1, "system": "slm-smollm2-135m-lora"}}, "slm-smollm2-135m-lora"),
+    ({"02_slm_finetuning": {"base_model": "smollm2-135m", "constrained": True},
+      "02_slm_finetuning@seed1": {"seed": 1, "system": "slm-smollm2-135m-lora-constrained"}},
+     "slm-smollm2-135m-lora-constrained"),
+])
+def test_a_repeat_naming_the_notebooks_default_system_is_refused(tmp_path: Path, sections: dict, clash: str) -> None:
+    for only in (None, ["02_slm_finetuning@seed1"]):  # a repeat run alone would overwrite the earlier run's system
+        with pytest.raises(PipelineError, match=f"02_slm_finetuning and 02_slm_finetuning@seed1 both write system "
+                                                f"'{clash}'"):
+            plan("bad", tmp_path / "r", profiles={"bad": {"notebooks": sections}}, only=only)
+    sections["02_slm_finetuning@seed1"]["system"] = clash + "-seed1"
+    assert [s.name for s in plan("ok", tmp_path / "r", profiles={"ok": {"notebooks": sections}}, only=["02"])] == [
+        "02_slm_finetuning", "02_slm_finetuning@seed1"]
+
+
 def test_force_reaches_notebooks_that_declare_it_and_leaves_the_fingerprint_alone(tmp_path: Path) -> None:
     folder = tmp_path / "nbs"
     folder.mkdir()

@@ -162,7 +162,7 @@ def test_a_repeated_training_is_kept_and_read_as_a_seed_spread() -> None:
         mine = trained[entry["parameters"]["system"]]
         assert mine.get("training_seed") == entry["parameters"]["seed"] and mine.get("recipe"), \
             f"{run}: the sidecar of {mine['system']} lacks its recipe or seed (a run older than them: run it again)"
-        first = min((m for m in trained.values() if m["recipe"] == mine["recipe"]),
+        first = min((m for m in trained.values() if all(m.get(k) == mine.get(k) for k in selection.SAME_TRAINING)),
                     key=lambda m: (m["training_seed"], m["system"]))
         assert first["training_seed"] < mine["training_seed"]
         assert setup.finetuned == first["system"] and mine["system"] in setup.comparison.selection.seed_repeats

@@ -34,7 +34,7 @@ from wfutils.evaluation.companion import training_record
 from wfutils.evaluation.costs import runs_locally
 from wfutils.evaluation.loading import load_system_metas
 from wfutils.evaluation.result import Evaluation
-from wfutils.evaluation.selection import ComparisonSetup, evaluation_values
+from wfutils.evaluation.selection import ComparisonSetup, evaluation_values, seed_groups
 from wfutils.evaluation.statistics import DEFAULT_BOOT, mean_ci, paired_comparison, system_summary
 from wfutils.evaluation.tables import QUALITY, cost_table, with_ci
 from wfutils.slm.recipe import training_recipe
@@ -86,6 +86,7 @@ class TrainingFacts:
     threads: int | None  # CPU threads of the training (torch threads x processes); None: not recorded
     record: str  # the record's path relative to the run
     recipe: str = ""  # digest of what the training was but its seed (:func:`wfutils.slm.recipe.training_recipe`): equal = seeds of one recipe
+    decoding: str | None = None  # how the adapter's answers were decoded (greedy, constrained): another decoding, another system
 
     @property
     def train_cpu_seconds(self) -> float:
@@ -147,7 +148,7 @@ def training_facts(run_dir: str | os.PathLike[str], metas: Mapping[str, SystemMe
             threads=int(threads) * int(record.get("num_processes") or 1) if isinstance(threads, int) else None,
             record=where, recipe=meta.recipe or training_recipe(
                 config, int(needed["n_examples"]), step if state is not None and state.is_file() else None,
-                train_corpus=meta.train_corpus))
+                train_corpus=meta.train_corpus), decoding=meta.decoding)
     return facts
 
 
@@ -341,8 +342,8 @@ NO_CURVE = ("This run has no fine-tuned systems trained on at least three number
             "`n_train` (notebook 02), each scored on the same requests as the prompted systems, give this section "
             "its table, figure and verdicts.")
 #: What the seed spread needs, and which parameter produces it.
-NO_SEEDS = ("This run has no fine-tuned model trained with two or more seeds of one recipe, so the intervals "
-            "here cover the requests only, not another training run. Fine-tuned systems that differ only in "
+NO_SEEDS = ("This run has no fine-tuned model trained with two or more seeds of one recipe (and decoding), so the "
+            "intervals here cover the requests only, not another training run. Fine-tuned systems that differ only in "
             "notebook 02's `seed` (a profile section such as `02_slm_finetuning@seed1` with its own `seed` and "
             "`system`) give this section its spread.")
 
@@ -359,12 +360,26 @@ def has_learning_curve(facts: Mapping[str, TrainingFacts]) -> bool:
     return any(len(sizes) >= MIN_SIZES for sizes in _sizes(facts).values())
 
 
+def _seed_trainings(facts: Mapping[str, TrainingFacts], systems: Sequence[str] | None = None) -> list[list[str]]:
+    """Groups of :func:`wfutils.evaluation.selection.seed_groups` (among ``systems``, if given) with at least
+    :data:`MIN_SEEDS` seeds, one system per seed (the first by name: one adapter decoded twice is one seed)."""
+    chosen = [f for f in facts.values() if systems is None or f.system in systems]
+    frame = pd.DataFrame([{"system": f.system, "base_model": f.base_model, "decoding": f.decoding, "recipe": f.recipe,
+                           "training_seed": f.seed} for f in chosen],
+                         columns=["system", "base_model", "decoding", "recipe", "training_seed"]).set_index("system")
+    trainings = []
+    for group in seed_groups(frame):
+        per_seed: dict[int, str] = {}
+        for system in group:
+            per_seed.setdefault(facts[system].seed, system)
+        if len(per_seed) >= MIN_SEEDS:
+            trainings.append(list(per_seed.values()))
+    return trainings
+
+
 def has_seed_spread(facts: Mapping[str, TrainingFacts]) -> bool:
-    """Whether some base model was fine-tuned with at least :data:`MIN_SEEDS` seeds of one recipe."""
-    seeds: dict[tuple[str, str], set[int]] = {}
-    for fact in facts.values():
-        seeds.setdefault((fact.base_model, fact.recipe), set()).add(fact.seed)
-    return any(len(s) >= MIN_SEEDS for s in seeds.values())
+    """Whether some training (base model, decoding, recipe) was run with at least :data:`MIN_SEEDS` seeds."""
+    return bool(_seed_trainings(facts))
 
 
 def _groups(facts: Mapping[str, TrainingFacts], values: pd.DataFrame) -> dict[tuple[str, int], list[str]]:
@@ -451,19 +466,14 @@ def break_even_sentences(table: pd.DataFrame) -> list[str]:
 
 def seed_spread(values: pd.DataFrame, facts: Mapping[str, TrainingFacts], *, n_boot: int = DEFAULT_BOOT,
                 seed: int = 0) -> pd.DataFrame:
-    """Per base model and recipe trained with at least :data:`MIN_SEEDS` seeds (:func:`wfutils.slm.recipe.training_recipe`): the mean
-    over seeds of each seed's mean score, their standard deviation and range (what another training run would
+    """Per training run with at least :data:`MIN_SEEDS` seeds (one base model, decoding and recipe: see
+    :func:`wfutils.evaluation.selection.seed_groups`): the mean over seeds of each seed's mean score, their standard deviation and range (what another training run would
     change), beside the 95% bootstrap interval of the seed-averaged score (what other requests would change).
     ``pairs`` and ``steps`` list each seed's: checkpoint selection may keep another step for another seed."""
     rows = values[[s for s in values.columns if s in facts]].dropna()
-    groups: dict[tuple[str, str], list[str]] = {}
-    for fact in sorted(facts.values(), key=lambda f: (f.base_model, f.recipe, f.seed, f.system)):
-        if fact.system in rows:
-            groups.setdefault((fact.base_model, fact.recipe), []).append(fact.system)
     out = []
-    for (base, _), systems in groups.items():
-        if len({facts[s].seed for s in systems}) < MIN_SEEDS:
-            continue
+    for systems in _seed_trainings(facts, list(rows.columns)):
+        base = facts[systems[0]].base_model
         means = rows[systems].mean(axis=0)
         ci = mean_ci(rows[systems].mean(axis=1).to_numpy(), n_boot, seed)
         out.append({"base_model": base, "pairs": ", ".join(str(facts[s].pairs) for s in systems),

@@ -112,7 +112,12 @@ def meta_of(scores: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"the scores lack the system metadata column(s) {', '.join(missing)}; score the run with "
                          "wfutils.evaluation.scoring.evaluate_run, which reads each system's sidecar")
     scores = scores.assign(**{c: None for c in _LATER_META if c not in scores.columns})
-    frame = scores[["system", *META_COLUMNS]].astype({"system": str}).drop_duplicates("system").set_index("system")
+    rows = scores[["system", *META_COLUMNS]].astype({"system": str})
+    frame = rows.drop_duplicates("system").set_index("system")
+    # a system's rows from score tables of two layouts: a value its first row lacks is taken from a later one
+    later_meta = list(_LATER_META)
+    later = rows.groupby("system", sort=False)[later_meta].first().reindex(frame.index)
+    frame[later_meta] = frame[later_meta].where(frame[later_meta].notna() | later.isna(), later)
     for column in ("arm", "base_model", "strategy", "retrieval"):
         frame[column] = frame[column].astype(str)
     return frame.astype({"n_params": "float64", "k": "int64", "training_seed": "float64"}).sort_index()

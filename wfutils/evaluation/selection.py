@@ -82,20 +82,33 @@ def finetuned_systems(scores: pd.DataFrame) -> list[str]:
     return sorted(meta.index[meta["arm"] == FINE_TUNED])
 
 
+#: What makes fine-tuned systems seeds of one training: one base model, decoding and recipe (the corpus included).
+SAME_TRAINING = ("base_model", "decoding", "recipe")
+
+
+def seed_groups(systems: pd.DataFrame) -> list[list[str]]:
+    """Fine-tuned systems that are seeds of one training (:data:`SAME_TRAINING`), each group sorted by training
+    seed, then name. ``systems``: indexed by system, with those columns and ``training_seed`` (as :func:`meta_of`
+    gives them); a system without a recipe or a seed (a sidecar older than both) is in no group."""
+    if systems.empty:
+        return []
+    recorded = np.array([isinstance(r, str) and bool(r) for r in systems["recipe"]], dtype=bool)
+    known = systems[recorded & systems["training_seed"].notna().to_numpy()]
+    return [sorted(map(str, group.index), key=lambda s: (group.at[s, "training_seed"], s))
+            for _, group in known.groupby(list(SAME_TRAINING), sort=True, dropna=False)]
+
+
 def seed_repeats(scores: pd.DataFrame) -> dict[str, str]:
     """Each fine-tuned system that repeats another's training with another seed -> that other system.
 
-    Of the systems whose metadata name one base model, decoding and recipe (the corpus included) and a training
-    seed, the lowest seed (then name) is kept; a system of another seed repeats it. Two systems of one seed are
-    no repeats (one adapter decoded two ways, say): both stay candidates."""
+    Of each :func:`seed_groups` group the lowest seed (then name) is kept; a system of another seed repeats it.
+    Two systems of one seed are no repeats (one adapter decoded two ways, say): both stay candidates."""
     meta = meta_of(scores)
-    meta = meta[(meta["arm"] == FINE_TUNED) & meta["recipe"].map(lambda r: isinstance(r, str) and bool(r))
-                & meta["training_seed"].notna()]
     repeats: dict[str, str] = {}
-    for _, group in meta.groupby(["base_model", "decoding", "recipe"], sort=True, dropna=False):
-        kept = min(group.index, key=lambda s: (group.at[s, "training_seed"], s))
-        repeats.update({str(other): str(kept) for other in group.index
-                        if group.at[other, "training_seed"] != group.at[kept, "training_seed"]})
+    for group in seed_groups(meta[meta["arm"] == FINE_TUNED]):
+        kept = group[0]
+        repeats.update({other: kept for other in group
+                        if meta.at[other, "training_seed"] != meta.at[kept, "training_seed"]})
     return repeats
 
 

@@ -43,6 +43,7 @@ from wfutils.data.predictions import (
     SystemMeta,
     predictions_path,
     read_predictions,
+    system_name,
 )
 from wfutils.data.store import evaluation_splits, load_run_data
 from wfutils.engines.inprocess import InProcessTransformersEngine
@@ -59,6 +60,7 @@ __all__ = [
     "adapter_check_path",
     "adapter_check_sentence",
     "check_adapter",
+    "finetuned_system_name",
     "slm_engine",
     "default_max_new_tokens",
     "slm_system_meta",
@@ -120,6 +122,16 @@ class GenerationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @staticmethod
+    def written_system(values: Mapping[str, Any]) -> str:
+        """The system a run of notebook 02 writes, from its parameter values (:func:`finetuned_system_name`)."""
+        return finetuned_system_name(values["base_model"], values.get("system"), bool(values.get("constrained")))
+
+
+def finetuned_system_name(base_model: str, system: str | None = None, constrained: bool = False) -> str:
+    """Notebook 02's system: ``system`` where set, else ``slm-<base model>-lora`` (``-lora-constrained``)."""
+    return system or system_name(FINE_TUNED, base_model, "lora-constrained" if constrained else "lora")
 
 
 def slm_engine(model: Any, tokenizer: Any) -> InProcessTransformersEngine:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from wfutils.config import ConfigError, field_problem
 
 __all__ = ["NOTEBOOK_CONFIGS", "ParameterError", "RunParameters", "check_parameters", "declared_configs",
-           "declared_defaults", "parameter_problems"]
+           "declared_defaults", "parameter_problems", "written_system"]
 
 #: The dataclasses declaring each notebook's parameters, as ``module:Class`` (imported when needed, so a
 #: notebook's check does not import another stage's libraries).
@@ -65,6 +65,16 @@ def declared_configs(notebook: str) -> tuple[type, ...] | None:
 
 def _fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def written_system(notebook: str, parameters: Mapping[str, Any]) -> str | None:
+    """The system a run of ``notebook`` writes with these parameters (the declared defaults fill the rest): a
+    declaring class's ``written_system(values)``; None for a notebook whose classes define none."""
+    values = {**declared_defaults(notebook), **parameters}
+    for cls in declared_configs(notebook) or ():
+        if hasattr(cls, "written_system"):
+            return cls.written_system(values)
+    return None
 
 
 def declared_defaults(notebook: str) -> dict[str, Any]:

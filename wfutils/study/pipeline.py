@@ -46,7 +46,7 @@ from wfutils.config import ConfigError
 from wfutils.llm.client import LLMConfigError, check_base_url
 from wfutils.provenance import TRACKED_PACKAGES, code_digest, git_commit, notebook_seconds, version_record
 from wfutils.storage import atomic_write_json
-from wfutils.study.parameters import ParameterError, declared_defaults, parameter_problems
+from wfutils.study.parameters import ParameterError, declared_defaults, parameter_problems, written_system
 from wfutils.study.preflight import resource_problems
 from wfutils.study.progress import LiveStatus, register_engine, strip_progress_bars
 from wfutils.study.runlock import RunFolderBusy, RunLock, lock_run_folder
@@ -202,11 +202,11 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
                                     f"known: {', '.join(sorted(declared[sections[section]]))}")
 
     steps: list[NotebookStep] = []
+    written: list[NotebookStep] = []  # every repeated notebook's sections, run now or not: they share run_dir
     problems: list[str] = []
     for path in paths:
         for section in [path.stem, *repeats.get(path.stem, [])]:
-            if only and not any(section.startswith(prefix) for prefix in only):
-                continue
+            chosen = not only or any(section.startswith(prefix) for prefix in only)
             names = declared[path.stem]
             own = per_notebook.get(section) or {} if section != path.stem else {}
             parameters = {k: v for k, v in common.items() if k in names}
@@ -217,6 +217,10 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
                 reaches = (target == section or ((not target or target == path.stem) and name not in own))
                 if reaches and name in names:
                     parameters[name] = value
+            if path.stem in repeats:
+                written.append(NotebookStep(section, path, parameters))
+            if not chosen:
+                continue
             if "run_dir" in names:
                 parameters["run_dir"] = _display_path(run_dir)
             if parameters.get("base_url") is not None:
@@ -233,11 +237,13 @@ def plan(profile_name: str, run_dir: Path, overrides: dict[str, Any] | None = No
     if problems:
         raise PipelineError(str(ParameterError(problems)))
     systems: dict[str, str] = {}
-    for step in steps:
-        if step.notebook in repeats and step.parameters.get("system"):
-            other = systems.setdefault(step.parameters["system"], step.name)
+    for step in written:
+        # a notebook's default name counts: a repeat may name it
+        system = written_system(step.notebook, step.parameters) or step.parameters.get("system")
+        if system:
+            other = systems.setdefault(system, step.name)
             if other != step.name:
-                problems.append(f"notebooks {other} and {step.name} both write system {step.parameters['system']!r}")
+                problems.append(f"notebooks {other} and {step.name} both write system {system!r}")
     if problems:
         raise PipelineError("profile sections that would overwrite each other, nothing was run:\n  " + "\n  ".join(problems))
     return steps
