@@ -319,17 +319,18 @@ def test_seeds_of_one_recipe_form_a_spread_whatever_step_each_kept(tmp_path: Pat
 
 
 def test_one_adapter_decoded_another_way_or_twice_is_no_further_seed() -> None:
-    def fact(system: str, seed: int, decoding: str = "greedy") -> decision.TrainingFacts:
+    def fact(system: str, seed: int, decoding: str = "greedy", recipe: str = "r") -> decision.TrainingFacts:
         return decision.TrainingFacts(system=system, base_model="m", pairs=40, training_set=40, seed=seed, steps=10,
                                       train_seconds=1.0, wall_seconds=None, threads=1,
-                                      record="slm/training_record.json", recipe="r", decoding=decoding)
+                                      record="slm/training_record.json", recipe=recipe, decoding=decoding)
 
     facts = {f.system: f for f in (fact("ft-s0", 0), fact("ft-s1", 1), fact("ft-s2-constrained", 2, "constrained"),
-                                   fact("ft-s0-again", 0))}
+                                   fact("ft-s0-again", 0), fact("ft-s0-step5", 0, recipe="r-step5"))}
+    # a learning-curve point (another recipe) answered only the first request: the spread still covers both
     values = pd.DataFrame({"ft-s0": [0.5, 0.7], "ft-s1": [0.6, 0.8], "ft-s2-constrained": [0.0, 0.0],
-                           "ft-s0-again": [0.9, 0.9]})
+                           "ft-s0-again": [0.9, 0.9], "ft-s0-step5": [0.1, np.nan]})
     spread = decision.seed_spread(values, facts, n_boot=100)
-    assert spread[["n_seeds", "seeds"]].values.tolist() == [[2, "0, 1"]]
+    assert spread[["n_seeds", "seeds", "n"]].values.tolist() == [[2, "0, 1", 2]]
     assert spread.iloc[0]["mean"] == pytest.approx(0.65)
     assert not decision.has_seed_spread({s: facts[s] for s in ("ft-s0", "ft-s2-constrained", "ft-s0-again")})
 

@@ -470,9 +470,11 @@ def seed_spread(values: pd.DataFrame, facts: Mapping[str, TrainingFacts], *, n_b
     :func:`wfutils.evaluation.selection.seed_groups`): the mean over seeds of each seed's mean score, their standard deviation and range (what another training run would
     change), beside the 95% bootstrap interval of the seed-averaged score (what other requests would change).
     ``pairs`` and ``steps`` list each seed's: checkpoint selection may keep another step for another seed."""
-    rows = values[[s for s in values.columns if s in facts]].dropna()
     out = []
-    for systems in _seed_trainings(facts, list(rows.columns)):
+    for systems in _seed_trainings(facts, [s for s in values.columns if s in facts]):
+        rows = values[systems].dropna()  # the requests every seed answered (learning-curve points answer fewer)
+        if rows.empty:
+            continue
         base = facts[systems[0]].base_model
         means = rows[systems].mean(axis=0)
         ci = mean_ci(rows[systems].mean(axis=1).to_numpy(), n_boot, seed)
