@@ -126,8 +126,10 @@ def test_kept_and_excluded_kinds_by_path() -> None:
 
 
 def _runs_with_repeats() -> list[Path]:
-    """The real runs at hand whose profile trained notebook 02 more than once (`make smoke` writes one)."""
-    candidates = [os.environ.get("WFBOOK_TEST_RUN"), ROOT / "results" / "smoke", REFERENCE_DIR]
+    """The real runs at hand whose profile trained notebook 02 more than once (`make smoke` writes one; the
+    committed `large` run in results/reference-large has one)."""
+    candidates = [os.environ.get("WFBOOK_TEST_RUN"), ROOT / "results" / "smoke", REFERENCE_DIR,
+                  REFERENCE_DIR.parent / "reference-large"]
     found = []
     for candidate in candidates:
         manifest = Path(candidate) / "manifest.json" if candidate else None
@@ -388,6 +390,7 @@ def test_gitignore_keeps_the_reference_and_ignores_other_runs() -> None:
         return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False).returncode == 0
     assert not ignored("results/reference/manifest.json")
     assert not ignored("results/reference/notebooks/04_evaluation.ipynb")
+    assert not ignored("results/reference-large/manifest.json")
     assert ignored("results/default/manifest.json") and ignored("results/smoke/slm/adapter/x.safetensors")
 
 
